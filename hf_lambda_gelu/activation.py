@@ -1,0 +1,147 @@
+"""``LambdaGELU``: the nn.Module that holds λ's parameter and calls the op in :mod:`.ops`.
+
+λ is reparameterized as λ = 1 + softplus(s/τ) (METHOD.md), so λ ≥ 1 for any value of the raw
+parameter ``s`` (shape (1,) — FSDP rejects 0-dim parameters — or (C,) with one λ per channel).
+
+Decisions where METHOD.md is silent:
+- The default initial λ is 1 (exact GELU). Because softplus never reaches 0, any initial λ is
+  floored at 1 + ``MIN_LAMBDA_OFFSET`` (1e-6), which keeps dλ/ds > 0 (λ stays learnable) while the
+  activation differs from GELU by at most 0.25·1e-6·x²·φ(x)-scale amounts (far below 1e-5 on logits).
+- Pinning (used by the hardening schedule) is tensor state: a ``pinned`` buffer (0 or 1) mixes in
+  a detached copy of λ, so a pinned λ gets an exact-zero gradient but stays in the autograd graph
+  (DDP sees a gradient-producing path) and changing it never changes a torch.compile guard.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ops import _check_approximate, lambda_gelu
+
+__all__ = ["DEFAULT_TEMPERATURE", "MIN_LAMBDA_OFFSET", "LambdaGELU", "lambda_to_raw", "raw_to_lambda"]
+
+DEFAULT_TEMPERATURE = 0.1
+MIN_LAMBDA_OFFSET = 1e-6
+
+
+def check_lambda_settings(init_lambda: float | None = None, temperature: float | None = None) -> None:
+    """Raise ValueError naming the bad value if λ settings are out of range."""
+    if init_lambda is not None and not init_lambda >= 1.0:
+        raise ValueError(f"init_lambda={init_lambda!r} is invalid: λ-GELU needs λ ≥ 1 (λ = 1 is GELU).")
+    if temperature is not None and not temperature > 0.0:
+        raise ValueError(f"temperature={temperature!r} is invalid: the softplus temperature τ must be > 0.")
+
+
+def raw_to_lambda(raw: torch.Tensor, temperature: float) -> torch.Tensor:
+    """λ = 1 + softplus(s/τ)."""
+    return 1.0 + F.softplus(raw / temperature)
+
+
+def lambda_to_raw(lam: torch.Tensor | float, temperature: float) -> torch.Tensor:
+    """Numerically stable inverse of :func:`raw_to_lambda` (no overflow for λ ~ 1e5 and beyond).
+
+    softplus⁻¹(y) = y + log(−expm1(−y)) for y > 0; y is floored at ``MIN_LAMBDA_OFFSET``.
+    """
+    lam = torch.as_tensor(lam, dtype=torch.float64)
+    y = (lam - 1.0).clamp_min(MIN_LAMBDA_OFFSET)
+    return (y + torch.log(-torch.expm1(-y))) * temperature
+
+
+class LambdaGELU(nn.Module):
+    """λ-GELU activation f(x; λ) = x·Φ(λx) with a learnable hardness λ ≥ 1.
+
+    Args:
+        init_lambda: initial λ (≥ 1). ``1.0`` reproduces GELU (see the module docstring).
+        temperature: softplus temperature τ > 0 of the reparameterization.
+        approximate: ``"none"`` (erf GELU at λ = 1) or ``"tanh"`` (gelu_new at λ = 1).
+        num_channels: ``None`` for one λ for the layer, or C for one λ per channel (last dim).
+
+    >>> import torch
+    >>> act = LambdaGELU()
+    >>> act(torch.zeros(2, 3)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(
+        self,
+        init_lambda: float = 1.0,
+        temperature: float = DEFAULT_TEMPERATURE,
+        approximate: str = "none",
+        num_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_lambda_settings(init_lambda, temperature)
+        _check_approximate(approximate)
+        if num_channels is not None and num_channels < 1:
+            raise ValueError(f"num_channels={num_channels!r} is invalid: use None (one λ) or a positive count.")
+        self.init_lambda = float(init_lambda)
+        self.temperature = float(temperature)
+        self.approximate = approximate
+        self.num_channels = num_channels
+        shape = (num_channels or 1,)
+        self.lambda_raw = nn.Parameter(torch.empty(shape))
+        self.register_buffer("pinned", torch.zeros(shape), persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def configure(self, *, init_lambda: float, temperature: float, num_channels: int | None) -> None:
+        """Apply settings from a model config (before weights are initialized or loaded)."""
+        check_lambda_settings(init_lambda, temperature)
+        self.init_lambda = float(init_lambda)
+        self.temperature = float(temperature)
+        if num_channels != self.num_channels:
+            shape = (num_channels or 1,)
+            kw = {"device": self.lambda_raw.device, "dtype": self.lambda_raw.dtype}
+            self.lambda_raw = nn.Parameter(torch.empty(shape, **kw))
+            self.pinned = torch.zeros(shape, device=self.pinned.device)
+            self.num_channels = num_channels
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Set λ to ``init_lambda`` and unpin, skipping tensors transformers marks as loaded."""
+        from transformers import initialization as init
+
+        init.copy_(self.lambda_raw, self._raw_like(self.init_lambda))
+        init.zeros_(self.pinned)
+
+    def _raw_like(self, lam: torch.Tensor | float) -> torch.Tensor:
+        raw = lambda_to_raw(lam, self.temperature)
+        return raw.to(self.lambda_raw.dtype).expand_as(self.lambda_raw).to(self.lambda_raw.device)
+
+    @property
+    def lambda_(self) -> torch.Tensor:
+        """λ as a tensor (shape (1,) or (C,)); gradient-free where pinned."""
+        lam = raw_to_lambda(self.lambda_raw, self.temperature)
+        return lam + self.pinned * (lam.detach() - lam)
+
+    @torch.no_grad()
+    def set_lambda(self, value: torch.Tensor | float) -> None:
+        """Write λ in place (the raw parameter's storage is kept: optimizers and DDP keep working)."""
+        self.lambda_raw.copy_(self._raw_like(value))
+
+    @torch.no_grad()
+    def pin(self, value: torch.Tensor | float | None = None) -> None:
+        """Freeze λ (optionally at ``value``) without taking the parameter out of the graph."""
+        if value is not None:
+            self.set_lambda(value)
+        self.pinned.fill_(1.0)
+
+    @torch.no_grad()
+    def unpin(self) -> None:
+        """Let λ learn again."""
+        self.pinned.fill_(0.0)
+
+    @property
+    def is_pinned(self) -> bool:
+        return bool(self.pinned.bool().all())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return lambda_gelu(x, self.lambda_, self.approximate)
+
+    def extra_repr(self) -> str:
+        lam = self.lambda_.detach()
+        shown = f"{lam.item():.6g}" if lam.numel() == 1 else f"[{lam.min().item():.4g}..{lam.max().item():.4g}]"
+        pinned = ", pinned" if self.is_pinned else ""
+        return f"lambda={shown}, approximate={self.approximate!r}, temperature={self.temperature}{pinned}"

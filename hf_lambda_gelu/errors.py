@@ -1,0 +1,28 @@
+"""Exceptions raised for bad input, each naming the offending value and the fix."""
+
+from __future__ import annotations
+
+__all__ = ["NoGELUFoundError", "NotLambdaGELUModelError"]
+
+
+class NoGELUFoundError(ValueError):
+    """The model has no GELU activation that λ-GELU can replace."""
+
+    def __init__(self, found: list[str]) -> None:
+        self.found = found
+        listed = ", ".join(found) if found else "none"
+        super().__init__(
+            "No GELU activation to convert to λ-GELU. Activation modules found: "
+            f"[{listed}]. Convertible: GELUActivation, nn.GELU, NewGELUActivation, GELUTanh/"
+            "PytorchGELUTanh, FastGELUActivation, AccurateGELUActivation. Check the model (or filter_fn)."
+        )
+
+
+class NotLambdaGELUModelError(ValueError):
+    """The model has no λ-GELU activation (e.g. reluize() on a plain model)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} has no LambdaGELU module. Convert it first with hf_lambda_gelu.convert_to_lambda_gelu(model) "
+            "or load a λ-GELU checkpoint."
+        )

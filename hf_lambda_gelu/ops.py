@@ -1,0 +1,148 @@
+"""The λ-GELU op: f(x; λ) = x·Φ(λx), its analytic gradients and a custom autograd Function.
+
+Math (see METHOD.md): x·Φ(λx) = GELU(λx)/λ, so the forward runs the native GELU kernel on λx.
+    df/dx = GELU'(λx)
+    df/dλ = x²·φ(λx)                                  (erf form)
+    df/dλ = ½·x²·sech²(u)·k·(1 + 3a(λx)²),  u = k(λx + a(λx)³)   (tanh form, k = √(2/π), a = 0.044715)
+
+Only the input is saved for backward (activation memory equal to GELU's). Eager mode keeps the
+number of full-size allocations at one per pass (they dominate CPU time) by working in place and
+computing dλ chunk by chunk; under torch.compile the plain formulas are used so Inductor fuses them.
+Half-precision inputs are computed in float32 internally and cast back, which keeps λ up to 1e4 and
+|x| up to 1e4 free of overflow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["APPROXIMATIONS", "RELU_DISTANCE_CONSTANT", "lambda_gelu"]
+
+APPROXIMATIONS = ("none", "tanh")
+
+#: c = max_v v·Φ(−v): sup_x |x·Φ(λx) − ReLU(x)| = c/λ (attained at v ≈ 0.752).
+RELU_DISTANCE_CONSTANT = 0.16997120158912
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TANH_K = math.sqrt(2.0 / math.pi)
+_TANH_A = 0.044715
+_CHUNK_ROWS_BYTES = 1 << 18  # ~256 KiB chunks for the eager dλ reduction (stay in cache)
+_TANH_Z_CLAMP = 30.0  # sech²(u(z)) underflows to exactly 0 in float32 well before |z| = 30
+
+
+def _check_approximate(approximate: str) -> None:
+    if approximate not in APPROXIMATIONS:
+        raise ValueError(
+            f"Unknown λ-GELU form approximate={approximate!r}; use one of {APPROXIMATIONS} "
+            "('none' is the exact erf GELU, 'tanh' matches transformers' gelu_new)."
+        )
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _dlambda_density(x: torch.Tensor, lam: torch.Tensor, approximate: str) -> torch.Tensor:
+    """df/dλ elementwise (functional form, used under torch.compile and for small chunks)."""
+    z = x * lam
+    if approximate == "none":
+        return x * x * torch.exp(-0.5 * z * z) * _INV_SQRT_2PI
+    z = z.clamp(-_TANH_Z_CLAMP, _TANH_Z_CLAMP)
+    t = torch.tanh(_TANH_K * (z + _TANH_A * z * z * z))
+    return 0.5 * x * x * (1.0 - t * t) * _TANH_K * (1.0 + 3.0 * _TANH_A * z * z)
+
+
+def _dlambda_eager(x: torch.Tensor, grad: torch.Tensor, lam: torch.Tensor, approximate: str) -> torch.Tensor:
+    """Σ grad·df/dλ reduced to lam's shape, chunk by chunk with one small reusable buffer."""
+    channels = lam.numel()
+    xs = x.reshape(-1, channels)
+    gs = grad.reshape(-1, channels)
+    rows = max(1, _CHUNK_ROWS_BYTES // (channels * xs.element_size()))
+    total = torch.zeros(channels, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32, device=x.device)
+    for start in range(0, xs.shape[0], rows):
+        xc = xs[start : start + rows]
+        gc = gs[start : start + rows]
+        if xc.dtype != lam.dtype:
+            xc = xc.to(lam.dtype)
+            gc = gc.to(lam.dtype)
+        if approximate == "none":
+            w = torch.mul(xc, lam)
+            w.mul_(w).mul_(-0.5).exp_().mul_(xc).mul_(xc).mul_(gc)
+            total += w.sum(0, dtype=total.dtype) * _INV_SQRT_2PI
+        else:
+            total += (_dlambda_density(xc, lam, approximate) * gc).sum(0, dtype=total.dtype)
+    return total.reshape(lam.shape).to(lam.dtype)
+
+
+class LambdaGELUFunction(torch.autograd.Function):
+    """Autograd Function for x·Φ(λx) = GELU(λx)/λ; saves only x (and the tiny λ)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lam: torch.Tensor, approximate: str) -> torch.Tensor:
+        ctx.approximate = approximate
+        ctx.save_for_backward(x, lam)
+        compute = _compute_dtype(x)
+        lam_c = lam.to(compute)
+        if torch.compiler.is_compiling():
+            return (F.gelu(x.to(compute) * lam_c, approximate=approximate) / lam_c).to(x.dtype)
+        y = torch.mul(x.to(compute), lam_c)
+        torch.ops.aten.gelu.out(y, approximate=approximate, out=y)
+        y.div_(lam_c)
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, lam = ctx.saved_tensors
+        approximate = ctx.approximate
+        compute = _compute_dtype(x)
+        lam_c = lam.to(compute)
+        grad_x = grad_lam = None
+        if torch.compiler.is_compiling():
+            xc, gc = x.to(compute), grad.to(compute)
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.ops.aten.gelu_backward(gc, xc * lam_c, approximate=approximate).to(x.dtype)
+            if ctx.needs_input_grad[1]:
+                dens = (_dlambda_density(xc, lam_c, approximate) * gc).reshape(-1, lam.numel())
+                grad_lam = dens.sum(0).reshape(lam.shape).to(lam.dtype)
+            return grad_x, grad_lam, None
+        if ctx.needs_input_grad[1]:
+            grad_lam = _dlambda_eager(x, grad, lam_c, approximate).to(lam.dtype)
+        if ctx.needs_input_grad[0]:
+            z = torch.mul(x.to(compute), lam_c)
+            torch.ops.aten.gelu_backward.grad_input(grad.to(compute), z, approximate=approximate, grad_input=z)
+            grad_x = z.to(x.dtype)
+        return grad_x, grad_lam, None
+
+
+def lambda_gelu(x: torch.Tensor, lam: torch.Tensor | float, approximate: str = "none") -> torch.Tensor:
+    """λ-GELU: x·Φ(λx) (``approximate="none"``) or its tanh-approximated form (``"tanh"``).
+
+    Args:
+        x: input tensor of any shape.
+        lam: gate hardness λ ≥ 1, a float, a 1-element tensor, or one value per channel (last dim of x).
+        approximate: ``"none"`` (exact erf; equals transformers' ``"gelu"`` at λ = 1) or ``"tanh"``
+            (equals ``"gelu_new"`` / ``"gelu_pytorch_tanh"`` at λ = 1).
+
+    Returns:
+        A tensor like ``x``. Gradients flow to ``x`` and, if it requires grad, to ``lam``.
+
+    >>> import torch
+    >>> from hf_lambda_gelu import lambda_gelu
+    >>> x = torch.linspace(-3, 3, 7)
+    >>> torch.allclose(lambda_gelu(x, 1.0), torch.nn.functional.gelu(x))
+    True
+    """
+    _check_approximate(approximate)
+    if not isinstance(lam, torch.Tensor):
+        lam = torch.tensor([float(lam)], dtype=_compute_dtype(x), device=x.device)
+    if lam.dim() == 0:
+        lam = lam.reshape(1)
+    if lam.numel() not in (1, x.shape[-1]):
+        raise ValueError(
+            f"λ has {lam.numel()} values but the input's last dimension is {x.shape[-1]}; "
+            "pass one λ or one per channel."
+        )
+    return LambdaGELUFunction.apply(x, lam, approximate)

@@ -1,0 +1,91 @@
+"""λ-GELU → ReLU swap and the layerwise hardness profile."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from torch import nn
+
+from .activation import LambdaGELU
+from .conversion import _set_config_activation
+from .errors import NotLambdaGELUModelError
+from .ops import RELU_DISTANCE_CONSTANT
+from .registration import ACTIVATION_NAMES, CONFIG_KEY
+from .walker import FilterFn, swap_modules
+
+__all__ = ["ReluizeReport", "hardness_profile", "reluize"]
+
+
+def _layer_lambda(module: LambdaGELU) -> float:
+    """λ of a layer as one number: the value, or the smallest λ of a per-channel layer (the worst bound)."""
+    return float(module.lambda_.detach().min())
+
+
+def hardness_profile(model: nn.Module) -> dict[str, float]:
+    """Qualified module name → λ for every λ-GELU module, in depth (registration) order.
+
+    Per-channel layers report their smallest λ (the one that sets the worst-case ReLU error).
+
+    >>> from hf_lambda_gelu import LambdaGELU
+    >>> import torch
+    >>> hardness_profile(torch.nn.Sequential(LambdaGELU(init_lambda=2.0)))
+    {'0': 2.0}
+    """
+    return {name: _layer_lambda(m) for name, m in model.named_modules() if isinstance(m, LambdaGELU)}
+
+
+@dataclass
+class ReluizeReport:
+    """What :func:`reluize` swapped: per layer λ at the swap and the bound c/λ on |f(x) − ReLU(x)|."""
+
+    swapped: list[str] = field(default_factory=list)
+    lambdas: dict[str, float] = field(default_factory=dict)
+    error_bounds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def max_error_bound(self) -> float:
+        """Worst-case per-activation error of the swap over all layers (c / min λ)."""
+        return max(self.error_bounds.values(), default=0.0)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "max_error_bound": self.max_error_bound}
+
+
+def reluize(model: nn.Module, *, filter_fn: FilterFn | None = None) -> ReluizeReport:
+    """Replace every λ-GELU with ``nn.ReLU`` in place and set the config's activation to ``"relu"``.
+
+    The per-activation change is at most c/λ (c ≈ 0.16997, METHOD.md); the report lists it.
+
+    Args:
+        model: a model with λ-GELU activations.
+        filter_fn: ``filter_fn(module, qualified_name) -> bool`` chooses which to swap.
+
+    Raises:
+        NotLambdaGELUModelError: nothing to swap.
+
+    >>> import torch
+    >>> from hf_lambda_gelu import LambdaGELU
+    >>> report = reluize(torch.nn.Sequential(LambdaGELU(init_lambda=170.0)))
+    >>> round(report.max_error_bound, 4)
+    0.001
+    """
+    report = ReluizeReport()
+
+    def replace(module: nn.Module, name: str) -> nn.Module | None:
+        if not isinstance(module, LambdaGELU):
+            return None
+        lam = _layer_lambda(module)
+        report.swapped.append(name)
+        report.lambdas[name] = lam
+        report.error_bounds[name] = RELU_DISTANCE_CONSTANT / lam
+        return nn.ReLU()
+
+    swaps = swap_modules(model, replace, filter_fn)
+    if not swaps:
+        raise NotLambdaGELUModelError(type(model).__name__)
+    config = getattr(model, "config", None)
+    if config is not None and not any(isinstance(m, LambdaGELU) for m in model.modules()):
+        _set_config_activation(config, "relu", previous=set(ACTIVATION_NAMES.values()))
+        if hasattr(config, CONFIG_KEY):
+            delattr(config, CONFIG_KEY)
+    return report
