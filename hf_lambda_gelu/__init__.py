@@ -7,9 +7,15 @@ Importing the package registers ``"lambda_gelu"`` and ``"lambda_gelu_tanh"`` in 
 from .activation import LambdaGELU
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
 from .errors import NoGELUFoundError, NotLambdaGELUModelError
+from .hardening import HardeningCallback, target_lambda_for_tolerance
+from .lambda_update import install_lambda_update
 from .ops import RELU_DISTANCE_CONSTANT, lambda_gelu
+from .param_groups import lambda_param_groups
+from .peft_utils import add_lambda_modules_to_save
 from .registration import register
 from .reluize import ReluizeReport, hardness_profile, reluize
+from .trainer import LambdaGELUTrainer
+from .training_args import LambdaGELUTrainingArguments
 from .walker import swap_modules
 
 register()
@@ -18,18 +24,25 @@ __version__ = "0.1.0"
 
 __all__ = sorted(
     [
+        "HardeningCallback",
         "LambdaGELU",
+        "LambdaGELUTrainer",
+        "LambdaGELUTrainingArguments",
         "NoGELUFoundError",
         "NotLambdaGELUModelError",
         "RELU_DISTANCE_CONSTANT",
         "ReluizeReport",
+        "add_lambda_modules_to_save",
         "convert_to_lambda_gelu",
         "from_pretrained",
         "hardness_profile",
+        "install_lambda_update",
         "lambda_gelu",
+        "lambda_param_groups",
         "patch_from_pretrained",
         "register",
         "reluize",
         "swap_modules",
+        "target_lambda_for_tolerance",
     ]
 )

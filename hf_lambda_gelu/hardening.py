@@ -1,0 +1,226 @@
+"""Deterministic hardening: move every λ from its learned value to a target λ* in log space.
+
+From ``start`` (a fraction of the run, default 0.75) the schedule pins every λ (no more learning;
+the weights keep training) and sets, before the forward of step k (1-based, k = start_step+1 .. T):
+
+    w = p (linear) or (1 − cos πp)/2 (cosine),  p = (k − start_step) / (T − start_step)
+    log λ_k = (1 − w)·log λ_start + w·log λ*
+
+so λ = λ* exactly at the last step. Targets (METHOD.md): λ* = c/ε for a tolerance ε on the
+worst-case activation error sup|x·Φ(λx) − ReLU(x)| = c/λ (ε = 1e-3 → λ* ≈ 170), or an explicit λ*;
+optionally per layer, λ*_l = λ*/s_l with s_l the RMS of the layer's pre-activation measured on the
+training batches seen before hardening (all-reduced across ranks, so every rank agrees).
+Decision: a gate that already learned a λ above its target is not softened (target_l = max(λ*_l, λ_start)).
+
+The schedule is a pure function of (λ_start, λ*, step), whose inputs are kept as exact floats in the
+callback state (``state()``, saved in ``trainer_state.json``), so a resumed run follows the same
+trajectory as an uninterrupted one. Usable without the Trainer: call ``update(model, step, max_steps)``
+before each forward (step = number of optimizer steps done so far).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+from .ops import RELU_DISTANCE_CONSTANT
+from .param_groups import lambda_modules
+
+__all__ = ["HARDENING_SHAPES", "HardeningCallback", "target_lambda_for_tolerance"]
+
+HARDENING_SHAPES = ("linear", "cosine")
+
+
+def target_lambda_for_tolerance(tolerance: float) -> float:
+    """λ* = c/ε: the smallest λ whose worst-case distance to ReLU is ε (ε = 1e-3 → ≈ 170)."""
+    if not tolerance > 0:
+        raise ValueError(f"relu_tolerance={tolerance!r} is invalid: the tolerance ε must be > 0.")
+    return RELU_DISTANCE_CONSTANT / tolerance
+
+
+def _check(start: float, shape: str, target_lambda: float | None) -> None:
+    if not 0.0 <= start < 1.0:
+        raise ValueError(f"hardening_start={start!r} is invalid: use a fraction of training in [0, 1).")
+    if shape not in HARDENING_SHAPES:
+        raise ValueError(f"hardening_shape={shape!r} is invalid: use one of {HARDENING_SHAPES}.")
+    if target_lambda is not None and not target_lambda >= 1.0:
+        raise ValueError(f"relu_target_lambda={target_lambda!r} is invalid: λ* must be ≥ 1.")
+
+
+def _to_list(t: torch.Tensor) -> list[float]:
+    return [float(v) for v in t.detach().double().reshape(-1)]
+
+
+def _all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        values = values.clone()
+        torch.distributed.all_reduce(values)
+        values /= torch.distributed.get_world_size()
+    return values
+
+
+class HardeningCallback(TrainerCallback, ExportableState):
+    """Pin λ at ``start`` of training and drive it to λ* along a log-space path.
+
+    Args:
+        start: fraction of the run (0 ≤ start < 1) at which hardening begins.
+        shape: ``"linear"`` or ``"cosine"`` interpolation weight in log-space.
+        tolerance: ε, worst-case activation error of the final ReLU swap (λ* = c/ε).
+        target_lambda: explicit λ* (overrides ``tolerance``).
+        per_layer: scale each layer's target by 1/RMS of its pre-activation (measured on training batches).
+
+    >>> cb = HardeningCallback(start=0.5, tolerance=1e-3)
+    >>> round(cb.reference_target, 1)
+    170.0
+    """
+
+    def __init__(
+        self,
+        start: float = 0.75,
+        shape: str = "cosine",
+        tolerance: float = 1e-3,
+        target_lambda: float | None = None,
+        per_layer: bool = False,
+    ) -> None:
+        _check(start, shape, target_lambda)
+        self.start = float(start)
+        self.shape = shape
+        self.tolerance = float(tolerance)
+        self.target_lambda = None if target_lambda is None else float(target_lambda)
+        self.reference_target = self.target_lambda or target_lambda_for_tolerance(tolerance)
+        self.per_layer = per_layer
+        # Exact-float schedule inputs (exported with state()):
+        self.start_step: int | None = None
+        self.start_lambdas: dict[str, list[float]] = {}
+        self.targets: dict[str, list[float]] = {}
+        # Per-layer RMS accumulation (training batches before hardening):
+        self._sq_sums: dict[str, torch.Tensor] = {}
+        self._hooks: list = []
+        #: CPU copy of the model weights taken when hardening starts (for the naive-swap baseline).
+        self.pre_hardening_state: dict[str, torch.Tensor] | None = None
+        self.keep_pre_hardening_state = False
+
+    # -- state -------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "args": {
+                "start": self.start,
+                "shape": self.shape,
+                "tolerance": self.tolerance,
+                "target_lambda": self.target_lambda,
+                "per_layer": self.per_layer,
+            },
+            "attributes": {
+                "start_step": self.start_step,
+                "start_lambdas": self.start_lambdas,
+                "targets": self.targets,
+            },
+        }
+
+    def load_state(self, saved: dict) -> None:
+        """Restore the schedule inputs saved by :meth:`state` (resuming a run)."""
+        attributes = saved.get("attributes", {})
+        self.start_step = attributes.get("start_step")
+        self.start_lambdas = dict(attributes.get("start_lambdas") or {})
+        self.targets = dict(attributes.get("targets") or {})
+
+    @property
+    def started(self) -> bool:
+        return self.start_step is not None
+
+    # -- the schedule ------------------------------------------------------------------------
+    def start_step_for(self, max_steps: int) -> int:
+        return min(int(round(self.start * max_steps)), max(max_steps - 1, 0))
+
+    def weight(self, step: int, max_steps: int) -> float:
+        """Interpolation weight in [0, 1] for the forward of step ``step`` (1-based)."""
+        span = max(max_steps - self.start_step, 1)
+        p = min(max((step - self.start_step) / span, 0.0), 1.0)
+        return p if self.shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * p))
+
+    def lambda_at(self, name: str, step: int, max_steps: int) -> torch.Tensor:
+        """λ of layer ``name`` at step ``step`` (float64), a pure function of the saved inputs."""
+        w = self.weight(step, max_steps)
+        start = torch.tensor(self.start_lambdas[name], dtype=torch.float64)
+        target = torch.tensor(self.targets[name], dtype=torch.float64)
+        return torch.exp((1.0 - w) * start.log() + w * target.log())
+
+    def _begin(self, model: nn.Module, step: int) -> None:
+        self.start_step = step
+        rms = self._measured_rms()
+        for name, module in lambda_modules(model):
+            lam = module.lambda_.detach().double().cpu()
+            target = torch.full_like(lam, self.reference_target)
+            if self.per_layer and name in rms:
+                target = target / rms[name].clamp_min(1e-6)
+            self.start_lambdas[name] = _to_list(lam)
+            self.targets[name] = _to_list(torch.maximum(target.clamp_min(1.0), lam))
+        self._remove_hooks()
+        if self.keep_pre_hardening_state:
+            self.pre_hardening_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    def update(self, model: nn.Module, step: int, max_steps: int) -> bool:
+        """Apply the schedule for the forward of the next step; ``step`` = optimizer steps done.
+
+        Returns True while hardening is active. Safe to call repeatedly (idempotent per step).
+        """
+        if not self.started:
+            if step < self.start_step_for(max_steps):
+                return False
+            self._begin(model, step)
+        for name, module in lambda_modules(model):
+            if name in self.targets:
+                module.pin(self.lambda_at(name, step + 1, max_steps).to(torch.float32))
+        return True
+
+    # -- pre-activation RMS ------------------------------------------------------------------
+    def _attach_rms_hooks(self, model: nn.Module) -> None:
+        if not self.per_layer or self.started or self._hooks:
+            return
+        for name, module in lambda_modules(model):
+            self._sq_sums[name] = torch.zeros(2, dtype=torch.float64)
+
+            def hook(mod, inputs, name=name):
+                if mod.training:
+                    x = inputs[0].detach()
+                    self._sq_sums[name] += torch.stack(
+                        [x.double().pow(2).sum().cpu(), torch.tensor(float(x.numel()), dtype=torch.float64)]
+                    )
+
+            self._hooks.append(module.register_forward_pre_hook(hook))
+
+    def _measured_rms(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, sums in self._sq_sums.items():
+            sums = _all_reduce_mean(sums)
+            if sums[1] > 0:
+                out[name] = (sums[0] / sums[1]).sqrt()
+        return out
+
+    def _remove_hooks(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+        self._sq_sums.clear()
+
+    # -- TrainerCallback events --------------------------------------------------------------
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._attach_rms_hooks(model)
+        if self.started:  # resumed mid-hardening: re-pin at the checkpoint's step
+            self.update(model, state.global_step, state.max_steps)
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        self.update(model, state.global_step, state.max_steps)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        # global_step was incremented: re-apply the value of the step just taken, so that what is
+        # logged and checkpointed is the schedule's value, not the optimizer's.
+        if self.started:
+            self.update(model, state.global_step - 1, state.max_steps)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self._remove_hooks()

@@ -1,0 +1,214 @@
+"""``LambdaGELUTrainer``: Trainer with λ parameter groups, the λ update, hardening and ReLU-ization."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from typing import Any
+
+from transformers import Trainer
+
+from .conversion import convert_to_lambda_gelu
+from .disruption import compare_predictions, summary_metrics
+from .hardening import HardeningCallback
+from .lambda_update import install_lambda_update
+from .param_groups import lambda_modules, lambda_param_groups
+from .reluize import hardness_profile, reluize
+from .training_args import LambdaGELUTrainingArguments
+
+__all__ = ["LambdaGELUTrainer"]
+
+logger = logging.getLogger(__name__)
+
+PROFILE_JSON = "hardness_profile.json"
+PROFILE_PNG = "hardness_profile.png"
+REPORT_JSON = "reluization_report.json"
+
+
+class LambdaGELUTrainer(Trainer):
+    """A ``transformers.Trainer`` that trains λ-GELU models and ends with a ReLU model.
+
+    - A model that still has GELU activations is converted first (``lambda_init``, ``lambda_temperature``).
+    - The optimizer gets λ in its own group (``lambda_learning_rate``, no weight decay) and the
+      optimizer-aware λ update (:mod:`hf_lambda_gelu.lambda_update`).
+    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ*.
+    - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
+      ``hardness_profile.json`` and ``hardness_profile.png``.
+    - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
+      (metric before/after, |Δlogits|, agreement, and the naive-swap baseline) is written to
+      ``reluization_report.json``, logged, and added to the metrics ``train()`` returns.
+
+    Args:
+        model: a transformers model (GELU or λ-GELU), PEFT-wrapped or not.
+        args: :class:`LambdaGELUTrainingArguments` (default: one with ``output_dir="trainer_output"``).
+        **kwargs: everything ``transformers.Trainer`` takes.
+
+    >>> trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=train, eval_dataset=val)  # doctest: +SKIP
+    >>> trainer.train().metrics["reluize_prediction_agreement"]  # doctest: +SKIP
+    """
+
+    def __init__(self, model=None, args: LambdaGELUTrainingArguments | None = None, *pos: Any, **kwargs: Any):
+        if args is None:
+            args = LambdaGELUTrainingArguments(output_dir="trainer_output")
+        if not isinstance(args, LambdaGELUTrainingArguments):
+            raise TypeError(
+                f"LambdaGELUTrainer needs LambdaGELUTrainingArguments, got {type(args).__name__}; build them with "
+                "LambdaGELUTrainingArguments(**your_args.to_dict()) or HfArgumentParser(LambdaGELUTrainingArguments)."
+            )
+        if model is not None and not lambda_modules(model):
+            convert_to_lambda_gelu(
+                model,
+                init_lambda=args.lambda_init,
+                temperature=args.lambda_temperature,
+                per_channel=args.lambda_per_channel,
+            )
+            logger.warning(
+                "LambdaGELUTrainer converted the model's GELU activations to λ-GELU (init λ=%g, τ=%g).",
+                args.lambda_init,
+                args.lambda_temperature,
+            )
+        super().__init__(model, args, *pos, **kwargs)
+        self.hardening = HardeningCallback(
+            start=args.hardening_start,
+            shape=args.hardening_shape,
+            tolerance=args.relu_tolerance,
+            target_lambda=args.relu_target_lambda,
+            per_layer=args.relu_target_per_layer,
+        )
+        self.hardening.keep_pre_hardening_state = args.reluize_at_end and args.naive_swap_baseline
+        self.add_callback(self.hardening)
+        self.lambda_update = None
+        self.final_profile: dict[str, float] | None = None
+        self.reluization_report: dict[str, Any] | None = None
+
+    # -- optimizer ---------------------------------------------------------------------------
+    def create_optimizer(self, model=None):
+        opt_model = self.model if model is None else model
+        if self.optimizer is None:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            groups = lambda_param_groups(
+                opt_model,
+                lr=self.args.learning_rate,
+                weight_decay=self.args.weight_decay,
+                lambda_lr=self.args.lambda_learning_rate,
+                decay_parameter_names=self.get_decay_parameter_names(opt_model),
+            )
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        if self.lambda_update is None:
+            self.lambda_update = install_lambda_update(
+                self.optimizer, opt_model, family=self.args.lambda_optimizer_family
+            )
+        return self.optimizer
+
+    # -- logging -----------------------------------------------------------------------------
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self.model is not None:
+            logs.update({f"lambda/{name}": lam for name, lam in hardness_profile(self.model).items()})
+        super().log(logs, start_time)
+
+    # -- resume ------------------------------------------------------------------------------
+    def _load_callback_state(self) -> None:
+        saved = self.state.stateful_callbacks.pop(type(self.hardening).__name__, None)
+        if saved:
+            self.hardening.load_state(saved[0] if isinstance(saved, list) else saved)
+        super()._load_callback_state()
+
+    # -- training ----------------------------------------------------------------------------
+    def train(self, *args: Any, **kwargs: Any):
+        output = super().train(*args, **kwargs)
+        profile = hardness_profile(self.model)
+        if not profile:
+            return output
+        self.final_profile = profile
+        if self.is_world_process_zero():
+            self._save_profile(profile)
+        if self.args.reluize_at_end:
+            output.metrics.update(self.reluize_and_report())
+        return output
+
+    def _save_profile(self, profile: dict[str, float]) -> None:
+        from .profile_plot import save_profile_json, save_profile_plot
+
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        target = self.args.target_lambda
+        save_profile_json(profile, os.path.join(self.args.output_dir, PROFILE_JSON), target_lambda=target)
+        save_profile_plot(profile, os.path.join(self.args.output_dir, PROFILE_PNG), target_lambda=target)
+
+    def _predict_with(self, model, dataset):
+        saved = self.model, self.model_wrapped
+        self.model = self.model_wrapped = model
+        try:
+            return self.predict(dataset, metric_key_prefix="eval")
+        finally:
+            self.model, self.model_wrapped = saved
+
+    def reluize_and_report(self) -> dict[str, float]:
+        """Swap λ-GELU → ReLU on ``self.model``, measure the disruption, write and log the report.
+
+        Every rank must call it (evaluation gathers across ranks); rank 0 writes the file.
+        Returns the flat metrics (``reluize_*``, ``naive_swap_*``) also added to ``train()``'s metrics.
+        """
+        dataset = self.eval_dataset
+        naive_model = None
+        if dataset is not None and self.hardening.pre_hardening_state is not None:
+            naive_model = copy.deepcopy(self.model)
+            naive_model.load_state_dict(self.hardening.pre_hardening_state)
+            for _, module in lambda_modules(naive_model):
+                module.unpin()
+        before = self.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
+        swap = reluize(self.model)
+        report: dict[str, Any] = {
+            **swap.to_dict(),
+            "target_lambda": self.args.target_lambda,
+            "settings": {k: getattr(self.args, k) for k in _SETTINGS},
+        }
+        flat = {"reluize_max_error_bound": swap.max_error_bound}
+        if before is not None:
+            after = self.predict(dataset, metric_key_prefix="eval")
+            diff = compare_predictions(before.predictions, after.predictions, before.label_ids)
+            report.update(
+                before_swap=summary_metrics(before.metrics), after_swap=summary_metrics(after.metrics), **diff
+            )
+            report["metric_name"] = _main_metric(before.metrics)
+            flat.update({f"reluize_{k}": v for k, v in diff.items()})
+            flat.update({f"reluize_before_{k}": v for k, v in report["before_swap"].items()})
+            flat.update({f"reluize_after_{k}": v for k, v in report["after_swap"].items()})
+        if naive_model is not None:
+            naive_before = self._predict_with(naive_model, dataset)
+            reluize(naive_model)
+            naive_after = self._predict_with(naive_model, dataset)
+            naive = compare_predictions(naive_before.predictions, naive_after.predictions, naive_before.label_ids)
+            report["naive_swap"] = {
+                "before_swap": summary_metrics(naive_before.metrics),
+                "after_swap": summary_metrics(naive_after.metrics),
+                **naive,
+            }
+            flat.update({f"naive_swap_{k}": v for k, v in naive.items()})
+            flat.update({f"naive_swap_after_{k}": v for k, v in report["naive_swap"]["after_swap"].items()})
+        self.hardening.pre_hardening_state = None
+        self.reluization_report = report
+        if self.is_world_process_zero():
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            with open(os.path.join(self.args.output_dir, REPORT_JSON), "w") as f:
+                json.dump(report, f, indent=2)
+        self.log(flat)
+        return flat
+
+
+_SETTINGS = (
+    "lambda_init",
+    "lambda_temperature",
+    "lambda_learning_rate",
+    "hardening_start",
+    "hardening_shape",
+    "relu_tolerance",
+    "relu_target_lambda",
+    "relu_target_per_layer",
+)
+
+
+def _main_metric(metrics: dict[str, float]) -> str:
+    keys = [k for k in summary_metrics(metrics) if k != "eval_loss" and not k.endswith("_loss")]
+    return keys[0] if keys else "eval_loss"

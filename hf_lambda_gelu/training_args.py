@@ -1,0 +1,99 @@
+"""``LambdaGELUTrainingArguments``: every λ-GELU knob as a TrainingArguments field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .activation import check_lambda_settings
+from .hardening import HARDENING_SHAPES, target_lambda_for_tolerance
+from .lambda_update import OPTIMIZER_FAMILIES
+
+__all__ = ["LambdaGELUTrainingArguments"]
+
+
+def _bad(name: str, value, fix: str) -> ValueError:
+    return ValueError(f"{name}={value!r} is invalid: {fix}")
+
+
+@dataclass
+class LambdaGELUTrainingArguments(TrainingArguments):
+    """TrainingArguments plus the λ-GELU settings (HfArgumentParser picks every field up).
+
+    >>> args = LambdaGELUTrainingArguments(output_dir="out", lambda_learning_rate=0.02, report_to="none")
+    >>> args.hardening_start
+    0.75
+    """
+
+    lambda_learning_rate: float = field(
+        default=1e-2,
+        metadata={"help": "Learning rate of λ, in λ units per optimizer step (optimizer-aware update)."},
+    )
+    lambda_temperature: float = field(
+        default=0.1, metadata={"help": "Temperature τ of the reparameterization λ = 1 + softplus(s/τ)."}
+    )
+    lambda_init: float = field(
+        default=1.0, metadata={"help": "Initial λ (≥ 1) when the Trainer converts a GELU model; 1 = exact GELU."}
+    )
+    lambda_per_channel: bool = field(
+        default=False, metadata={"help": "One λ per channel instead of one per layer (when converting)."}
+    )
+    lambda_optimizer_family: str = field(
+        default="auto",
+        metadata={"help": f"How the optimizer normalizes steps, for the λ update: one of {OPTIMIZER_FAMILIES}."},
+    )
+    hardening_start: float = field(
+        default=0.75,
+        metadata={"help": "Fraction of training after which λ stops learning and is hardened toward λ*."},
+    )
+    hardening_shape: str = field(
+        default="cosine", metadata={"help": f"Log-space hardening path shape: one of {HARDENING_SHAPES}."}
+    )
+    relu_tolerance: float = field(
+        default=1e-3,
+        metadata={"help": "ε: worst-case activation error of the final ReLU swap; λ* = c/ε (1e-3 → λ* ≈ 170)."},
+    )
+    relu_target_lambda: float | None = field(
+        default=None, metadata={"help": "Explicit hardening target λ* (overrides relu_tolerance)."}
+    )
+    relu_target_per_layer: bool = field(
+        default=False,
+        metadata={"help": "Scale each layer's λ* by 1/RMS of its pre-activation, measured on training batches."},
+    )
+    reluize_at_end: bool = field(
+        default=True, metadata={"help": "Swap λ-GELU for nn.ReLU at the end of training and report the disruption."}
+    )
+    naive_swap_baseline: bool = field(
+        default=True,
+        metadata={
+            "help": "Keep a copy of the weights when hardening starts and report the disruption of swapping "
+            "that model to ReLU directly (what hardening bought). Costs one model copy in CPU memory."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.lambda_learning_rate > 0:
+            raise _bad("lambda_learning_rate", self.lambda_learning_rate, "use a positive λ step size, e.g. 1e-2.")
+        try:
+            check_lambda_settings(self.lambda_init, None)
+        except ValueError:
+            raise _bad("lambda_init", self.lambda_init, "λ-GELU needs λ ≥ 1 (1 = GELU).") from None
+        if not self.lambda_temperature > 0:
+            raise _bad("lambda_temperature", self.lambda_temperature, "τ must be > 0 (default 0.1).")
+        if self.lambda_optimizer_family not in OPTIMIZER_FAMILIES:
+            raise _bad("lambda_optimizer_family", self.lambda_optimizer_family, f"use one of {OPTIMIZER_FAMILIES}.")
+        if not 0.0 <= self.hardening_start < 1.0:
+            raise _bad("hardening_start", self.hardening_start, "use a fraction of training in [0, 1).")
+        if self.hardening_shape not in HARDENING_SHAPES:
+            raise _bad("hardening_shape", self.hardening_shape, f"use one of {HARDENING_SHAPES}.")
+        if not self.relu_tolerance > 0:
+            raise _bad("relu_tolerance", self.relu_tolerance, "ε must be > 0 (default 1e-3).")
+        if self.relu_target_lambda is not None and not self.relu_target_lambda >= 1.0:
+            raise _bad("relu_target_lambda", self.relu_target_lambda, "λ* must be ≥ 1, or leave it unset.")
+
+    @property
+    def target_lambda(self) -> float:
+        """The reference hardening target λ* (explicit, or c/ε)."""
+        return self.relu_target_lambda or target_lambda_for_tolerance(self.relu_tolerance)

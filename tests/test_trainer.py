@@ -1,0 +1,171 @@
+import json
+import math
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from tiny_data import (
+    accuracy,
+    image_dataset,
+    lm_dataset,
+    text_dataset,
+    tiny_bert,
+    tiny_gpt2,
+    tiny_vit,
+    training_args,
+)
+from transformers import TrainerCallback, TrainingArguments
+
+from hf_lambda_gelu import (
+    LambdaGELU,
+    LambdaGELUTrainer,
+    add_lambda_modules_to_save,
+    convert_to_lambda_gelu,
+    hardness_profile,
+)
+
+CASES = {
+    "bert": (tiny_bert, text_dataset, "hidden_act"),
+    "vit": (tiny_vit, image_dataset, "hidden_act"),
+    "gpt2": (tiny_gpt2, lm_dataset, "activation_function"),
+}
+
+
+def _lambda_logs(log_history):
+    return [(h["step"], {k: v for k, v in h.items() if k.startswith("lambda/")}) for h in log_history if "loss" in h]
+
+
+@pytest.mark.parametrize("arch", sorted(CASES))
+def test_end_to_end_produces_relu_model_profile_and_report(tmp_path, arch):
+    make_model, make_data, act_key = CASES[arch]
+    model = make_model()  # plain GELU: the trainer converts it
+    data = make_data()
+    metrics = accuracy if arch != "gpt2" else None
+    trainer = LambdaGELUTrainer(
+        model=model, args=training_args(tmp_path), train_dataset=data, eval_dataset=data, compute_metrics=metrics
+    )
+    assert any(isinstance(m, LambdaGELU) for m in model.modules())
+    out = trainer.train()
+
+    assert getattr(model.config, act_key) == "relu"
+    assert not any(isinstance(m, LambdaGELU) for m in model.modules())
+    logs = _lambda_logs(trainer.state.log_history)
+    assert [step for step, _ in logs] == [2, 4, 6, 8] and all(len(lams) >= 2 for _, lams in logs)
+    final = logs[-1][1]
+    assert all(v == pytest.approx(trainer.args.target_lambda, rel=1e-5) for v in final.values())
+    profile = json.loads((tmp_path / "hardness_profile.json").read_text())
+    assert profile  # written before the swap
+    assert (tmp_path / "hardness_profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((tmp_path / "reluization_report.json").read_text())
+    assert report["max_error_bound"] == pytest.approx(1e-3, rel=1e-4)
+    for key in ("reluize_max_abs_logit_diff", "reluize_prediction_agreement", "naive_swap_max_abs_logit_diff"):
+        assert key in out.metrics and math.isfinite(out.metrics[key])
+    assert report["before_swap"]["eval_loss"] == pytest.approx(report["after_swap"]["eval_loss"], abs=1e-3)
+    assert out.metrics["reluize_max_abs_logit_diff"] < 0.05
+    assert "naive_swap" in report and "after_swap" in report["naive_swap"]
+    assert any("reluize_max_abs_logit_diff" in h for h in trainer.state.log_history)
+    # the ReLU model saves and reloads as a plain transformers model
+    trainer.save_model(str(tmp_path / "final"))
+    reloaded = type(model).from_pretrained(str(tmp_path / "final"))
+    assert getattr(reloaded.config, act_key) == "relu"
+
+
+def test_lambda_is_learned_then_hardened_and_uses_its_own_group(tmp_path):
+    model = tiny_bert()
+    trainer = LambdaGELUTrainer(
+        model=model,
+        args=training_args(tmp_path, max_steps=12, logging_steps=1, reluize_at_end=False, hardening_start=0.5),
+        train_dataset=text_dataset(),
+    )
+    trainer.train()
+    lam_groups = [g for g in trainer.optimizer.param_groups if g.get("lambda_group")]
+    assert len(lam_groups) == 1 and lam_groups[0]["weight_decay"] == 0.0
+    logs = dict(_lambda_logs(trainer.state.log_history))
+    assert max(abs(v - 1.0) for v in logs[6].values()) > 1e-3  # learned before hardening
+    layer = next(iter(logs[1]))
+    hard = [logs[s][layer] for s in range(7, 13)]
+    assert all(b > a for a, b in zip(hard, hard[1:])) and hard[-1] == pytest.approx(trainer.args.target_lambda)
+    assert hardness_profile(model)[layer.removeprefix("lambda/")] == pytest.approx(trainer.args.target_lambda)
+
+
+def test_plain_training_arguments_are_rejected(tmp_path):
+    with pytest.raises(TypeError, match="LambdaGELUTrainingArguments"):
+        LambdaGELUTrainer(model=tiny_bert(), args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+
+
+def test_resume_mid_hardening_follows_the_same_trajectory(tmp_path):
+    common = dict(max_steps=12, logging_steps=1, reluize_at_end=False, hardening_start=0.5, save_steps=8)
+    data = text_dataset()
+    full = LambdaGELUTrainer(
+        model=tiny_bert(), args=training_args(tmp_path / "full", save_strategy="steps", **common), train_dataset=data
+    )
+    full.train()
+    resumed = LambdaGELUTrainer(
+        model=tiny_bert(), args=training_args(tmp_path / "resumed", save_strategy="no", **common), train_dataset=data
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-8"))
+    a, b = dict(_lambda_logs(full.state.log_history)), dict(_lambda_logs(resumed.state.log_history))
+    assert set(range(9, 13)) <= set(b)
+    worst = max(abs(a[s][k] - b[s][k]) for s in range(9, 13) for k in a[s])
+    assert worst <= 1e-6
+    pa, pb = hardness_profile(full.model), hardness_profile(resumed.model)
+    assert max(abs(pa[k] - pb[k]) for k in pa) <= 1e-6
+
+
+def test_compiled_model_does_not_recompile_on_schedule_steps(tmp_path):
+    torch._dynamo.reset()
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    per_step = []
+
+    class Count(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            per_step.append((len(graphs), hardness_profile(model)))
+
+    model = tiny_bert()
+    model.compile(backend=counting_backend)
+    args = training_args(tmp_path, max_steps=10, reluize_at_end=False, hardening_start=0.2, logging_steps=5)
+    trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=text_dataset(), callbacks=[Count()])
+    trainer.train()
+    # the first steps compile (BERT sets config.problem_type on its first call); after that the
+    # schedule moves λ every step without a single new graph
+    counts = [c for c, _ in per_step]
+    assert counts[0] >= 1 and counts[2:] == [counts[2]] * (len(counts) - 2), counts
+    lams = [next(iter(p.values())) for _, p in per_step[2:]]
+    assert len(set(lams)) == len(lams)
+
+
+def test_peft_lora_lambda_trains_saves_and_restores(tmp_path):
+    base = convert_to_lambda_gelu(tiny_bert())
+    lora = add_lambda_modules_to_save(LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"], r=4), base)
+    model = get_peft_model(base, lora)
+    args = training_args(tmp_path, max_steps=6, reluize_at_end=False, hardening_start=0.99)
+    trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=text_dataset())
+    trainer.train()
+    trained = hardness_profile(model)
+    learned = {k: v for k, v in trained.items() if "modules_to_save" in k}
+    assert learned and all(abs(v - 1.0) > 1e-4 for v in learned.values())
+    model.save_pretrained(str(tmp_path / "adapter"))
+    fresh = convert_to_lambda_gelu(tiny_bert())
+    restored = PeftModel.from_pretrained(fresh, str(tmp_path / "adapter"))
+    again = hardness_profile(restored)
+    for name, value in learned.items():
+        assert again[name] == pytest.approx(value, abs=1e-7)
+
+
+def test_peft_wrapped_model_is_reluized_at_end(tmp_path):
+    base = convert_to_lambda_gelu(tiny_bert())
+    lora = add_lambda_modules_to_save(LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"], r=4), base)
+    model = get_peft_model(base, lora)
+    data = text_dataset()
+    trainer = LambdaGELUTrainer(
+        model=model, args=training_args(tmp_path), train_dataset=data, eval_dataset=data, compute_metrics=accuracy
+    )
+    out = trainer.train()
+    merged = model.merge_and_unload()
+    assert merged.config.hidden_act == "relu" and not any(isinstance(m, LambdaGELU) for m in merged.modules())
+    assert out.metrics["reluize_prediction_agreement"] > 0.9
