@@ -22,27 +22,25 @@ register()
 
 __version__ = "0.1.0"
 
-__all__ = sorted(
-    [
-        "HardeningCallback",
-        "LambdaGELU",
-        "LambdaGELUTrainer",
-        "LambdaGELUTrainingArguments",
-        "NoGELUFoundError",
-        "NotLambdaGELUModelError",
-        "RELU_DISTANCE_CONSTANT",
-        "ReluizeReport",
-        "add_lambda_modules_to_save",
-        "convert_to_lambda_gelu",
-        "from_pretrained",
-        "hardness_profile",
-        "install_lambda_update",
-        "lambda_gelu",
-        "lambda_param_groups",
-        "patch_from_pretrained",
-        "register",
-        "reluize",
-        "swap_modules",
-        "target_lambda_for_tolerance",
-    ]
-)
+__all__ = [
+    "HardeningCallback",
+    "LambdaGELU",
+    "LambdaGELUTrainer",
+    "LambdaGELUTrainingArguments",
+    "NoGELUFoundError",
+    "NotLambdaGELUModelError",
+    "RELU_DISTANCE_CONSTANT",
+    "ReluizeReport",
+    "add_lambda_modules_to_save",
+    "convert_to_lambda_gelu",
+    "from_pretrained",
+    "hardness_profile",
+    "install_lambda_update",
+    "lambda_gelu",
+    "lambda_param_groups",
+    "patch_from_pretrained",
+    "register",
+    "reluize",
+    "swap_modules",
+    "target_lambda_for_tolerance",
+]
