@@ -9,9 +9,12 @@ from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pret
 from .errors import NoGELUFoundError, NotLambdaGELUModelError
 from .hardening import HardeningCallback, target_lambda_for_tolerance
 from .lambda_update import install_lambda_update
+from .model_card import build_model_card
 from .ops import RELU_DISTANCE_CONSTANT, lambda_gelu
 from .param_groups import lambda_param_groups
 from .peft_utils import add_lambda_modules_to_save
+from .profile_plot import save_profile_plot
+from .publishing import PushError, push_reluized, save_release, upload_release
 from .registration import register
 from .reluize import ReluizeReport, hardness_profile, reluize
 from .trainer import LambdaGELUTrainer
@@ -29,9 +32,11 @@ __all__ = [
     "LambdaGELUTrainingArguments",
     "NoGELUFoundError",
     "NotLambdaGELUModelError",
+    "PushError",
     "RELU_DISTANCE_CONSTANT",
     "ReluizeReport",
     "add_lambda_modules_to_save",
+    "build_model_card",
     "convert_to_lambda_gelu",
     "from_pretrained",
     "hardness_profile",
@@ -39,8 +44,12 @@ __all__ = [
     "lambda_gelu",
     "lambda_param_groups",
     "patch_from_pretrained",
+    "push_reluized",
     "register",
     "reluize",
+    "save_profile_plot",
+    "save_release",
     "swap_modules",
     "target_lambda_for_tolerance",
+    "upload_release",
 ]

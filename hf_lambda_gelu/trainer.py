@@ -15,6 +15,7 @@ from .disruption import compare_predictions, summary_metrics
 from .hardening import HardeningCallback
 from .lambda_update import install_lambda_update
 from .param_groups import lambda_modules, lambda_param_groups
+from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
 from .reluize import hardness_profile, reluize
 from .training_args import LambdaGELUTrainingArguments
 
@@ -22,9 +23,7 @@ __all__ = ["LambdaGELUTrainer"]
 
 logger = logging.getLogger(__name__)
 
-PROFILE_JSON = "hardness_profile.json"
-PROFILE_PNG = "hardness_profile.png"
-REPORT_JSON = "reluization_report.json"
+RELEASE_DIRNAME = "release"
 
 
 class LambdaGELUTrainer(Trainer):
@@ -39,6 +38,8 @@ class LambdaGELUTrainer(Trainer):
     - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
       (metric before/after, |Δlogits|, agreement, and the naive-swap baseline) is written to
       ``reluization_report.json``, logged, and added to the metrics ``train()`` returns.
+    - ``push_to_hub()`` publishes only the ReLU release (model, config, processor, card, profile
+      plot, report) from ``output_dir/release``, never checkpoints or other stale files.
 
     Args:
         model: a transformers model (GELU or λ-GELU), PEFT-wrapped or not.
@@ -133,8 +134,65 @@ class LambdaGELUTrainer(Trainer):
 
         os.makedirs(self.args.output_dir, exist_ok=True)
         target = self.args.target_lambda
-        save_profile_json(profile, os.path.join(self.args.output_dir, PROFILE_JSON), target_lambda=target)
-        save_profile_plot(profile, os.path.join(self.args.output_dir, PROFILE_PNG), target_lambda=target)
+        save_profile_json(profile, os.path.join(self.args.output_dir, PROFILE_JSON_FILENAME), target_lambda=target)
+        save_profile_plot(profile, os.path.join(self.args.output_dir, PROFILE_PLOT_FILENAME), target_lambda=target)
+
+    # -- publishing --------------------------------------------------------------------------
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        logger.info("LambdaGELUTrainer does not upload checkpoints; push_to_hub() publishes the final ReLU release.")
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs: Any,
+    ) -> str | None:
+        """Publish the ReLU-ized model as a clean release (ReLU-izing first if needed).
+
+        The release folder ``output_dir/release`` holds exactly what goes up: model (config says
+        relu), tokenizer/processor, model card, hardness profile plot/JSON and the disruption report.
+        A failed upload raises :class:`hf_lambda_gelu.publishing.PushError` and keeps that folder.
+
+        Args:
+            commit_message: Hub commit message.
+            blocking, revision: accepted for Trainer compatibility (uploads are blocking, on main).
+            token: Hub token (default ``args.hub_token``, then the stored login); never logged.
+            private: create the repo private (default ``args.hub_private_repo``).
+            **kwargs: card fields for :func:`hf_lambda_gelu.model_card.build_model_card`
+                (``dataset_names``, ``license``, ``model_name``, ``extra_text``, ...), and ``base_model``.
+
+        Returns:
+            The Hub commit URL on the main process, None elsewhere.
+        """
+        if lambda_modules(self.model):
+            self.reluize_and_report()  # every rank: evaluation gathers across ranks
+        if not self.is_world_process_zero():
+            return None
+        repo_id = self.args.hub_model_id or os.path.basename(os.path.normpath(self.args.output_dir))
+        base_model = kwargs.pop("base_model", None) or getattr(getattr(self.model, "config", None), "_name_or_path", None)
+        model = self.model
+        if hasattr(model, "merge_and_unload"):  # PEFT: publish the merged ReLU model
+            model = copy.deepcopy(model).merge_and_unload()
+        settings = {k: getattr(self.args, k) for k in _SETTINGS}
+        release = save_release(
+            model,
+            os.path.join(self.args.output_dir, RELEASE_DIRNAME),
+            processing_class=self.processing_class,
+            base_model=base_model or None,
+            report=self.reluization_report,
+            profile=self.final_profile,
+            card_kwargs={"repo_id": repo_id, "settings": settings, **kwargs},
+        )
+        return upload_release(
+            release,
+            repo_id,
+            private=self.args.hub_private_repo if private is None else private,
+            token=token if token is not None else self.args.hub_token,
+            commit_message=commit_message,
+        )
 
     def _predict_with(self, model, dataset):
         saved = self.model, self.model_wrapped
@@ -191,7 +249,7 @@ class LambdaGELUTrainer(Trainer):
         self.reluization_report = report
         if self.is_world_process_zero():
             os.makedirs(self.args.output_dir, exist_ok=True)
-            with open(os.path.join(self.args.output_dir, REPORT_JSON), "w") as f:
+            with open(os.path.join(self.args.output_dir, REPORT_FILENAME), "w") as f:
                 json.dump(report, f, indent=2)
         self.log(flat)
         return flat

@@ -1,0 +1,539 @@
+"""The ``hf-lambda-gelu`` command line: ``convert``, ``reluize``, ``profile``, ``push``.
+
+Every subcommand is a :class:`Command` in :data:`COMMANDS`; add one with :func:`register_command`
+(before :func:`main` builds the parser). Errors the user can fix (missing folder, not a λ-GELU
+checkpoint, no GELU to convert, a failed upload...) print one line,
+``hf-lambda-gelu: error: ...``, and exit with status 1; anything else keeps its traceback.
+
+Decisions:
+- A source is a local folder when it exists; otherwise it must be a Hub model id, and a path-like
+  name that does not exist is reported as a missing folder.
+- Tokenizer/processor files are recognized by name (transformers 5 builds an empty tokenizer from a
+  folder that has none, so "try to load it" is not a test): ``convert`` copies them byte for byte,
+  ``reluize`` loads them and saves them with the release.
+- ``reluize --eval-file`` evaluates sequence classification only (accuracy, cross-entropy loss and
+  the logit/prediction disruption of the swap); other tasks are released without a disruption figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import huggingface_hub.utils
+import torch
+import transformers
+from huggingface_hub import snapshot_download
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers import AutoConfig, AutoProcessor
+from transformers.utils import logging as transformers_logging
+
+from .activation import LambdaGELU
+from .conversion import ACTIVATION_CONFIG_KEYS, from_pretrained
+from .disruption import compare_predictions
+from .errors import NoGELUFoundError, NotLambdaGELUModelError
+from .model_card import infer_pipeline_tag, resolve_target_lambda
+from .ops import RELU_DISTANCE_CONSTANT
+from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
+from .publishing import (
+    PROFILE_JSON_FILENAME,
+    REPORT_FILENAME,
+    NotAReleaseError,
+    NotReluModelError,
+    PushError,
+    ReleaseDirNotEmptyError,
+    check_output_dir,
+    reluize_for_release,
+    save_release,
+    upload_release,
+)
+from .registration import ACTIVATION_NAMES
+from .reluize import hardness_profile
+
+__all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main", "register_command"]
+
+logger = logging.getLogger(__name__)
+
+PROG = "hf-lambda-gelu"
+#: Files that make up a tokenizer / processor (copied by ``convert``).
+PROCESSOR_FILES = (
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+    "chat_template.jinja",
+    "chat_template.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+)
+_PROCESSOR_MARKERS = (
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "tokenizer.model",
+    "preprocessor_config.json",
+    "processor_config.json",
+)
+
+
+class CLIError(Exception):
+    """A problem with the command line's input that the user can fix (printed as one line)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, one-line help, an argument declarer and the function that runs it."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]
+
+
+#: Subcommands by name, in ``--help`` order.
+COMMANDS: dict[str, Command] = {}
+
+_USER_ERRORS = (
+    CLIError,
+    NoGELUFoundError,
+    NotLambdaGELUModelError,
+    NotReluModelError,
+    NotAReleaseError,
+    ReleaseDirNotEmptyError,
+    PushError,
+    OSError,
+)
+
+
+def register_command(command: Command) -> Command:
+    """Add a subcommand to ``hf-lambda-gelu`` (call at import time, before :func:`main`).
+
+    Args:
+        command: the :class:`Command`; its name must be new.
+
+    Raises:
+        ValueError: a command of that name exists.
+
+    >>> import argparse
+    >>> def run(args: argparse.Namespace) -> None:
+    ...     print("hello")
+    >>> register_command(Command("hello", "Say hello.", lambda parser: None, run))  # doctest: +SKIP
+    """
+    if command.name in COMMANDS:
+        raise ValueError(f"Subcommand {command.name!r} is already registered; choose another name.")
+    COMMANDS[command.name] = command
+    return command
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _source(value: str) -> str:
+    """A local checkpoint folder, or a Hub model id."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists():
+        raise NotADirectoryError(f"{value!r} is a file; give a checkpoint folder or a Hub model id.")
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        raise FileNotFoundError(f"Checkpoint folder {value!r} does not exist (and it is not a Hub model id).") from None
+    return value
+
+
+def _processor_dir(source: str) -> Path | None:
+    """Folder holding the source's tokenizer/processor files, or None if it has none."""
+    folder = Path(source)
+    if not folder.is_dir():
+        folder = Path(snapshot_download(source, allow_patterns=[*PROCESSOR_FILES, "config.json"]))
+    return folder if any((folder / name).is_file() for name in _PROCESSOR_MARKERS) else None
+
+
+def _load_processor(source: str) -> Any:
+    folder = _processor_dir(source)
+    if folder is None:
+        logger.info("%s has no tokenizer/processor files; the release ships none.", source)
+        return None
+    return AutoProcessor.from_pretrained(folder)
+
+
+def _model_class(name: str | None, config: Any) -> Any:
+    name = name or next(iter(getattr(config, "architectures", None) or []), None) or "AutoModel"
+    cls = getattr(transformers, name, None)
+    if cls is None or not hasattr(cls, "from_pretrained"):
+        raise CLIError(
+            f"Model class {name!r} is not a transformers model class; pass --model-class with one, e.g. "
+            "AutoModelForSequenceClassification or BertForMaskedLM."
+        )
+    return cls
+
+
+def _activations(config: Any) -> dict[str, str]:
+    return {k: getattr(config, k) for k in ACTIVATION_CONFIG_KEYS if isinstance(getattr(config, k, None), str)}
+
+
+def _is_lambda_gelu(config: Any) -> bool:
+    return bool(set(_activations(config).values()) & set(ACTIVATION_NAMES.values()))
+
+
+def _check_empty(folder: Path, overwrite: bool) -> None:
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise CLIError(f"Destination {str(folder)!r} is not empty; choose another folder or pass --overwrite.")
+
+
+def _load_lambda_checkpoint(source: str, model_class: str | None = None) -> Any:
+    config = AutoConfig.from_pretrained(source)
+    if not _is_lambda_gelu(config):
+        raise CLIError(
+            f"{source!r} is not a λ-GELU checkpoint (config activation fields: {_activations(config) or 'none'}); "
+            f"convert it first with `{PROG} convert {source} DST`."
+        )
+    return _model_class(model_class, config).from_pretrained(source)
+
+
+def _read_eval_file(path: str, text_column: str, label_column: str) -> tuple[list[str], list[Any]]:
+    suffix = Path(path).suffix.lower()
+    builders = {
+        ".csv": ("csv", {}),
+        ".tsv": ("csv", {"delimiter": "\t"}),
+        ".json": ("json", {}),
+        ".jsonl": ("json", {}),
+    }
+    if suffix not in builders:
+        raise CLIError(f"--eval-file {path!r}: use a .csv, .tsv, .json or .jsonl file.")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--eval-file {path!r} does not exist.")
+    builder, options = builders[suffix]
+    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-eval-") as cache_dir:
+        data = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir, **options)
+        missing = [c for c in (text_column, label_column) if c not in data.column_names]
+        if missing:
+            raise CLIError(
+                f"--eval-file {path!r} has no column(s) {missing}; its columns are {data.column_names} "
+                "(choose them with --text-column / --label-column)."
+            )
+        return [str(t) for t in data[text_column]], list(data[label_column])
+
+
+def _label_ids(labels: list[Any], config: Any) -> list[int]:
+    id2label = getattr(config, "id2label", None) or {}
+    label2id = getattr(config, "label2id", None) or {name: i for i, name in id2label.items()}
+    label2id = {str(k): int(v) for k, v in label2id.items()}
+    num_labels = int(getattr(config, "num_labels", 0) or len(label2id))
+    ids = []
+    for label in labels:
+        if isinstance(label, str) and not label.lstrip("-").isdigit():
+            if label not in label2id:
+                raise CLIError(
+                    f"Label {label!r} is not one of the model's labels {sorted(label2id)} (config.label2id)."
+                )
+            ids.append(label2id[label])
+        else:
+            ids.append(int(label))
+    bad = sorted({i for i in ids if not 0 <= i < num_labels})
+    if bad:
+        raise CLIError(f"Label ids {bad} are out of range for a model with {num_labels} labels.")
+    return ids
+
+
+def _predict(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int) -> Any:
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                texts[start : start + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            chunks.append(model(**batch.to(device)).logits.float().cpu())
+    return torch.cat(chunks).numpy()
+
+
+def _classification_metrics(logits: Any, labels: Any) -> dict[str, float]:
+    logits_t, labels_t = torch.from_numpy(logits), torch.tensor(labels)
+    return {
+        "eval_accuracy": float((logits_t.argmax(-1) == labels_t).double().mean()),
+        "eval_loss": float(torch.nn.functional.cross_entropy(logits_t, labels_t)),
+    }
+
+
+def _lambda_arg(text: str) -> float:
+    value = float(text)
+    if not value >= 1.0:
+        raise argparse.ArgumentTypeError(f"λ must be ≥ 1 (λ = 1 is GELU), got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------- commands
+
+
+def _convert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="GELU checkpoint: a local folder or a Hub model id.")
+    parser.add_argument("dst", help="Folder to write the λ-GELU checkpoint to.")
+    parser.add_argument("--init-lambda", type=_lambda_arg, default=None, help="Initial λ ≥ 1 (default 1: exact GELU).")
+    parser.add_argument(
+        "--temperature", type=_positive_float, default=None, help="Softplus temperature τ > 0 (default 0.1)."
+    )
+    parser.add_argument("--per-channel", action="store_true", help="One λ per channel instead of one per layer.")
+    parser.add_argument(
+        "--model-class",
+        default=None,
+        help="transformers class to load with, e.g. AutoModelForSequenceClassification (default: the class named "
+        "in the checkpoint's config.architectures, else AutoModel).",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty DST.")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    source = _source(args.src)
+    destination = Path(args.dst)
+    _check_empty(destination, args.overwrite)
+    lambda_config = {"init_lambda": args.init_lambda, "temperature": args.temperature, "per_channel": args.per_channel}
+    model_class = _model_class(args.model_class, AutoConfig.from_pretrained(source))
+    model = from_pretrained(
+        model_class, source, lambda_config={k: v for k, v in lambda_config.items() if v is not None}
+    )
+    model.save_pretrained(destination)
+    processor_dir = _processor_dir(source)
+    if processor_dir is not None and processor_dir.resolve() == destination.resolve():
+        processor_dir = None  # converted in place: the files are already there
+    copied = [n for n in PROCESSOR_FILES if processor_dir and (processor_dir / n).is_file()]
+    for name in copied:
+        shutil.copyfile(processor_dir / name, destination / name)
+    layers = sum(isinstance(m, LambdaGELU) for m in model.modules())
+    print(f"Converted {source} ({type(model).__name__}, {layers} λ-GELU layers) -> {destination}")
+    print(f"Tokenizer/processor files copied: {', '.join(copied) if copied else 'none found'}")
+
+
+def _reluize_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="λ-GELU checkpoint (trained and hardened): a local folder or a Hub model id.")
+    parser.add_argument("dst", help="Release folder to write (model, card, profile, report).")
+    group = parser.add_argument_group("evaluation of the swap (sequence classification)")
+    group.add_argument("--eval-file", default=None, help="CSV/TSV/JSON(L) file to measure the swap on.")
+    group.add_argument("--text-column", default="text", help="Text column of the eval file (default: text).")
+    group.add_argument("--label-column", default="label", help="Label column of the eval file (default: label).")
+    group.add_argument(
+        "--max-length", type=_positive_int, default=128, help="Tokenizer truncation length (default: 128)."
+    )
+    group.add_argument("--batch-size", type=_positive_int, default=32, help="Evaluation batch size (default: 32).")
+    card = parser.add_argument_group("model card")
+    card.add_argument("--base-model", default=None, help="Checkpoint training started from (Hub id or name).")
+    card.add_argument("--dataset", action="append", default=None, help="Training data set (repeatable).")
+    card.add_argument("--repo-id", default=None, help="Hub repo the release is meant for (loading snippet).")
+    card.add_argument("--model-name", default=None, help="Title of the card and model-index name.")
+    card.add_argument("--license", default=None, help="License id for the card, e.g. apache-2.0.")
+    parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty DST that is not a release.")
+
+
+def _reluize(args: argparse.Namespace) -> None:
+    source = _source(args.src)
+    destination = Path(args.dst)
+    check_output_dir(destination, overwrite=args.overwrite)
+    model = _load_lambda_checkpoint(source)
+    processor = _load_processor(source)
+    report: dict[str, Any] = {}
+    if args.eval_file:
+        if infer_pipeline_tag(model) != "text-classification":
+            raise CLIError(f"--eval-file evaluates sequence classifiers; {source!r} is a {type(model).__name__}.")
+        if processor is None:
+            raise CLIError(f"--eval-file needs a tokenizer, and {source!r} has no tokenizer files.")
+        texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
+        labels = _label_ids(raw_labels, model.config)
+        before = _predict(model, processor, texts, args.max_length, args.batch_size)
+        report = reluize_for_release(model)
+        after = _predict(model, processor, texts, args.max_length, args.batch_size)
+        report.update(
+            metric_name="accuracy",
+            eval_dataset=f"{Path(args.eval_file).name} (local file)",
+            before_swap=_classification_metrics(before, labels),
+            after_swap=_classification_metrics(after, labels),
+            **compare_predictions(before, after),
+        )
+    else:
+        report = reluize_for_release(model)
+    card_kwargs = {
+        "dataset_names": args.dataset,
+        "repo_id": args.repo_id,
+        "model_name": args.model_name,
+        "license": args.license,
+    }
+    save_release(
+        model,
+        destination,
+        processing_class=processor,
+        base_model=args.base_model,
+        report=report,
+        card_kwargs=card_kwargs,
+        overwrite=args.overwrite,
+    )
+    print(f"Wrote the ReLU release of {source} to {destination}")
+    print(f"Worst-case per-activation change of the swap (c/min λ): {report['max_error_bound']:.3g}")
+    if args.eval_file:
+        b, a = report["before_swap"]["eval_accuracy"], report["after_swap"]["eval_accuracy"]
+        print(
+            f"accuracy {b:.4f} -> {a:.4f}; max |Δlogits| {report['max_abs_logit_diff']:.3g}; "
+            f"prediction agreement {report['prediction_agreement']:.2%}"
+        )
+
+
+def _profile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "src", help="λ-GELU checkpoint (folder or Hub id), or a release folder with hardness_profile.json."
+    )
+    parser.add_argument("--plot", default=None, metavar="OUT.png", help="Also write the profile plot (PNG).")
+    parser.add_argument("--json", default=None, metavar="OUT.json", help="Also write the profile as JSON.")
+    parser.add_argument("--target-lambda", type=_lambda_arg, default=None, help="Target λ* to draw in the plot.")
+
+
+def _profile(args: argparse.Namespace) -> None:
+    source = _source(args.src)
+    target = args.target_lambda
+    saved = Path(source) / PROFILE_JSON_FILENAME
+    if saved.is_file():
+        profile = load_profile_json(saved)
+        report_path = Path(source) / REPORT_FILENAME
+        if target is None and report_path.is_file():
+            target = resolve_target_lambda(json.loads(report_path.read_text(encoding="utf-8")))
+    else:
+        profile = hardness_profile(_load_lambda_checkpoint(source))
+    width = max(len("layer"), *map(len, profile))
+    print(f"{'layer':<{width}}  {'λ':>12}  {'c/λ':>10}")
+    for name, lam in profile.items():
+        print(f"{name:<{width}}  {lam:>12.6g}  {RELU_DISTANCE_CONSTANT / lam:>10.3g}")
+    if args.plot:
+        print(f"Plot: {save_profile_plot(profile, args.plot, target_lambda=target)}")
+    if args.json:
+        print(f"JSON: {save_profile_json(profile, args.json, target_lambda=target)}")
+
+
+def _push_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", help="Release folder written by `hf-lambda-gelu reluize` (or save_release).")
+    parser.add_argument("repo_id", help="Hub model repo, e.g. user/bert-relu (created if missing).")
+    parser.add_argument("--private", action="store_true", help="Create the repo private.")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="Hub token (default: $HF_TOKEN or the stored `hf auth login`; prefer those, a command-line token is "
+        "visible to other local users).",
+    )
+    parser.add_argument("--commit-message", default=None, help="Commit message.")
+    parser.add_argument(
+        "--keep-remote-files",
+        action="store_true",
+        help="Keep files in the Hub repo that are not part of this release (default: delete them).",
+    )
+
+
+def _push(args: argparse.Namespace) -> None:
+    url = upload_release(
+        args.dir,
+        args.repo_id,
+        private=True if args.private else None,
+        token=args.token,
+        commit_message=args.commit_message,
+        delete_stale=not args.keep_remote_files,
+    )
+    print(f"Uploaded {args.dir} to {args.repo_id}: {url}")
+
+
+register_command(
+    Command("convert", "Convert a GELU checkpoint to λ-GELU (λ = 1: same outputs).", _convert_arguments, _convert)
+)
+register_command(
+    Command(
+        "reluize", "Swap a trained λ-GELU checkpoint to ReLU and write a release folder.", _reluize_arguments, _reluize
+    )
+)
+register_command(
+    Command("profile", "Print the hardness profile (λ per layer and its bound c/λ).", _profile_arguments, _profile)
+)
+register_command(Command("push", "Upload a release folder to the Hugging Face Hub.", _push_arguments, _push))
+
+
+# -------------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand.
+
+    >>> build_parser().parse_args(["push", "release", "me/bert-relu"]).repo_id
+    'me/bert-relu'
+    """
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="λ-GELU for Hugging Face models: convert GELU checkpoints, ReLU-ize trained ones, publish.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log progress (INFO level).")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS.values():
+        sub = subcommands.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def _quiet_progress_bars() -> None:
+    datasets.disable_progress_bars()
+    huggingface_hub.utils.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``hf-lambda-gelu`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Args:
+        argv: the arguments after the program name.
+
+    >>> main(["profile", "my-lambda-gelu-checkpoint"])  # doctest: +SKIP
+    0
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format=f"{PROG}: %(message)s")
+    if not args.verbose:
+        _quiet_progress_bars()
+    try:
+        args.run(args)
+    except _USER_ERRORS as err:
+        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The hardness profile (λ per layer) as a PNG plot and as JSON.
+
+Plots are drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas: no pyplot, no display
+and no change to the process-wide matplotlib backend (safe inside notebooks and training jobs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from .ops import RELU_DISTANCE_CONSTANT
+
+__all__ = ["load_profile_json", "save_profile_json", "save_profile_plot", "short_layer_labels"]
+
+_MAX_LABEL_CHARS = 24
+
+
+def _check_profile(profile: dict[str, float]) -> dict[str, float]:
+    if not profile:
+        raise ValueError(
+            "The hardness profile is empty: take it with hf_lambda_gelu.hardness_profile(model) BEFORE "
+            "hf_lambda_gelu.reluize(model) (reluize removes the λ-GELU modules)."
+        )
+    bad = {name: lam for name, lam in profile.items() if not (math.isfinite(lam) and lam >= 1.0)}
+    if bad:
+        raise ValueError(f"Hardness profile values must be finite λ ≥ 1; got {bad}.")
+    return {str(name): float(lam) for name, lam in profile.items()}
+
+
+def short_layer_labels(names: list[str]) -> list[str]:
+    """Short, unique labels for qualified module names (for plot axes).
+
+    The dotted parts shared by every name at the start and at the end are dropped; a label still
+    longer than 24 characters keeps its numeric parts and its last part. Whenever that would make
+    two labels equal, the longer unique form is kept.
+
+    Args:
+        names: qualified module names, e.g. from :func:`hf_lambda_gelu.hardness_profile`.
+
+    >>> short_layer_labels(["bert.encoder.layer.0.intermediate.act", "bert.encoder.layer.1.intermediate.act"])
+    ['0', '1']
+    """
+    parts = [name.split(".") for name in names]
+    if len(parts) < 2:
+        return [p[-1] for p in parts]
+    shortest = min(len(p) for p in parts)
+    head = 0
+    while head < shortest - 1 and len({p[head] for p in parts}) == 1:
+        head += 1
+    tail = 0
+    while tail < shortest - head - 1 and len({p[-1 - tail] for p in parts}) == 1:
+        tail += 1
+    stripped = [".".join(p[head : len(p) - tail]) for p in parts]
+    if len(set(stripped)) < len(stripped):
+        return list(names)
+    compact = []
+    for label in stripped:
+        tokens = label.split(".")
+        if len(label) > _MAX_LABEL_CHARS and len(tokens) > 1:
+            label = ".".join([t for t in tokens[:-1] if t.isdigit()] + [tokens[-1]])
+        compact.append(label)
+    return compact if len(set(compact)) == len(compact) else stripped
+
+
+def save_profile_plot(
+    profile: dict[str, float],
+    path: str | os.PathLike,
+    *,
+    target_lambda: float | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plot λ per layer (depth order, log-scale y axis) with the target λ* as a horizontal line.
+
+    Args:
+        profile: layer name → λ, in depth order (``hf_lambda_gelu.hardness_profile(model)``, taken
+            before ``reluize``).
+        path: PNG file to write (parent folders are created).
+        target_lambda: the hardening target λ*; drawn as a dashed line labelled with its bound c/λ*.
+        title: figure title (default "λ-GELU hardness profile").
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: empty profile, or a λ that is not a finite number ≥ 1.
+
+    >>> save_profile_plot({"layer.0.act": 120.0, "layer.1.act": 170.0}, "profile.png", target_lambda=170.0)  # doctest: +SKIP
+    PosixPath('profile.png')
+    """
+    from matplotlib import ticker  # imported on use: matplotlib is only needed for plots
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    profile = _check_profile(profile)
+    if target_lambda is not None and not (math.isfinite(target_lambda) and target_lambda >= 1.0):
+        raise ValueError(f"target_lambda={target_lambda!r} is invalid: the target λ* must be a finite number ≥ 1.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = short_layer_labels(list(profile))
+    values = list(profile.values())
+    positions = list(range(len(values)))
+
+    fig = Figure(figsize=(max(5.0, min(14.0, 0.45 * len(values) + 3.0)), 3.8), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(positions, values, marker="o", color="tab:blue", label="λ per layer")
+    if target_lambda is not None:
+        bound = RELU_DISTANCE_CONSTANT / target_lambda
+        ax.axhline(
+            target_lambda,
+            color="tab:red",
+            linestyle="--",
+            label=f"target λ* = {target_lambda:.4g} (c/λ* = {bound:.2g})",
+        )
+    ax.set_yscale("log")
+    plain = ticker.FuncFormatter(lambda value, _pos: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    shown = values + ([target_lambda] if target_lambda is not None else [])
+    if max(shown) < 10 * min(shown):  # less than a decade: label the minor ticks too
+        ax.yaxis.set_minor_formatter(plain)
+    slanted = max(map(len, labels)) > 4
+    ax.set_xticks(positions, labels, rotation=45 if slanted else 0, ha="right" if slanted else "center")
+    ax.set_xlabel("layer (depth order)")
+    ax.set_ylabel("λ (log scale)")
+    ax.set_title(title or "λ-GELU hardness profile")
+    ax.grid(True, which="both", axis="y", alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    fig.savefig(path, format="png")
+    return path
+
+
+def save_profile_json(
+    profile: dict[str, float], path: str | os.PathLike, *, target_lambda: float | None = None
+) -> Path:
+    """Write the profile as JSON: ``{"lambdas": {layer: λ}, "error_bounds": {layer: c/λ}, "target_lambda": λ*}``.
+
+    Args:
+        profile: layer name → λ, in depth order.
+        path: JSON file to write (parent folders are created).
+        target_lambda: the hardening target λ*, if known (``null`` otherwise).
+
+    Returns:
+        The path written. :func:`load_profile_json` reads it back.
+
+    >>> p = save_profile_json({"layer.0.act": 170.0}, "profile.json")  # doctest: +SKIP
+    >>> load_profile_json(p)  # doctest: +SKIP
+    {'layer.0.act': 170.0}
+    """
+    profile = _check_profile(profile)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "lambdas": profile,
+        "error_bounds": {name: RELU_DISTANCE_CONSTANT / lam for name, lam in profile.items()},
+        "relu_distance_constant": RELU_DISTANCE_CONSTANT,
+        "target_lambda": target_lambda,
+    }
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_profile_json(path: str | os.PathLike) -> dict[str, float]:
+    """Read the layer → λ profile written by :func:`save_profile_json` (order preserved).
+
+    Args:
+        path: the JSON file.
+
+    Raises:
+        ValueError: the file is not a hardness profile (no ``"lambdas"`` mapping).
+
+    >>> load_profile_json("hardness_profile.json")  # doctest: +SKIP
+    {'bert.encoder.layer.0.intermediate.intermediate_act_fn': 170.0}
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    lambdas = data.get("lambdas") if isinstance(data, dict) else None
+    if not isinstance(lambdas, dict):
+        raise ValueError(f"{str(path)!r} is not a hardness profile: expected a JSON object with a 'lambdas' mapping.")
+    return {str(name): float(lam) for name, lam in lambdas.items()}

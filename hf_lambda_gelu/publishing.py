@@ -1,0 +1,521 @@
+"""Release folders of ReLU-ized models, and their upload to the Hugging Face Hub.
+
+A release folder holds exactly one ReLU-ized model: the ``save_pretrained`` files (config says
+``"relu"``), the tokenizer/processor if given, ``README.md`` (the model card),
+``hardness_profile.png``/``.json``, ``reluization_report.json`` and ``lambda_gelu_release.json``, a
+manifest listing the release's files (it marks the folder as a release and is written last).
+
+Decisions:
+- Writing into a folder that holds a previous release replaces that release (its listed files are
+  removed first, so nothing stale is left); any other non-empty folder is refused unless
+  ``overwrite=True``, and even then its other files are left alone and are never uploaded.
+- The upload sends exactly the manifest's files and deletes every other file of the Hub repo
+  (``delete_patterns="*"``; the Hub always keeps ``.gitattributes``). A repo therefore holds one
+  release, never a mix: a stale ``model.safetensors.index.json`` or old shard of a previous release
+  would otherwise be loaded in place of the new weights. Files you add to the repo by hand are deleted
+  too: pass ``delete_stale=False`` (CLI: ``--keep-remote-files``) to keep them.
+- Any failure of the upload raises :class:`PushError`, chained from the original error; the release
+  folder is kept intact and the message says how to retry. Tokens are never logged, and are scrubbed
+  from the error chain (the explicit token, ``$HF_TOKEN`` and anything shaped like ``hf_...``).
+- The Hub client is looked up as ``hf_lambda_gelu.publishing.HfApi`` at call time: tests (and
+  callers needing a custom endpoint) patch that one name.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import HfApi
+from torch import nn
+from transformers import BaseImageProcessor, FeatureExtractionMixin, PreTrainedTokenizerBase, ProcessorMixin
+
+from .activation import LambdaGELU
+from .conversion import ACTIVATION_CONFIG_KEYS
+from .model_card import build_model_card, resolve_target_lambda
+from .profile_plot import save_profile_json, save_profile_plot
+from .registration import ACTIVATION_NAMES, CONFIG_KEY
+from .reluize import reluize
+
+__all__ = [
+    "CARD_FILENAME",
+    "MANIFEST_FILENAME",
+    "NotAReleaseError",
+    "NotReluModelError",
+    "PROFILE_JSON_FILENAME",
+    "PROFILE_PLOT_FILENAME",
+    "PushError",
+    "REPORT_FILENAME",
+    "ReleaseDirNotEmptyError",
+    "check_output_dir",
+    "check_release_dir",
+    "push_reluized",
+    "reluize_for_release",
+    "save_release",
+    "upload_release",
+]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FILENAME = "lambda_gelu_release.json"
+CARD_FILENAME = "README.md"
+REPORT_FILENAME = "reluization_report.json"
+PROFILE_PLOT_FILENAME = "hardness_profile.png"
+PROFILE_JSON_FILENAME = "hardness_profile.json"
+_MANIFEST_FORMAT = "hf-lambda-gelu-release"
+_CARD_ARGS_SET_HERE = ("model", "base_model", "report", "profile", "plot_filename", "processor_auto_class")
+_TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{16,}")
+_MAX_CAUSE_CHARS = 400
+
+
+class ReleaseDirNotEmptyError(ValueError):
+    """The release folder holds files that are not a previous release."""
+
+    def __init__(self, path: Path, files: list[str]) -> None:
+        self.path = path
+        self.files = files
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        super().__init__(
+            f"Release folder {str(path)!r} is not empty and is not a previous hf-lambda-gelu release "
+            f"(it holds {shown}). Choose an empty or new folder, or pass overwrite=True (CLI: --overwrite) to "
+            "write the release next to those files (they are left alone and never uploaded)."
+        )
+
+
+class NotReluModelError(ValueError):
+    """The model is neither λ-GELU (to ReLU-ize) nor a ReLU model."""
+
+    def __init__(self, what: str, activations: dict[str, Any]) -> None:
+        self.activations = activations
+        super().__init__(
+            f"{what} is not a ReLU model (config activation fields: {activations or 'none found'}) and has no "
+            "λ-GELU module to swap. Convert and train it first (hf_lambda_gelu.convert_to_lambda_gelu), or pass "
+            "the λ-GELU model itself: save_release ReLU-izes it."
+        )
+
+
+class NotAReleaseError(ValueError):
+    """The folder is not a (complete) ReLU release."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{str(path)!r} is not a ReLU release folder: {reason}. Build one with hf_lambda_gelu.save_release "
+            "(CLI: hf-lambda-gelu reluize SRC DST)."
+        )
+
+
+class PushError(RuntimeError):
+    """Uploading a release folder failed; the folder itself is complete and kept."""
+
+    def __init__(self, release_dir: Path, repo_id: str, cause: str, private: bool | None = None) -> None:
+        release_dir = Path(release_dir).resolve()
+        self.release_dir = release_dir
+        self.repo_id = repo_id
+        retry = f"hf-lambda-gelu push {shlex.quote(str(release_dir))} {shlex.quote(repo_id)}"
+        super().__init__(
+            f"Upload to the Hub repo {repo_id!r} failed ({cause}). The local release folder is complete and intact "
+            f"at {release_dir}; retry with: {retry}{' --private' if private else ''}"
+        )
+
+
+def _has_lambda_gelu(model: nn.Module) -> bool:
+    return any(isinstance(m, LambdaGELU) for m in model.modules())
+
+
+def _activations(config: Any) -> dict[str, Any]:
+    if isinstance(config, dict):
+        return {k: config[k] for k in ACTIVATION_CONFIG_KEYS if isinstance(config.get(k), str)}
+    return {k: getattr(config, k) for k in ACTIVATION_CONFIG_KEYS if isinstance(getattr(config, k, None), str)}
+
+
+def _says_relu(activations: dict[str, Any]) -> bool:
+    values = set(activations.values())
+    return "relu" in values and not values & set(ACTIVATION_NAMES.values())
+
+
+def reluize_for_release(model: nn.Module, *, report: dict | None = None) -> dict:
+    """ReLU-ize ``model`` in place and return the release report completed with what the swap knows.
+
+    Adds, where ``report`` lacks them: ``lambdas`` (the hardness profile at the swap),
+    ``error_bounds`` (c/λ per layer), ``max_error_bound``, and under ``settings`` the ``lambda_init``
+    and ``lambda_temperature`` recorded in the model's config.
+
+    Args:
+        model: a model with λ-GELU activations.
+        report: the training's report (``reluization_report.json`` shape), if any; not modified.
+
+    Raises:
+        NotLambdaGELUModelError: the model has no λ-GELU module.
+
+    >>> from transformers import BertConfig, BertModel
+    >>> import hf_lambda_gelu
+    >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg))
+    >>> sorted(reluize_for_release(model))
+    ['error_bounds', 'lambdas', 'max_error_bound', 'settings']
+    """
+    report = dict(report or {})
+    recorded = getattr(getattr(model, "config", None), CONFIG_KEY, None) or {}
+    swap = reluize(model)
+    report.setdefault("lambdas", swap.lambdas)
+    report.setdefault("error_bounds", swap.error_bounds)
+    report.setdefault("max_error_bound", swap.max_error_bound)
+    settings = dict(report.get("settings") or {})
+    for ours, theirs in (("lambda_init", "init_lambda"), ("lambda_temperature", "temperature")):
+        if theirs in recorded:
+            settings.setdefault(ours, recorded[theirs])
+    report["settings"] = settings
+    return report
+
+
+def _release_files(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def _read_manifest(folder: Path) -> list[str] | None:
+    """Files of the release in ``folder`` (manifest included), or None if it holds no release manifest."""
+    path = folder / MANIFEST_FILENAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != _MANIFEST_FORMAT:
+        return None
+    return [*manifest.get("files", []), MANIFEST_FILENAME]
+
+
+def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) -> list[str]:
+    """Check that :func:`save_release` may write to ``output_dir`` (call it early, before long work).
+
+    Args:
+        output_dir: the release folder.
+        overwrite: allow files that are not a previous release (see :func:`save_release`).
+
+    Returns:
+        The files of a previous release in the folder (``save_release`` replaces them).
+
+    Raises:
+        ReleaseDirNotEmptyError: other files are in the way and ``overwrite`` is False.
+        NotADirectoryError: ``output_dir`` is a file.
+
+    >>> check_output_dir("a-new-folder")
+    []
+    """
+    folder = Path(output_dir)
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        raise NotADirectoryError(f"Release folder {str(folder)!r} exists and is not a folder; choose another path.")
+    present = _release_files(folder)
+    previous = set(_read_manifest(folder) or []) & present
+    foreign = sorted(present - previous)
+    if foreign and not overwrite:
+        raise ReleaseDirNotEmptyError(folder, foreign)
+    if foreign:
+        logger.warning(
+            "Writing the release next to %d unrelated file(s) in %s; they will not be uploaded.", len(foreign), folder
+        )
+    return sorted(previous)
+
+
+def _json_scalar(value: Any) -> Any:
+    """numpy / torch scalars in reports (``.item()``)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"Report value {value!r} of type {type(value).__name__} is not JSON serializable.")
+
+
+def _processor_auto_class(processing_class: Any) -> str:
+    for cls, auto_class in (
+        (ProcessorMixin, "AutoProcessor"),
+        (PreTrainedTokenizerBase, "AutoTokenizer"),
+        (BaseImageProcessor, "AutoImageProcessor"),
+        (FeatureExtractionMixin, "AutoFeatureExtractor"),
+    ):
+        if isinstance(processing_class, cls):
+            return auto_class
+    return "AutoProcessor"
+
+
+def save_release(
+    model: nn.Module,
+    output_dir: str | os.PathLike,
+    *,
+    processing_class: Any = None,
+    base_model: str | None = None,
+    report: dict | None = None,
+    profile: dict[str, float] | None = None,
+    card_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a complete ReLU release folder (model, processor, card, profile plot/JSON, report, manifest).
+
+    A model that still has λ-GELU modules is ReLU-ized **in place** first (its hardness profile is
+    recorded before the swap, see :func:`reluize_for_release`).
+
+    Args:
+        model: the trained λ-GELU model, or an already ReLU-ized one (config must say ``"relu"``).
+        output_dir: the release folder: new, empty, or holding a previous release (which is replaced).
+        processing_class: tokenizer / image processor / processor to ship with the model.
+        base_model: the checkpoint training started from (Hub id or path), for the card.
+        report: the ReLU-ization report (``reluization_report.json`` shape); written as that file.
+        profile: layer → λ at the swap (default: taken from the model before the swap, or
+            ``report["lambdas"]``).
+        card_kwargs: more keyword arguments for :func:`hf_lambda_gelu.model_card.build_model_card`
+            (``dataset_names``, ``eval_dataset``, ``pipeline_tag``, ``license``, ``model_name``,
+            ``repo_id``, ``settings``, ``extra_text``).
+        overwrite: also write into a non-empty folder that is not a previous release.
+
+    Returns:
+        The release folder.
+
+    Raises:
+        ReleaseDirNotEmptyError: ``output_dir`` holds other files and ``overwrite`` is False.
+        NotReluModelError: the model has no λ-GELU module and its config does not say ``"relu"``.
+        ValueError: ``card_kwargs`` names an argument this function sets itself.
+
+    >>> import hf_lambda_gelu
+    >>> from transformers import BertConfig, BertModel
+    >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg))
+    >>> save_release(model, "release", base_model="google-bert/bert-base-uncased")  # doctest: +SKIP
+    PosixPath('release')
+    """
+    card_kwargs = dict(card_kwargs or {})
+    clashing = sorted(set(card_kwargs) & set(_CARD_ARGS_SET_HERE))
+    if clashing:
+        raise ValueError(f"card_kwargs {clashing} are set by save_release itself; pass them as its own arguments.")
+    output_dir = Path(output_dir)
+    previous = check_output_dir(output_dir, overwrite=overwrite)
+    if _has_lambda_gelu(model):
+        report = reluize_for_release(model, report=report)
+    config = getattr(model, "config", None)
+    if not _says_relu(_activations(config)) or _has_lambda_gelu(model):
+        raise NotReluModelError(type(model).__name__, _activations(config))
+    profile = profile if profile is not None else (report or {}).get("lambdas") or None
+
+    for name in previous:
+        (output_dir / name).unlink()
+    before = _release_files(output_dir) if output_dir.exists() else set()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    processor_auto_class = None
+    if processing_class is not None:
+        processing_class.save_pretrained(output_dir)
+        processor_auto_class = _processor_auto_class(processing_class)
+    plot_filename = None
+    if profile:
+        target = resolve_target_lambda(report, card_kwargs.get("settings"))
+        save_profile_plot(profile, output_dir / PROFILE_PLOT_FILENAME, target_lambda=target)
+        save_profile_json(profile, output_dir / PROFILE_JSON_FILENAME, target_lambda=target)
+        plot_filename = PROFILE_PLOT_FILENAME
+    if report is not None:
+        text = json.dumps(report, indent=2, ensure_ascii=False, default=_json_scalar)
+        (output_dir / REPORT_FILENAME).write_text(text + "\n", encoding="utf-8")
+    card = build_model_card(
+        model=model,
+        base_model=base_model,
+        report=report,
+        profile=profile,
+        plot_filename=plot_filename,
+        processor_auto_class=processor_auto_class,
+        **card_kwargs,
+    )
+    card.save(output_dir / CARD_FILENAME)
+    files = sorted(_release_files(output_dir) - before - {MANIFEST_FILENAME})
+    manifest = {"format": _MANIFEST_FORMAT, "files": files}
+    (output_dir / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    logger.info("Wrote the ReLU release (%d files) to %s.", len(files) + 1, output_dir)
+    return output_dir
+
+
+def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
+    """Check that a folder is a complete ReLU release and return the files to upload.
+
+    The files are the manifest's (when the folder was written by :func:`save_release`), else every
+    file in the folder.
+
+    Args:
+        release_dir: the folder.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        NotAReleaseError: no ``config.json``, a config that does not say ``"relu"``, or a file listed
+            in the manifest is missing.
+
+    >>> check_release_dir("release")  # doctest: +SKIP
+    ['README.md', 'config.json', 'hardness_profile.json', ..., 'model.safetensors']
+    """
+    folder = Path(release_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Release folder {str(folder)!r} does not exist (or is not a folder).")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise NotAReleaseError(folder, "it has no config.json")
+    try:
+        activations = _activations(json.loads(config_path.read_text(encoding="utf-8")))
+    except ValueError as err:
+        raise NotAReleaseError(folder, f"its config.json is not valid JSON ({err})") from None
+    if not _says_relu(activations):
+        raise NotAReleaseError(folder, f"its config.json does not say 'relu' (activation fields: {activations})")
+    files = _read_manifest(folder)
+    if files is None:
+        return sorted(_release_files(folder))
+    missing = [name for name in files if not (folder / name).is_file()]
+    if missing:
+        raise NotAReleaseError(folder, f"files listed in {MANIFEST_FILENAME} are missing: {missing}")
+    return sorted(files)
+
+
+def _secrets(token: str | None) -> set[str]:
+    env = (os.environ.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"))
+    return {secret for secret in (token, *env) if secret}
+
+
+def _redact(text: str, secrets: set[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return _TOKEN_SHAPE.sub("hf_***", text)
+
+
+def _scrub_exception_chain(err: BaseException, secrets: set[str]) -> None:
+    """Remove secrets from the messages of ``err`` and of every exception chained to it, in place."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [err]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.args = tuple(_redact(a, secrets) if isinstance(a, str) else a for a in current.args)
+        if hasattr(current, "__notes__"):
+            current.__notes__ = [_redact(str(note), secrets) for note in current.__notes__]
+        stack += [current.__cause__, current.__context__]
+
+
+def upload_release(
+    release_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    delete_stale: bool = True,
+) -> str:
+    """Upload a release folder to a Hub model repo (created if needed) and return the commit URL.
+
+    Exactly the release's files go up (:func:`check_release_dir`); with ``delete_stale`` every other
+    file of the repo is deleted in the same commit (see the module docstring for why).
+
+    Args:
+        release_dir: folder written by :func:`save_release` (or any folder with a ReLU ``config.json``).
+        repo_id: ``"user/name"`` on the Hub.
+        private: create the repo private (an existing repo keeps its visibility).
+        token: Hub token (default: ``$HF_TOKEN`` or the stored login). Never logged or shown.
+        commit_message: the commit message (default names the package).
+        delete_stale: delete the repo's files that are not part of this release.
+
+    Raises:
+        PushError: any failure of the Hub calls; the folder is kept and the message says how to retry.
+        FileNotFoundError, NotAReleaseError: see :func:`check_release_dir` (before anything is sent).
+
+    >>> upload_release("release", "me/bert-relu")  # doctest: +SKIP
+    'https://huggingface.co/me/bert-relu/commit/...'
+    """
+    folder = Path(release_dir)
+    files = check_release_dir(folder)
+    logger.info("Uploading %d file(s) from %s to the Hub repo %s.", len(files), folder, repo_id)
+    try:
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            commit_message=commit_message or "Upload ReLU-ized model (λ-GELU, hf-lambda-gelu)",
+            allow_patterns=[glob.escape(name) for name in files],
+            delete_patterns="*" if delete_stale else None,
+        )
+    except Exception as err:
+        secrets = _secrets(token)
+        _scrub_exception_chain(err, secrets)
+        cause = _redact(" ".join(f"{type(err).__name__}: {err}".split()), secrets).rstrip(".")
+        if len(cause) > _MAX_CAUSE_CHARS:
+            cause = cause[: _MAX_CAUSE_CHARS - 1] + "…"
+        raise PushError(folder, repo_id, cause, private) from err
+    url = getattr(info, "commit_url", None) or str(info)
+    logger.info("Uploaded the release to %s.", url)
+    return url
+
+
+def push_reluized(
+    model: nn.Module,
+    repo_id: str,
+    *,
+    processing_class: Any = None,
+    base_model: str | None = None,
+    report: dict | None = None,
+    profile: dict[str, float] | None = None,
+    card_kwargs: dict[str, Any] | None = None,
+    release_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    delete_stale: bool = True,
+) -> str:
+    """ReLU-ize (if needed), write the release folder and upload it: :func:`save_release` + :func:`upload_release`.
+
+    Without ``release_dir`` the release is written to a fresh temporary folder (its path is logged);
+    it is removed after a successful upload and kept when the upload fails (the :class:`PushError`
+    names it).
+
+    Args:
+        model: the trained λ-GELU model (ReLU-ized in place) or an already ReLU-ized one.
+        repo_id: ``"user/name"`` on the Hub; also the name in the card's loading snippet.
+        processing_class, base_model, report, profile, card_kwargs, overwrite: see :func:`save_release`.
+        release_dir: where to write the release (kept); default a fresh temporary folder.
+        private, token, commit_message, delete_stale: see :func:`upload_release`.
+
+    Returns:
+        The URL of the Hub commit.
+
+    Raises:
+        PushError: the upload failed (the release folder is complete and kept).
+
+    >>> push_reluized(model, "me/bert-relu", processing_class=tokenizer)  # doctest: +SKIP
+    'https://huggingface.co/me/bert-relu/commit/...'
+    """
+    card_kwargs = {"repo_id": repo_id, **(card_kwargs or {})}
+    fresh = release_dir is None
+    folder = Path(tempfile.mkdtemp(prefix="hf-lambda-gelu-release-")) if fresh else Path(release_dir)
+    logger.info("Writing the release for %s to %s.", repo_id, folder)
+    try:
+        save_release(
+            model,
+            folder,
+            processing_class=processing_class,
+            base_model=base_model,
+            report=report,
+            profile=profile,
+            card_kwargs=card_kwargs,
+            overwrite=overwrite,
+        )
+    except BaseException:
+        if fresh:  # nothing worth keeping: the release was not written
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    url = upload_release(
+        folder, repo_id, private=private, token=token, commit_message=commit_message, delete_stale=delete_stale
+    )
+    if fresh:
+        shutil.rmtree(folder)
+    return url

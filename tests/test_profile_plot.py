@@ -1,0 +1,72 @@
+"""Hardness-profile plot (PNG) and JSON round trip."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import pytest
+
+from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
+from hf_lambda_gelu.profile_plot import load_profile_json, save_profile_json, save_profile_plot, short_layer_labels
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+BERT_PROFILE = {f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn": 2.0 ** (i + 1) for i in range(6)}
+
+
+def test_plot_is_a_png_and_leaves_the_matplotlib_backend_alone(tmp_path):
+    backend = matplotlib.get_backend()
+    path = save_profile_plot(BERT_PROFILE, tmp_path / "sub" / "profile.png", target_lambda=170.0, title="t")
+    data = path.read_bytes()
+    assert path == tmp_path / "sub" / "profile.png"
+    assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+    assert matplotlib.get_backend() == backend
+    # without a target line, one layer only
+    single = save_profile_plot({"act": 1.0}, tmp_path / "one.png")
+    assert single.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_json_round_trips_in_depth_order(tmp_path):
+    profile = dict(reversed(list(BERT_PROFILE.items())))  # order must be kept, not sorted
+    path = save_profile_json(profile, tmp_path / "profile.json", target_lambda=170.0)
+    assert load_profile_json(path) == profile
+    assert list(load_profile_json(path)) == list(profile)
+    data = json.loads(path.read_text())
+    assert data["target_lambda"] == 170.0
+    name = next(iter(profile))
+    assert data["error_bounds"][name] == pytest.approx(RELU_DISTANCE_CONSTANT / profile[name])
+
+
+def test_load_rejects_other_json(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text('{"layers": []}')
+    with pytest.raises(ValueError, match="not a hardness profile"):
+        load_profile_json(path)
+
+
+@pytest.mark.parametrize(
+    ("profile", "target", "match"),
+    [
+        ({}, None, "empty"),
+        ({"a": 0.5}, None, "λ ≥ 1"),
+        ({"a": float("nan")}, None, "λ ≥ 1"),
+        ({"a": 2.0}, 0.0, "target_lambda"),
+    ],
+)
+def test_bad_profiles_are_rejected(tmp_path, profile, target, match):
+    with pytest.raises(ValueError, match=match):
+        save_profile_plot(profile, tmp_path / "p.png", target_lambda=target)
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_short_labels():
+    assert short_layer_labels(list(BERT_PROFILE)) == ["0", "1", "2", "3", "4", "5"]
+    mixed = [*BERT_PROFILE, "cls.predictions.transform.transform_act_fn"]
+    labels = short_layer_labels(mixed)
+    assert labels[0] == "0.intermediate_act_fn" and labels[-1] == "transform_act_fn"
+    assert len(set(labels)) == len(labels)
+    vit = ["vit.layers.0.mlp.activation_fn", "vit.layers.1.mlp.activation_fn"]
+    assert short_layer_labels(vit) == ["0", "1"]
+    assert short_layer_labels(["a.b.act"]) == ["act"]
+    # names whose stripped forms would collide keep their full names
+    assert short_layer_labels(["x.a", "x.a"]) == ["x.a", "x.a"]
