@@ -172,7 +172,9 @@ class LambdaGELUTrainer(Trainer):
         if not self.is_world_process_zero():
             return None
         repo_id = self.args.hub_model_id or os.path.basename(os.path.normpath(self.args.output_dir))
-        base_model = kwargs.pop("base_model", None) or getattr(getattr(self.model, "config", None), "_name_or_path", None)
+        base_model = kwargs.pop("base_model", None) or getattr(
+            getattr(self.model, "config", None), "_name_or_path", None
+        )
         model = self.model
         if hasattr(model, "merge_and_unload"):  # PEFT: publish the merged ReLU model
             model = copy.deepcopy(model).merge_and_unload()

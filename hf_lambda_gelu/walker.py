@@ -35,21 +35,27 @@ def swap_modules(
 
     Returns:
         The swaps made. A module object registered under several names is replaced everywhere
-        by the same new module (so shared activations stay shared).
+        by the same new module (so shared activations stay shared); ``filter_fn`` and ``replace``
+        decide once per module object, at its first name in depth order.
     """
     swaps: list[Swap] = []
     replaced: dict[int, nn.Module] = {}
+    kept: set[int] = set()
     for parent_name, parent in list(model.named_modules(remove_duplicate=False)):
         for child_name, child in list(parent._modules.items()):
             if child is None:
                 continue
             name = f"{parent_name}.{child_name}" if parent_name else child_name
+            if id(child) in kept:
+                continue
             new = replaced.get(id(child))
             if new is None:
                 if filter_fn is not None and not filter_fn(child, name):
+                    kept.add(id(child))
                     continue
                 new = replace(child, name)
                 if new is None:
+                    kept.add(id(child))
                     continue
                 replaced[id(child)] = new
             parent._modules[child_name] = new

@@ -15,7 +15,9 @@ from hf_lambda_gelu.publishing import PushError
 
 def _trained(tmp_path, **overrides):
     data = text_dataset()
-    args = training_args(tmp_path / "out", save_strategy="steps", save_steps=4, hub_model_id="me/tiny-relu", **overrides)
+    args = training_args(
+        tmp_path / "out", save_strategy="steps", save_steps=4, hub_model_id="me/tiny-relu", **overrides
+    )
     trainer = LambdaGELUTrainer(
         model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data, compute_metrics=accuracy
     )
@@ -30,7 +32,13 @@ def test_push_uploads_only_the_release_and_it_loads_in_stock_transformers(tmp_pa
     url = trainer.push_to_hub(token=TOKEN, dataset_names=["random-ids"])
     assert url.startswith("https://huggingface.co/me/tiny-relu/commit/")
     uploaded = {p.name for p in (tmp_path / "remote").iterdir()}
-    assert {"config.json", "model.safetensors", "README.md", "hardness_profile.png", "reluization_report.json"} <= uploaded
+    assert {
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "hardness_profile.png",
+        "reluization_report.json",
+    } <= uploaded
     assert not any(name.startswith("checkpoint") or name == "stale.bin" for name in uploaded)
     assert hub.kwargs_of("upload_folder")["delete_patterns"] == "*"
     assert json.loads((tmp_path / "remote" / "config.json").read_text())["hidden_act"] == "relu"
