@@ -105,6 +105,8 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], None]
+    #: Hand unrecognized flags to ``run`` as ``args.flags`` (for commands with their own parser).
+    passthrough: bool = False
 
 
 #: Subcommands by name, in ``--help`` order.
@@ -486,6 +488,32 @@ register_command(
 register_command(Command("push", "Upload a release folder to the Hugging Face Hub.", _push_arguments, _push))
 
 
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Other flags go to the demo: --output_dir, --quick, and every LambdaGELUTrainingArguments flag "
+        "(`python recipes/image_classification.py --help` lists them)."
+    )
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from . import demo
+
+    transformers_logging.enable_progress_bar()  # the demo shows the Trainer's progress bars
+    datasets.enable_progress_bars()
+    demo.main(args.flags)
+
+
+register_command(
+    Command(
+        "demo",
+        "Run the offline digits demo: GELU ViT → λ-GELU fine-tune → hardening → ReLU release.",
+        _demo_arguments,
+        _demo,
+        passthrough=True,
+    )
+)
+
+
 # -------------------------------------------------------------------------------------------- main
 
 
@@ -523,7 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     >>> main(["profile", "my-lambda-gelu-checkpoint"])  # doctest: +SKIP
     0
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not COMMANDS[args.command].passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.flags = extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format=f"{PROG}: %(message)s")
     if not args.verbose:
         _quiet_progress_bars()

@@ -344,6 +344,7 @@ def build_model_card(
     config = _config_of(model)
     settings = {**(report.get("settings") or {}), **(settings or {})}
     profile = profile if profile is not None else report.get("lambdas") or {}
+    learned = report.get("learned_lambdas") or {}
     model_type = getattr(config, "model_type", None) or None
     architecture = _architecture(config)
     pipeline_tag = pipeline_tag or infer_pipeline_tag(config)
@@ -393,7 +394,10 @@ def build_model_card(
         dataset_texts=[_linked(d, "datasets/") for d in dataset_names],
         relu_constant=RELU_DISTANCE_CONSTANT,
         settings_rows=_settings_rows(settings, target_lambda),
-        profile_rows=[(name, f"{lam:.4g}", f"{RELU_DISTANCE_CONSTANT / lam:.3g}") for name, lam in profile.items()],
+        profile_rows=[
+            (name, _fmt(learned.get(name)), f"{lam:.4g}", f"{RELU_DISTANCE_CONSTANT / lam:.3g}")
+            for name, lam in profile.items()
+        ],
         plot_filename=plot_filename,
         eval_dataset_text=_linked(eval_dataset, "datasets/") if eval_dataset else "the evaluation set",
         has_naive=has_naive,

@@ -71,6 +71,7 @@ def save_profile_plot(
     *,
     target_lambda: float | None = None,
     title: str | None = None,
+    learned: dict[str, float] | None = None,
 ) -> Path:
     """Plot λ per layer (depth order, log-scale y axis) with the target λ* as a horizontal line.
 
@@ -80,6 +81,8 @@ def save_profile_plot(
         path: PNG file to write (parent folders are created).
         target_lambda: the hardening target λ*; drawn as a dashed line labelled with its bound c/λ*.
         title: figure title (default "λ-GELU hardness profile").
+        learned: the profile learned before hardening (layer → λ), drawn as a second series; after
+            hardening every layer sits at λ*, so this is the informative, depth-structured one.
 
     Returns:
         The path written.
@@ -106,7 +109,12 @@ def save_profile_plot(
     fig = Figure(figsize=(max(5.0, min(14.0, 0.45 * len(values) + 3.0)), 3.8), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.plot(positions, values, marker="o", color="tab:blue", label="λ per layer")
+    ax.plot(positions, values, marker="o", color="tab:blue", label="λ per layer (final)")
+    shown = list(values)
+    if learned:
+        learned_values = [_check_profile(learned).get(name, math.nan) for name in profile]
+        ax.plot(positions, learned_values, marker="s", color="tab:green", label="λ learned (before hardening)")
+        shown += [v for v in learned_values if math.isfinite(v)]
     if target_lambda is not None:
         bound = RELU_DISTANCE_CONSTANT / target_lambda
         ax.axhline(
@@ -118,7 +126,7 @@ def save_profile_plot(
     ax.set_yscale("log")
     plain = ticker.FuncFormatter(lambda value, _pos: f"{value:g}")
     ax.yaxis.set_major_formatter(plain)
-    shown = values + ([target_lambda] if target_lambda is not None else [])
+    shown += [target_lambda] if target_lambda is not None else []
     if max(shown) < 10 * min(shown):  # less than a decade: label the minor ticks too
         ax.yaxis.set_minor_formatter(plain)
     slanted = max(map(len, labels)) > 4
@@ -133,7 +141,11 @@ def save_profile_plot(
 
 
 def save_profile_json(
-    profile: dict[str, float], path: str | os.PathLike, *, target_lambda: float | None = None
+    profile: dict[str, float],
+    path: str | os.PathLike,
+    *,
+    target_lambda: float | None = None,
+    learned: dict[str, float] | None = None,
 ) -> Path:
     """Write the profile as JSON: ``{"lambdas": {layer: λ}, "error_bounds": {layer: c/λ}, "target_lambda": λ*}``.
 
@@ -141,6 +153,7 @@ def save_profile_json(
         profile: layer name → λ, in depth order.
         path: JSON file to write (parent folders are created).
         target_lambda: the hardening target λ*, if known (``null`` otherwise).
+        learned: the profile learned before hardening, stored as ``learned_lambdas`` if given.
 
     Returns:
         The path written. :func:`load_profile_json` reads it back.
@@ -158,6 +171,8 @@ def save_profile_json(
         "relu_distance_constant": RELU_DISTANCE_CONSTANT,
         "target_lambda": target_lambda,
     }
+    if learned:
+        payload["learned_lambdas"] = _check_profile(learned)
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 

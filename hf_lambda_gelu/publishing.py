@@ -315,8 +315,9 @@ def save_release(
     plot_filename = None
     if profile:
         target = resolve_target_lambda(report, card_kwargs.get("settings"))
-        save_profile_plot(profile, output_dir / PROFILE_PLOT_FILENAME, target_lambda=target)
-        save_profile_json(profile, output_dir / PROFILE_JSON_FILENAME, target_lambda=target)
+        learned = (report or {}).get("learned_lambdas")
+        save_profile_plot(profile, output_dir / PROFILE_PLOT_FILENAME, target_lambda=target, learned=learned)
+        save_profile_json(profile, output_dir / PROFILE_JSON_FILENAME, target_lambda=target, learned=learned)
         plot_filename = PROFILE_PLOT_FILENAME
     if report is not None:
         text = json.dumps(report, indent=2, ensure_ascii=False, default=_json_scalar)

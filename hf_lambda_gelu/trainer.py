@@ -133,9 +133,14 @@ class LambdaGELUTrainer(Trainer):
         from .profile_plot import save_profile_json, save_profile_plot
 
         os.makedirs(self.args.output_dir, exist_ok=True)
-        target = self.args.target_lambda
-        save_profile_json(profile, os.path.join(self.args.output_dir, PROFILE_JSON_FILENAME), target_lambda=target)
-        save_profile_plot(profile, os.path.join(self.args.output_dir, PROFILE_PLOT_FILENAME), target_lambda=target)
+        target, learned = self.args.target_lambda, self.learned_profile()
+        out = self.args.output_dir
+        save_profile_json(profile, os.path.join(out, PROFILE_JSON_FILENAME), target_lambda=target, learned=learned)
+        save_profile_plot(profile, os.path.join(out, PROFILE_PLOT_FILENAME), target_lambda=target, learned=learned)
+
+    def learned_profile(self) -> dict[str, float] | None:
+        """Layer → λ learned before hardening started (smallest λ of a per-channel layer), if it started."""
+        return {name: min(values) for name, values in self.hardening.start_lambdas.items()} or None
 
     # -- publishing --------------------------------------------------------------------------
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
@@ -222,6 +227,7 @@ class LambdaGELUTrainer(Trainer):
         report: dict[str, Any] = {
             **swap.to_dict(),
             "target_lambda": self.args.target_lambda,
+            "learned_lambdas": self.learned_profile(),
             "settings": {k: getattr(self.args, k) for k in _SETTINGS},
         }
         flat = {"reluize_max_error_bound": swap.max_error_bound}

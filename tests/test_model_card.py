@@ -41,6 +41,7 @@ REPORT = {
         "prediction_agreement": 0.8,
     },
     "lambdas": {LAYERS[0]: 150.0, LAYERS[1]: 170.0},
+    "learned_lambdas": {LAYERS[0]: 1.25, LAYERS[1]: 2.5},
     "error_bounds": {LAYERS[0]: 0.00113, LAYERS[1]: 0.001},
     "max_error_bound": 0.00113,
     "target_lambda": 170.0,
@@ -105,7 +106,7 @@ def test_full_card_metadata_and_sections(tmp_path):
     assert "| Tolerance ε (worst-case per-activation error) | 0.001 |" in text
     assert "| Target λ* of the hardening | 170 |" in text and "| Swap bound c/λ* (per activation) | 0.001 |" in text
     assert "![λ per layer](hardness_profile.png)" in text
-    assert f"| `{LAYERS[0]}` | 150 | 0.00113 |" in text
+    assert f"| `{LAYERS[0]}` | 1.25 | 150 | 0.00113 |" in text
     assert "| Naive GELU → ReLU swap |" in text
     assert "| **accuracy** | 0.91 | 0.905 | 0.62 |" in text
     assert "| loss | 0.3 | 0.31 | 1.1 |" in text
@@ -149,7 +150,7 @@ def test_partial_report_renders_what_is_there():
     assert "Naive" not in text
     assert "| f1 | — | 0.8 |" in text and "| max \\|Δ logits\\| | — | 0.01 |" in text
     assert "| Target λ* of the hardening | 84.99 |" in text  # c/ε
-    assert f"| `{LAYERS[0]}` | 90 | 0.00189 |" in text and "![λ per layer]" not in text
+    assert f"| `{LAYERS[0]}` | — | 90 | 0.00189 |" in text and "![λ per layer]" not in text
     assert "c/min λ = 0.00189" in text
 
 

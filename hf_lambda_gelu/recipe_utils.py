@@ -1,0 +1,650 @@
+"""Plumbing shared by the recipes (``recipes/*.py``) and the demo (:mod:`hf_lambda_gelu.demo`).
+
+The recipes follow transformers' examples (``run_glue.py``, ``run_image_classification.py``,
+``run_clm.py``): dataclasses + ``HfArgumentParser``, then a fixed ``main()`` order. What every recipe
+does the same way lives here, so the recipes stay thin:
+
+- argument parsing (CLI flags or one ``.json`` file) with recipe defaults, logging, the checks that
+  catch a bad launch early (:func:`parse_args`, :func:`setup_logging`, :func:`check_run`);
+- data loading from a Hub data set or local files, column checks, label lists, image transforms
+  (:func:`load_raw_datasets`, :func:`require_columns`, :func:`label_list`, :func:`image_transform`);
+- the three activation modes for A/B runs (:data:`ACTIVATION_MODES`): the model loading
+  (:func:`load_model`), the trainer class (:func:`build_trainer`), training and the swap
+  (:func:`train_and_evaluate`), all writing one metrics layout (:func:`swap_metrics`);
+- the output folder and the push (:func:`finish_run`), and a clean exit of distributed workers
+  (:func:`exit_if_distributed`).
+
+Decisions:
+- The recipes train and evaluate by default (``do_train``/``do_eval`` default to True): the method is
+  train → harden → swap. ``--do_train false`` is allowed for ``gelu`` and ``naive_relu_swap`` (evaluate
+  a checkpoint, or measure its naive swap), not for ``lambda_gelu``.
+- ``all_results.json`` has the same keys in every mode: ``activation_mode``, ``train_*``, ``eval_*``
+  (the saved model), ``before_swap_eval_*``, ``after_swap_eval_*`` and ``swap_*`` (|Δlogits|,
+  prediction agreement); keys a mode has no value for (``gelu`` has no swap) are ``null``. The
+  trainer's own naive-swap baseline stays in ``reluization_report.json`` and the model card.
+- ReLU modes write the output folder with :func:`hf_lambda_gelu.publishing.save_release` (model,
+  processor, card, profile, report, manifest) on rank 0; ``--push_to_hub`` then uploads exactly that
+  release (``upload_release``), never the λ-GELU checkpoints of the run. The ``gelu`` mode is the
+  plain transformers path: ``trainer.save_model``, transformers' model card and ``trainer.push_to_hub``.
+- Launched as several processes without a GPU (``accelerate launch --config_file
+  recipes/configs/cpu_ddp.yaml``), ``use_cpu`` defaults to True: accelerate's multi-GPU launcher does
+  not tell CPU workers to join a gloo group, ``TrainingArguments(use_cpu=True)`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .conversion import convert_to_lambda_gelu
+from .disruption import compare_predictions, summary_metrics
+from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
+from .reluize import reluize
+from .trainer import LambdaGELUTrainer
+
+__all__ = [
+    "ACTIVATION_MODES",
+    "RESULTS_FILENAME",
+    "SWAP_DIFF_KEYS",
+    "BaseDataArguments",
+    "BaseModelArguments",
+    "ColumnNotFoundError",
+    "HubTarget",
+    "MissingDataError",
+    "build_trainer",
+    "check_launch",
+    "check_run",
+    "collate_images",
+    "exit_if_distributed",
+    "finish_run",
+    "image_transform",
+    "label_list",
+    "lambda_config",
+    "load_model",
+    "load_raw_datasets",
+    "naive_relu_swap",
+    "parse_args",
+    "recipe_defaults",
+    "require_columns",
+    "select_samples",
+    "setup_logging",
+    "split_validation",
+    "swap_metrics",
+    "take_over_push",
+    "train_and_evaluate",
+    "with_perplexity",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``--activation_mode`` values: the method, the plain GELU baseline, and the naive swap baseline.
+ACTIVATION_MODES = ("lambda_gelu", "gelu", "naive_relu_swap")
+#: All metrics of a run (``trainer.save_metrics("all", ...)``).
+RESULTS_FILENAME = "all_results.json"
+#: Swap disruption figures, as ``swap_<name>`` in the results.
+SWAP_DIFF_KEYS = ("max_abs_logit_diff", "mean_abs_logit_diff", "prediction_agreement")
+
+
+class MissingDataError(ValueError):
+    """A recipe was given no data: neither a Hub data set nor local files."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"No training data given: pass {what}.")
+
+
+class ColumnNotFoundError(ValueError):
+    """A column named by a flag is not in the data set."""
+
+    def __init__(self, flag: str, column: str, columns: Sequence[str]) -> None:
+        self.column = column
+        self.columns = list(columns)
+        super().__init__(
+            f"Column {column!r} (--{flag}) not found in the data set; its columns are {self.columns}. "
+            f"Pass --{flag} with one of them."
+        )
+
+
+@dataclass
+class BaseModelArguments:
+    """Model flags every recipe has (recipes subclass it as their ``ModelArguments``)."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The checkpoint to start from: a Hub model id or a local folder."}
+    )
+    activation_mode: str = field(
+        default="lambda_gelu",
+        metadata={
+            "help": "lambda_gelu: learn λ, harden, swap to ReLU (the method). gelu: plain GELU fine-tune with the "
+            "stock Trainer (no conversion, no swap). naive_relu_swap: GELU fine-tune, then swap GELU→ReLU "
+            "directly and evaluate before/after. All three write the same all_results.json layout."
+        },
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where to store models and data sets downloaded from the Hub."}
+    )
+    model_revision: str = field(
+        default="main", metadata={"help": "The model version to use (branch name, tag name or commit id)."}
+    )
+    token: str | None = field(
+        default=None, metadata={"help": "Hub token for private models and data sets (default: the stored login)."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom model code from the Hub (only for repos you trust)."}
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={
+            "help": "Re-initialize head weights whose shape differs (e.g. a classifier with another label count)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.activation_mode not in ACTIVATION_MODES:
+            raise ValueError(
+                f"activation_mode={self.activation_mode!r} is invalid: use one of {list(ACTIVATION_MODES)}."
+            )
+
+    def hub_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for every ``from_pretrained`` call."""
+        return {
+            "cache_dir": self.cache_dir,
+            "revision": self.model_revision,
+            "token": self.token,
+            "trust_remote_code": self.trust_remote_code,
+        }
+
+
+@dataclass
+class BaseDataArguments:
+    """Data flags every recipe has (recipes subclass it as their ``DataTrainingArguments``)."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "A data set on the Hub (via datasets)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The data set's configuration name."})
+    train_file: str | None = field(default=None, metadata={"help": "A local training data file."})
+    validation_file: str | None = field(default=None, metadata={"help": "A local validation data file."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N training examples (quick runs, debugging)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N evaluation examples (quick runs, debugging)."}
+    )
+    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the preprocessed data sets."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for the preprocessing (datasets.map)."}
+    )
+
+
+# -- parsing, logging, checks ------------------------------------------------------------------------------------
+
+
+def _multi_process_without_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    has_accelerator = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_accelerator
+
+
+def recipe_defaults(**overrides: Any) -> dict[str, Any]:
+    """Defaults the recipes put over TrainingArguments' own: train and evaluate, CPU when launched CPU-only DDP.
+
+    Args:
+        **overrides: more defaults (e.g. ``remove_unused_columns=False`` for lazily transformed images).
+
+    >>> recipe_defaults()["do_train"]
+    True
+    """
+    defaults: dict[str, Any] = {"do_train": True, "do_eval": True}
+    if _multi_process_without_accelerator():
+        defaults["use_cpu"] = True
+    return {**defaults, **overrides}
+
+
+def parse_args(
+    dataclass_types: Sequence[type], argv: Sequence[str] | None = None, defaults: dict[str, Any] | None = None
+) -> tuple:
+    """Parse CLI flags, or one ``.json`` file given as the only argument, into the dataclasses.
+
+    Args:
+        dataclass_types: e.g. ``(ModelArguments, DataTrainingArguments, LambdaGELUTrainingArguments)``.
+        argv: the arguments (default ``sys.argv[1:]``).
+        defaults: field values used where the flags / the JSON file give none.
+
+    Returns:
+        One instance per dataclass, in order.
+
+    >>> from hf_lambda_gelu import LambdaGELUTrainingArguments
+    >>> (args,) = parse_args([LambdaGELUTrainingArguments], ["--output_dir", "out"], {"do_train": True})
+    >>> args.do_train, args.output_dir
+    (True, 'out')
+    """
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    defaults = dict(defaults or {})
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        values = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+        return tuple(parser.parse_dict({**defaults, **values}))
+    parser.set_defaults(**defaults)
+    return tuple(parser.parse_args_into_dataclasses(args=argv))
+
+
+def setup_logging(training_args) -> None:
+    """Logging as in transformers' examples: info on the main process, warnings on the others.
+
+    Logs one line per process with its rank and the world size (how a launch is checked).
+    """
+    import datasets
+    import transformers
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()
+    log_level = training_args.get_process_log_level()
+    for name in ("__main__", "hf_lambda_gelu"):
+        logging.getLogger(name).setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    logger.warning(
+        "Process rank: %d, world size: %d, device: %s, distributed training: %s",
+        training_args.process_index,
+        training_args.world_size,
+        training_args.device,
+        training_args.parallel_mode.value == "distributed",
+    )
+    logger.info("Training/evaluation parameters %s", training_args)
+
+
+def check_launch(training_args) -> None:
+    """Fail when several processes were launched but did not join one process group.
+
+    Each would train alone and overwrite the others' output (accelerate's multi-GPU launcher on a
+    machine without GPU, with ``--use_cpu false``).
+
+    Raises:
+        ValueError: saying how to fix the launch.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise ValueError(
+            f"{launched} processes were launched but each runs alone (world size 1), so they would train "
+            "separately and overwrite each other's output. On a machine without GPU pass --use_cpu true (the "
+            "recipes default to it when they see no accelerator) or set ACCELERATE_USE_CPU=true."
+        )
+
+
+def check_run(model_args: BaseModelArguments, training_args) -> None:
+    """Reject flag combinations the recipes cannot honour, before anything is loaded.
+
+    Raises:
+        ValueError: ``lambda_gelu`` without training or with ``--reluize_at_end false``; ``--push_to_hub``
+            of a ReLU release without ``--hub_model_id``; a bad launch (:func:`check_launch`).
+    """
+    check_launch(training_args)
+    if model_args.activation_mode == "lambda_gelu":
+        if not training_args.do_train:
+            raise ValueError(
+                "--do_train false does not fit --activation_mode lambda_gelu: λ is learned and hardened during "
+                "training. Use --activation_mode gelu (evaluate the checkpoint) or naive_relu_swap (evaluate its "
+                "naive ReLU swap) for evaluation-only runs."
+            )
+        if not training_args.reluize_at_end:
+            raise ValueError(
+                "--reluize_at_end false: the recipes always end with the ReLU swap (their output is a ReLU "
+                "checkpoint). Use LambdaGELUTrainer directly to keep the λ-GELU model."
+            )
+    if training_args.push_to_hub and model_args.activation_mode != "gelu" and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/bert-relu) to name the Hub repo.")
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+
+
+def load_raw_datasets(
+    data_args: BaseDataArguments,
+    model_args: BaseModelArguments,
+    *,
+    builders: dict[str, str],
+    data_files: dict[str, str] | None = None,
+    what: str = "--dataset_name (a Hub data set) or --train_file (a local file)",
+    **builder_kwargs: Any,
+):
+    """The raw ``DatasetDict``: the Hub data set ``--dataset_name``, else the local files.
+
+    Args:
+        data_args: the recipe's data arguments.
+        model_args: for ``cache_dir`` and ``token``.
+        builders: file extension → ``datasets`` builder (``{"csv": "csv", "json": "json"}``); the key
+            ``""`` (a folder) maps a directory, e.g. to ``"imagefolder"``.
+        data_files: split → path (default: ``train_file`` / ``validation_file``).
+        what: the flags to name when nothing is given.
+        **builder_kwargs: more arguments for ``load_dataset`` (``keep_linebreaks`` for text).
+
+    Raises:
+        MissingDataError: no data set and no files.
+        ValueError: files of different kinds, or a kind not in ``builders``.
+    """
+    from datasets import load_dataset
+
+    hub = {"cache_dir": model_args.cache_dir, "token": model_args.token}
+    if data_args.dataset_name is not None:
+        return load_dataset(data_args.dataset_name, data_args.dataset_config_name, **hub)
+    if data_files is None:
+        data_files = {"train": data_args.train_file, "validation": data_args.validation_file}
+    data_files = {split: str(path) for split, path in data_files.items() if path is not None}
+    if not data_files:
+        raise MissingDataError(what)
+    kinds = {
+        split: "" if os.path.isdir(path) else Path(path).suffix.lstrip(".").lower()
+        for split, path in data_files.items()
+    }
+    if len(set(kinds.values())) > 1:
+        raise ValueError(f"The data files are of different kinds ({kinds}); give files of one kind.")
+    kind = next(iter(kinds.values()))
+    if kind not in builders:
+        accepted = [f".{ext}" if ext else "a folder" for ext in builders]
+        raise ValueError(f"Unsupported data file {next(iter(data_files.values()))!r}: use {accepted}.")
+    builder = builders[kind]
+    if kind == "":  # folder-based builders (imagefolder) take glob patterns
+        data_files = {split: os.path.join(path, "**") for split, path in data_files.items()}
+    return load_dataset(builder, data_files=data_files, cache_dir=model_args.cache_dir, **builder_kwargs)
+
+
+def require_columns(dataset, **columns: str | None) -> None:
+    """Check that each named column exists: ``require_columns(ds, text_column_name="sentence")``.
+
+    Raises:
+        ColumnNotFoundError: naming the flag, the column and the columns the data set has.
+    """
+    for flag, column in columns.items():
+        if column is not None and column not in dataset.column_names:
+            raise ColumnNotFoundError(flag, column, dataset.column_names)
+
+
+def split_validation(raw, fraction: float, seed: int):
+    """Give ``raw`` a ``"validation"`` split carved from ``"train"`` if it has none (fraction > 0)."""
+    if "validation" in raw or not fraction or "train" not in raw:
+        return raw
+    split = raw["train"].train_test_split(test_size=fraction, seed=seed)
+    raw["train"], raw["validation"] = split["train"], split["test"]
+    return raw
+
+
+def select_samples(dataset, max_samples: int | None):
+    """The first ``max_samples`` examples (all when None)."""
+    return dataset if max_samples is None else dataset.select(range(min(max_samples, len(dataset))))
+
+
+def label_list(raw, label_column: str) -> tuple[list[str], dict | None]:
+    """Class names and the raw-label → id map (``None`` when labels already are ids of a ``ClassLabel``).
+
+    Raises:
+        ValueError: float labels (regression is not what these recipes do).
+    """
+    from datasets import ClassLabel
+
+    feature = next(iter(raw.values())).features[label_column]
+    if isinstance(feature, ClassLabel):
+        return list(feature.names), None
+    if getattr(feature, "dtype", "").startswith("float"):
+        raise ValueError(
+            f"Label column {label_column!r} holds floats ({feature.dtype}): the recipes do classification; give "
+            "class labels (ints or strings)."
+        )
+    values = sorted({value for split in raw.values() for value in split[label_column]})
+    return [str(v) for v in values], {v: i for i, v in enumerate(values)}
+
+
+def image_transform(processor, *, image_column: str, label_column: str | None, num_channels: int) -> Callable:
+    """A ``with_transform`` function: images → ``pixel_values`` with the processor, labels → ``labels``.
+
+    Images are converted to grayscale for 1-channel models and to RGB otherwise.
+    """
+    mode = "L" if num_channels == 1 else "RGB"
+
+    def transform(batch: dict) -> dict:
+        images = [image.convert(mode) for image in batch[image_column]]
+        out = {"pixel_values": processor(images, return_tensors="pt")["pixel_values"]}
+        if label_column is not None and label_column in batch:
+            out["labels"] = batch[label_column]
+        return out
+
+    return transform
+
+
+def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Stack transformed image examples into a batch."""
+    batch = {"pixel_values": torch.stack([e["pixel_values"] for e in examples])}
+    if "labels" in examples[0]:
+        batch["labels"] = torch.tensor([e["labels"] for e in examples])
+    return batch
+
+
+# -- model, trainer, training -------------------------------------------------------------------------------------
+
+
+def lambda_config(training_args) -> dict[str, Any]:
+    """The conversion settings (``lambda_config`` of the patcher) from the training arguments."""
+    return {
+        "init_lambda": training_args.lambda_init,
+        "temperature": training_args.lambda_temperature,
+        "per_channel": training_args.lambda_per_channel,
+    }
+
+
+def load_model(auto_class, model_args: BaseModelArguments, training_args, **kwargs: Any):
+    """Load ``model_args.model_name_or_path`` for the activation mode.
+
+    ``lambda_gelu`` goes through the patcher (:func:`hf_lambda_gelu.from_pretrained`: GELU → λ-GELU
+    with the training arguments' λ settings); the baselines load the stock GELU model.
+    """
+    from .conversion import from_pretrained
+
+    kwargs = {**model_args.hub_kwargs(), **kwargs}
+    if model_args.activation_mode == "lambda_gelu":
+        return from_pretrained(
+            auto_class, model_args.model_name_or_path, lambda_config=lambda_config(training_args), **kwargs
+        )
+    return auto_class.from_pretrained(model_args.model_name_or_path, **kwargs)
+
+
+def take_over_push(model_args: BaseModelArguments, training_args) -> HubTarget | None:
+    """For ReLU modes, take ``--push_to_hub`` away from the Trainer and return where to push the release.
+
+    The Trainer would push λ-GELU checkpoints during training and the whole output folder at the end;
+    the recipe pushes the finished release instead (:func:`finish_run`). ``gelu`` runs keep the
+    Trainer's push (``None`` is returned).
+    """
+    if model_args.activation_mode == "gelu" or not training_args.push_to_hub:
+        return None
+    training_args.push_to_hub = False
+    return HubTarget(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
+
+
+@dataclass(frozen=True)
+class HubTarget:
+    """Where :func:`finish_run` uploads a ReLU release."""
+
+    repo_id: str
+    token: str | None = None
+    private: bool | None = None
+
+
+def build_trainer(activation_mode: str, **kwargs: Any):
+    """``LambdaGELUTrainer`` for ``lambda_gelu``, the stock ``transformers.Trainer`` for the baselines."""
+    from transformers import Trainer
+
+    return (LambdaGELUTrainer if activation_mode == "lambda_gelu" else Trainer)(**kwargs)
+
+
+def naive_relu_swap(trainer, metric_name: str) -> dict[str, Any]:
+    """Swap the trainer's GELU model to ReLU directly and measure it (the naive baseline), in place.
+
+    The GELUs go through the same walker as the method (exact λ = 1 λ-GELU, then ReLU), so the config
+    says ``"relu"`` afterwards. Every rank must call it (evaluation gathers across ranks).
+
+    Returns:
+        A report shaped like ``reluization_report.json``: the swap, and with an eval set
+        ``before_swap`` / ``after_swap`` metrics and the disruption figures.
+    """
+    model, dataset = trainer.model, trainer.eval_dataset
+    before = trainer.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
+    convert_to_lambda_gelu(model)  # λ = 1: exactly the model's GELU, now swappable by reluize
+    report: dict[str, Any] = {
+        **reluize(model).to_dict(),
+        "settings": {"method": "naive GELU → ReLU swap (no λ learning, no hardening)"},
+    }
+    if before is not None:
+        after = trainer.predict(dataset, metric_key_prefix="eval")
+        report.update(
+            before_swap=summary_metrics(before.metrics),
+            after_swap=summary_metrics(after.metrics),
+            metric_name=metric_name,
+            **compare_predictions(before.predictions, after.predictions, before.label_ids),
+        )
+    return report
+
+
+def swap_metrics(report: dict | None, eval_keys: Sequence[str]) -> dict[str, Any]:
+    """The swap part of the results: ``before_swap_<k>``, ``after_swap_<k>``, ``swap_<diff>`` (None if absent)."""
+    report = report or {}
+    before, after = report.get("before_swap") or {}, report.get("after_swap") or {}
+    out: dict[str, Any] = {}
+    for key in eval_keys:
+        out[f"before_swap_{key}"] = before.get(key)
+        out[f"after_swap_{key}"] = after.get(key)
+    out.update({f"swap_{key}": report.get(key) for key in SWAP_DIFF_KEYS})
+    return out
+
+
+def train_and_evaluate(trainer, activation_mode: str, *, metric_name: str) -> tuple[dict[str, Any], dict | None]:
+    """Train (``do_train``), swap (ReLU modes), evaluate the final model: the metrics and the swap report.
+
+    - ``lambda_gelu``: ``LambdaGELUTrainer.train`` learns λ, hardens and swaps; its report is returned.
+    - ``naive_relu_swap``: after the (GELU) training, :func:`naive_relu_swap`.
+    - ``gelu``: training only.
+
+    Every rank must call it. The metrics follow the layout of the module docstring.
+    """
+    metrics: dict[str, Any] = {"activation_mode": activation_mode}
+    report = None
+    if trainer.args.do_train:
+        result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+        metrics.update({k: v for k, v in result.metrics.items() if not k.startswith(("reluize_", "naive_swap_"))})
+        metrics["train_samples"] = len(trainer.train_dataset)
+        report = getattr(trainer, "reluization_report", None)
+    if activation_mode == "naive_relu_swap":
+        report = naive_relu_swap(trainer, metric_name)
+    if trainer.eval_dataset is not None:
+        final = trainer.evaluate()
+        eval_keys = [k for k in summary_metrics(final) if k != "epoch"]
+        metrics.update(final, eval_samples=len(trainer.eval_dataset))
+        metrics.update(swap_metrics(report, eval_keys))
+    return metrics, report
+
+
+def with_perplexity(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Add ``perplexity`` = exp(eval_loss) next to every ``*eval_loss`` (``before_swap_perplexity``...)."""
+    out = dict(metrics)
+    for key, value in metrics.items():
+        if key.endswith("eval_loss"):
+            name = key.removesuffix("eval_loss") + "perplexity"
+            out[name] = None if value is None else (math.exp(value) if value < 700 else math.inf)
+    return out
+
+
+# -- output ------------------------------------------------------------------------------------------------------
+
+
+def finish_run(
+    trainer,
+    activation_mode: str,
+    *,
+    metrics: dict[str, Any],
+    report: dict | None,
+    processing_class: Any,
+    base_model: str | None,
+    dataset_names: Sequence[str] = (),
+    hub_target: HubTarget | None = None,
+    card_text: str | None = None,
+) -> Path:
+    """Write the output folder (model, processor, card, profile, report, ``all_results.json``) and push.
+
+    Every rank must call it (saving and pushing synchronize); rank 0 writes.
+
+    Args:
+        trainer: the trainer of the run (its ``args.output_dir`` is the output folder).
+        activation_mode: one of :data:`ACTIVATION_MODES`.
+        metrics: from :func:`train_and_evaluate` (plus anything the caller adds).
+        report: the swap report (ReLU modes).
+        processing_class: tokenizer / image processor to ship.
+        base_model: the starting checkpoint, for the card.
+        dataset_names: the data sets, for the card.
+        hub_target: from :func:`take_over_push` (ReLU modes with ``--push_to_hub``).
+        card_text: extra Markdown for the card ("Notes").
+
+    Returns:
+        The output folder.
+    """
+    output_dir = Path(trainer.args.output_dir)
+    if activation_mode == "gelu":
+        trainer.save_model()
+        if trainer.is_world_process_zero():
+            trainer.create_model_card(finetuned_from=base_model, dataset=list(dataset_names) or None)
+    elif trainer.is_world_process_zero():
+        # the trainer wrote these during training; save_release writes them again from the report, and
+        # only files it writes itself go into the release manifest (and the upload)
+        for name in (PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME):
+            (output_dir / name).unlink(missing_ok=True)
+        card_kwargs = {"dataset_names": list(dataset_names), "extra_text": card_text}
+        if hub_target is not None:
+            card_kwargs["repo_id"] = hub_target.repo_id
+        save_release(
+            trainer.model,
+            output_dir,
+            processing_class=processing_class,
+            base_model=base_model,
+            report=report,
+            card_kwargs=card_kwargs,
+            overwrite=True,
+        )
+    trainer.log_metrics("all", {k: v for k, v in metrics.items() if v is not None})  # null: not applicable
+    trainer.save_metrics("all", metrics, combined=False)
+    if hub_target is not None and trainer.is_world_process_zero():
+        upload_release(output_dir, hub_target.repo_id, token=hub_target.token, private=hub_target.private)
+    elif activation_mode == "gelu" and trainer.args.push_to_hub:
+        trainer.push_to_hub(finetuned_from=base_model, dataset=list(dataset_names) or None)
+    trainer.accelerator.wait_for_everyone()
+    return output_dir
+
+
+def exit_if_distributed() -> None:
+    """End a distributed worker right after its work: barrier, flush, ``os._exit(0)``.
+
+    gloo workers sometimes abort during interpreter shutdown ("terminate called without an active
+    exception") after everything is written; a launcher then reports a failure. Call it last, at the
+    ``__main__`` level only: it never returns when a process group is up, and does nothing otherwise.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)

@@ -1,0 +1,177 @@
+#!/usr/bin/env python
+"""Fine-tune a BERT-family model for text classification with λ-GELU and release it as a ReLU model.
+
+The shape of transformers' ``run_glue.py`` / ``run_classification.py``: a Hub data set
+(``--dataset_name``) or local csv/json files (``--train_file``/``--validation_file``), one text column
+or a pair (``--text_column_name sentence1,sentence2``), a label column; every
+``LambdaGELUTrainingArguments`` flag. ``--activation_mode`` picks the method or a baseline (A/B runs).
+
+    python recipes/text_classification.py --model_name_or_path google-bert/bert-base-uncased \\
+        --dataset_name nyu-mll/glue --dataset_config_name sst2 --text_column_name sentence \\
+        --output_dir bert-sst2-relu --num_train_epochs 3 --hardening_start 0.75
+
+The output folder holds the ReLU model, tokenizer, model card, hardness profile (JSON/PNG), the
+ReLU-ization report and ``all_results.json``. See recipes/README.md for launch configurations.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
+
+from hf_lambda_gelu import LambdaGELUTrainingArguments
+from hf_lambda_gelu.metrics import load_metric
+from hf_lambda_gelu.recipe_utils import (
+    BaseDataArguments,
+    BaseModelArguments,
+    build_trainer,
+    check_run,
+    exit_if_distributed,
+    finish_run,
+    label_list,
+    load_model,
+    load_raw_datasets,
+    parse_args,
+    recipe_defaults,
+    require_columns,
+    select_samples,
+    setup_logging,
+    split_validation,
+    take_over_push,
+    train_and_evaluate,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments(BaseModelArguments):
+    """Which checkpoint to start from (plus ``--activation_mode`` and the Hub options of the base class)."""
+
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer name or path, if not the model's own."}
+    )
+
+
+@dataclass
+class DataTrainingArguments(BaseDataArguments):
+    """What data to train and evaluate on (``--dataset_name`` or ``--train_file``, columns, lengths)."""
+
+    text_column_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "The text column, or two comma-separated columns for sentence pairs (default: 'sentence', "
+            "else 'text')."
+        },
+    )
+    label_column_name: str = field(default="label", metadata={"help": "The label column (ints or strings)."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer tokenized inputs are truncated."})
+    train_val_split: float = field(
+        default=0.15, metadata={"help": "Fraction of train held out for validation when there is no validation split."}
+    )
+    metric_name: str = field(default="accuracy", metadata={"help": "The evaluate metric (accuracy ships offline)."})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the recipe; returns the metrics written to ``all_results.json``."""
+    # 1. parse
+    model_args, data_args, training_args = parse_args(
+        (ModelArguments, DataTrainingArguments, LambdaGELUTrainingArguments), argv, recipe_defaults()
+    )
+    if model_args.model_name_or_path is None:
+        raise ValueError("Pass --model_name_or_path: a BERT-family checkpoint (Hub id or local folder).")
+    check_run(model_args, training_args)
+    # 2. logging  3. seed
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+
+    # 4. data
+    raw = load_raw_datasets(data_args, model_args, builders={"csv": "csv", "json": "json", "jsonl": "json"})
+    raw = split_validation(raw, data_args.train_val_split if training_args.do_eval else 0.0, training_args.seed)
+    columns = raw["train"].column_names if "train" in raw else next(iter(raw.values())).column_names
+    text_columns = (data_args.text_column_name or ("sentence" if "sentence" in columns else "text")).split(",")
+    for split in raw.values():
+        require_columns(split, label_column_name=data_args.label_column_name)
+        for column in text_columns:
+            require_columns(split, text_column_name=column)
+    labels, label_to_id = label_list(raw, data_args.label_column_name)
+
+    # 5. model (through the λ-GELU patcher for --activation_mode lambda_gelu) and tokenizer
+    config = AutoConfig.from_pretrained(
+        model_args.model_name_or_path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        **model_args.hub_kwargs(),
+    )
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name or model_args.model_name_or_path, **model_args.hub_kwargs()
+    )
+    model = load_model(
+        AutoModelForSequenceClassification,
+        model_args,
+        training_args,
+        config=config,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+    )
+
+    # 6. preprocess
+    max_length = min(data_args.max_seq_length, tokenizer.model_max_length)
+
+    def preprocess(batch: dict) -> dict:
+        encoded = tokenizer(*(batch[c] for c in text_columns), truncation=True, max_length=max_length)
+        raw_labels = batch[data_args.label_column_name]
+        encoded["labels"] = raw_labels if label_to_id is None else [label_to_id[v] for v in raw_labels]
+        return encoded
+
+    with training_args.main_process_first(desc="tokenization"):
+        processed = raw.map(
+            preprocess,
+            batched=True,
+            remove_columns=columns,
+            num_proc=data_args.preprocessing_num_workers,
+            load_from_cache_file=not data_args.overwrite_cache,
+        )
+    train_dataset = select_samples(processed["train"], data_args.max_train_samples) if training_args.do_train else None
+    eval_dataset = (
+        select_samples(processed["validation"], data_args.max_eval_samples) if training_args.do_eval else None
+    )
+    with training_args.main_process_first(desc="metric"):
+        metric = load_metric(data_args.metric_name, cache_dir=model_args.cache_dir)
+
+    def compute_metrics(eval_pred) -> dict:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        return metric.compute(predictions=logits.argmax(-1), references=eval_pred.label_ids)
+
+    # 7. trainer  8. train/eval (λ-GELU: learn, harden and swap to ReLU at the end of train)
+    hub_target = take_over_push(model_args, training_args)
+    trainer = build_trainer(
+        model_args.activation_mode,
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+    )
+    metrics, report = train_and_evaluate(trainer, model_args.activation_mode, metric_name=data_args.metric_name)
+
+    # 9. save (release folder, card, metrics)  10. push
+    finish_run(
+        trainer,
+        model_args.activation_mode,
+        metrics=metrics,
+        report=report,
+        processing_class=tokenizer,
+        base_model=model_args.model_name_or_path,
+        dataset_names=[data_args.dataset_name or data_args.train_file or data_args.validation_file],
+        hub_target=hub_target,
+    )
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
+    exit_if_distributed()

@@ -1,0 +1,116 @@
+"""The offline demo (hf_lambda_gelu.demo): scikit-learn digits, GELU pretraining, λ-GELU, ReLU release.
+
+- ``python recipes/image_classification.py --quick`` (no data/model flags: the demo) runs the whole
+  story in a fresh process: prints the table, leaves the release folder and the cached GELU checkpoint.
+- A rerun (``demo.main``, in-process) reuses the cached checkpoint and reproduces its baselines.
+- The data split is fixed and stratified; the table formats every row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_lambda_gelu import cli, demo
+
+REPO = Path(__file__).resolve().parent.parent
+TABLE_ROWS = [label for label, _, _ in demo.ROWS]
+
+
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_DATASETS_CACHE=str(tmp_path / "hf_datasets"),
+        TOKENIZERS_PARALLELISM="false",
+    )
+    return env
+
+
+def _table_values(text: str) -> dict[str, float]:
+    """Row label → accuracy, parsed from the printed Markdown table."""
+    values = {}
+    for label in TABLE_ROWS:
+        match = re.search(rf"\| {re.escape(label)}\s+\|\s+([0-9.]+) \|", text)
+        assert match, f"row {label!r} missing from:\n{text}"
+        values[label] = float(match.group(1))
+    return values
+
+
+def test_image_recipe_without_arguments_runs_the_demo_and_a_rerun_reuses_the_checkpoint(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, str(REPO / "recipes" / "image_classification.py"), "--quick", "--output_dir", str(out)]
+    proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    assert "it/s]" in proc.stderr  # the Trainer's progress bars are on
+
+    printed = _table_values(proc.stdout)
+    assert all(0.0 <= v <= 1.0 for v in printed.values())
+    results = json.loads((out / "all_results.json").read_text())
+    assert printed[TABLE_ROWS[0]] == pytest.approx(results["gelu_eval_accuracy"], abs=1e-4)
+    assert printed[TABLE_ROWS[3]] == pytest.approx(results["eval_accuracy"], abs=1e-4)
+    assert results["eval_samples"] == 360 and results["train_samples"] == 1437
+    # the hardened λ-GELU swap barely moves the logits
+    assert results["swap_prediction_agreement"] == 1.0 and results["swap_max_abs_logit_diff"] < 0.05
+
+    # the release: ReLU model + processor + card (with the table) + profile plot
+    assert json.loads((out / "config.json").read_text())["hidden_act"] == "relu"
+    card = (out / "README.md").read_text()
+    assert TABLE_ROWS[1] in card and "hardness_profile.png" in card
+    assert (out / "hardness_profile.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "preprocessor_config.json").is_file()
+    # the cached GELU "pretrained checkpoint"
+    cached = out / "gelu_pretrained_quick"
+    assert json.loads((cached / "config.json").read_text())["hidden_act"] == "gelu"
+    stamp = (cached / "model.safetensors").stat().st_mtime_ns
+
+    # rerun in-process through `hf-lambda-gelu demo`: the cached checkpoint is reused (not retrained),
+    # its baselines are reproduced
+    threads = torch.get_num_threads()
+    try:
+        assert cli.main(["demo", "--quick", "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert (cached / "model.safetensors").stat().st_mtime_ns == stamp
+    rerun = json.loads((out / "all_results.json").read_text())
+    assert rerun["gelu_eval_accuracy"] == results["gelu_eval_accuracy"]
+    assert rerun["naive_swap_eval_accuracy"] == results["naive_swap_eval_accuracy"]
+
+
+def test_digits_split_is_fixed_and_stratified():
+    first, second = demo.digits_dataset(), demo.digits_dataset()
+    assert (len(first["train"]), len(first["validation"])) == (1437, 360)
+    assert first["validation"]["label"] == second["validation"]["label"]
+    counts = Counter(first["validation"]["label"])
+    assert sorted(counts) == list(range(10)) and max(counts.values()) - min(counts.values()) <= 2
+    image = first["train"][0]["image"]
+    assert image.size == (8, 8) and image.mode == "L"
+
+
+def test_table_shows_every_row_and_marks_missing_values():
+    table = demo.format_table(
+        {
+            "gelu_eval_accuracy": 0.97,
+            "naive_swap_eval_accuracy": 0.9,
+            "naive_swap_prediction_agreement": 0.93,
+            "naive_swap_mean_abs_logit_diff": 0.4,
+            "eval_accuracy": 0.96,
+            "swap_prediction_agreement": 1.0,
+            "swap_mean_abs_logit_diff": 6e-5,
+        }
+    )
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(TABLE_ROWS)
+    assert "93.00%" in lines[3] and "0.4" in lines[3] and "100.00%" in lines[5] and "6e-05" in lines[5]
+    assert "—" in lines[4]  # before_swap_eval_accuracy was not given
