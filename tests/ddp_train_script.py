@@ -29,7 +29,12 @@ def main(out: str) -> None:
     args = training_args(out, max_steps=8, hardening_start=0.5, per_device_train_batch_size=8, ddp_backend="gloo")
     data = text_dataset()
     trainer = LambdaGELUTrainer(
-        model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data, compute_metrics=accuracy, callbacks=[record]
+        model=tiny_bert(),
+        args=args,
+        train_dataset=data,
+        eval_dataset=data,
+        compute_metrics=accuracy,
+        callbacks=[record],
     )
     result = trainer.train()
     rank = args.process_index

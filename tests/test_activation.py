@@ -1,0 +1,194 @@
+"""The LambdaGELU module (hf_lambda_gelu/activation.py): parameterization, settings, pinning, compile."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch._dynamo.testing import CompileCounterWithBackend
+
+from hf_lambda_gelu import LambdaGELU, lambda_gelu
+from hf_lambda_gelu.activation import MIN_LAMBDA_OFFSET, lambda_to_raw, raw_to_lambda
+
+
+@pytest.mark.parametrize(("num_channels", "shape"), [(None, (1,)), (1, (1,)), (7, (7,))])
+def test_lambda_raw_shape_is_never_zero_dim(num_channels, shape):
+    m = LambdaGELU(num_channels=num_channels)
+    assert isinstance(m.lambda_raw, torch.nn.Parameter)
+    assert m.lambda_raw.shape == shape and m.lambda_raw.dim() == 1
+    assert m.lambda_.shape == shape
+    assert [n for n, _ in m.named_parameters()] == ["lambda_raw"]
+    assert "pinned" not in m.state_dict(), "pin state is runtime state, not checkpoint content"
+    m.configure(init_lambda=2.0, temperature=0.1, num_channels=5)
+    assert m.lambda_raw.shape == (5,) and m.pinned.shape == (5,)
+    torch.testing.assert_close(m.lambda_, torch.full((5,), 2.0))
+
+
+@pytest.mark.parametrize("temperature", [0.01, 0.1, 1.0, 10.0])
+def test_lambda_is_at_least_one_for_any_raw_value(temperature):
+    raw = torch.tensor([-1e30, -1e6, -1e3, -50.0, -1.0, 0.0, 1.0, 50.0, 1e3, 1e6, 1e30])
+    m = LambdaGELU(temperature=temperature, num_channels=raw.numel())
+    with torch.no_grad():
+        m.lambda_raw.copy_(raw)
+    lam = m.lambda_
+    assert torch.isfinite(lam[raw.abs() < 1e30]).all()
+    assert (lam >= 1.0).all(), lam
+    assert (lam[1:] >= lam[:-1]).all(), "λ must be monotone in the raw parameter"
+    y = m(torch.randn(3, raw.numel()))
+    assert torch.isfinite(y[:, raw.abs() < 1e30]).all()
+
+
+@pytest.mark.parametrize(("approximate", "ref"), [("none", "none"), ("tanh", "tanh")])
+def test_default_module_reproduces_gelu(approximate, ref):
+    m = LambdaGELU(approximate=approximate)
+    x = torch.linspace(-12, 12, 20001).reshape(-1, 1)
+    torch.testing.assert_close(m(x), F.gelu(x, approximate=ref), atol=1e-5, rtol=0)
+    # the default λ is exactly the documented floor 1 + MIN_LAMBDA_OFFSET (still learnable)
+    assert m.lambda_.item() == pytest.approx(1.0 + MIN_LAMBDA_OFFSET, abs=1e-7)
+    x.requires_grad_()
+    m(x).sum().backward()
+    assert m.lambda_raw.grad is not None and m.lambda_raw.grad.abs().item() > 0
+
+
+@pytest.mark.parametrize("temperature", [0.1, 1.0])
+def test_lambda_to_raw_round_trip_is_stable(temperature):
+    lam = torch.tensor([1.0 + 1e-6, 1.0 + 1e-4, 1.001, 1.5, 3.0, 170.0, 1e3, 1e4, 1e5, 1e7], dtype=torch.float64)
+    raw = lambda_to_raw(lam, temperature)
+    assert raw.dtype == torch.float64 and torch.isfinite(raw).all()
+    torch.testing.assert_close(raw_to_lambda(raw, temperature), lam, rtol=1e-9, atol=0)
+    # the naive inverse log(expm1(y)) overflows here; the stable one must not
+    assert not torch.isfinite(torch.log(torch.expm1(torch.tensor(1e5 - 1.0, dtype=torch.float64))))
+    # and through the module, in float32
+    for value in (1.5, 170.0, 1e4, 1e5):
+        m = LambdaGELU(init_lambda=value, temperature=temperature)
+        assert torch.isfinite(m.lambda_raw).all()
+        assert m.lambda_.item() == pytest.approx(value, rel=1e-6)
+
+
+def test_lambda_to_raw_floors_at_min_offset():
+    floor = lambda_to_raw(1.0 + MIN_LAMBDA_OFFSET, 0.1)
+    for lam in (1.0, 1.0 + 1e-9, 0.5, -3.0):
+        assert lambda_to_raw(lam, 0.1).item() == floor.item()
+    assert raw_to_lambda(floor, 0.1).item() == pytest.approx(1.0 + MIN_LAMBDA_OFFSET, rel=1e-12)
+    # dλ/ds = sigmoid(s/τ)/τ is still positive at the floor
+    s = floor.clone().requires_grad_()
+    raw_to_lambda(s, 0.1).backward()
+    assert s.grad.item() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"init_lambda": 0.5}, "init_lambda=0.5"),
+        ({"init_lambda": 0.0}, "init_lambda=0.0"),
+        ({"init_lambda": math.nan}, "init_lambda=nan"),
+        ({"temperature": 0.0}, "temperature=0.0"),
+        ({"temperature": -0.1}, r"temperature=-0.1"),
+        ({"num_channels": 0}, "num_channels=0"),
+        ({"num_channels": -4}, "num_channels=-4"),
+        ({"approximate": "erf"}, "'erf'"),
+    ],
+)
+def test_invalid_settings_raise_value_error_naming_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LambdaGELU(**kwargs)
+
+
+def test_configure_rejects_bad_values():
+    m = LambdaGELU()
+    with pytest.raises(ValueError, match="init_lambda=0.9"):
+        m.configure(init_lambda=0.9, temperature=0.1, num_channels=None)
+
+
+@pytest.mark.parametrize("num_channels", [None, 4])
+def test_pin_freezes_lambda_with_an_exact_zero_gradient(num_channels):
+    m = LambdaGELU(init_lambda=2.0, num_channels=num_channels)
+    storage = m.lambda_raw.data_ptr()
+    m.pin(5.0)
+    assert m.is_pinned
+    torch.testing.assert_close(m.lambda_, torch.full_like(m.lambda_, 5.0))
+    x = torch.randn(6, 4, requires_grad=True)
+    y = m(x)
+    torch.testing.assert_close(y, lambda_gelu(x.detach(), 5.0))
+    y.pow(2).sum().backward()
+    assert m.lambda_raw.grad is not None, "a pinned λ must stay in the graph (DDP needs a gradient)"
+    assert torch.equal(m.lambda_raw.grad, torch.zeros_like(m.lambda_raw))
+    assert x.grad.abs().sum() > 0
+    assert m.lambda_raw.data_ptr() == storage, "set_lambda must write in place (optimizer/DDP hold the tensor)"
+
+    m.pin()  # pin without a value keeps the current λ
+    torch.testing.assert_close(m.lambda_, torch.full_like(m.lambda_, 5.0))
+
+    m.unpin()
+    assert not m.is_pinned
+    m.lambda_raw.grad = None
+    m(x).pow(2).sum().backward()
+    assert (m.lambda_raw.grad.abs() > 0).all()
+
+
+def test_pin_with_per_channel_tensor_value():
+    m = LambdaGELU(num_channels=3)
+    value = torch.tensor([1.5, 20.0, 300.0])
+    m.pin(value)
+    torch.testing.assert_close(m.lambda_, value)
+
+
+def test_reset_parameters_restores_init_and_unpins():
+    m = LambdaGELU(init_lambda=3.0)
+    m.pin(50.0)
+    m.reset_parameters()
+    assert not m.is_pinned
+    assert m.lambda_.item() == pytest.approx(3.0, rel=1e-6)
+
+
+def test_pin_state_and_value_changes_do_not_recompile():
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    m = LambdaGELU(init_lambda=2.0)
+    compiled = torch.compile(m, backend=counter, fullgraph=True)
+    x = torch.randn(8, 16, requires_grad=True)
+
+    def step():
+        m.lambda_raw.grad = None
+        y = compiled(x)
+        torch.testing.assert_close(y, lambda_gelu(x.detach(), m.lambda_.detach()))
+        y.pow(2).sum().backward()
+        return m.lambda_raw.grad.clone()
+
+    assert step().abs().item() > 0
+    m.pin(3.0)
+    assert torch.equal(step(), torch.zeros(1))
+    m.pin(7.0)
+    assert torch.equal(step(), torch.zeros(1))
+    torch.testing.assert_close(m.lambda_, torch.tensor([7.0]))
+    m.unpin()
+    assert step().abs().item() > 0
+    m.set_lambda(1.25)
+    assert step().abs().item() > 0
+    assert counter.frame_count == 1, f"recompiled: {counter.frame_count} graphs"
+
+
+def test_extra_repr_shows_lambda_and_form():
+    assert "lambda=2.5" in repr(LambdaGELU(init_lambda=2.5))
+    assert "approximate='none'" in repr(LambdaGELU())
+    text = repr(LambdaGELU(init_lambda=3.0, approximate="tanh", temperature=0.5))
+    assert "lambda=3" in text and "approximate='tanh'" in text and "temperature=0.5" in text
+    per_channel = LambdaGELU(num_channels=3)
+    per_channel.set_lambda(torch.tensor([1.5, 2.0, 9.0]))
+    assert "[1.5..9]" in repr(per_channel)
+    per_channel.pin()
+    assert "pinned" in repr(per_channel)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_half_precision_module_with_extreme_lambda(dtype, approximate):
+    m = LambdaGELU(init_lambda=1e4, approximate=approximate).to(dtype)
+    x = torch.tensor([-1e4, -30.0, -1e-3, 0.0, 1e-3, 30.0, 1e4], dtype=dtype, requires_grad=True)
+    y = m(x)
+    y.sum().backward()
+    for name, t in {"y": y, "dx": x.grad, "dlambda_raw": m.lambda_raw.grad}.items():
+        assert t is not None and torch.isfinite(t).all(), name
+    torch.testing.assert_close(y.float(), F.relu(x.detach().float()), atol=1e-3, rtol=1e-2)

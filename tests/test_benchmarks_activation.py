@@ -1,0 +1,41 @@
+"""Smoke test of benchmarks/bench_activation.py: it runs, covers every variant and writes its JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_activation.py"
+VARIANTS = {"relu", "gelu_eager", "gelu_compiled", "lambda_gelu_eager", "lambda_gelu_compiled", "naive_eager"}
+
+
+def test_quick_benchmark_writes_every_variant(tmp_path):
+    out = tmp_path / "bench.json"
+    # aot_eager keeps the smoke test free of Inductor's C++ compilation; the full run uses Inductor.
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--out", str(out), "--compile-backend", "aot_eager"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == VARIANTS
+    for name, r in report["results"].items():
+        assert len(r["times_ms"]) >= 5 and r["median_ms"] > 0, name
+        assert r["peak_bytes"] > 0 and r["saved_bytes"] > 0, name
+        assert r["time_ratio_to_gelu"] > 0, name
+    assert report["results"]["gelu_eager"]["time_ratio_to_gelu"] == 1.0
+    meta = report["meta"]
+    for key in ("torch", "cpu_count", "date", "shape", "device", "compile_backend"):
+        assert meta[key], key
+    assert meta["quick"] is True and meta["compile_backend"] == "aot_eager"
+    # Saved memory is a structural property, not a timing: it must hold even on a tiny tensor.
+    assert report["checks"]["saved_memory_equal_to_gelu_eager"] is True
+    assert report["checks"]["saved_memory_equal_to_gelu_compiled"] is True
+    x_bytes = 4 * math.prod(meta["shape"])
+    assert report["results"]["lambda_gelu_eager"]["saved_bytes"] == x_bytes + 4  # x and λ
+    assert report["results"]["gelu_eager"]["saved_bytes"] == x_bytes
+    assert "lambda_gelu_eager" in proc.stdout and "x GELU" in proc.stdout
