@@ -1,6 +1,7 @@
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from tiny_data import tiny_bert
+from tiny_data import tiny_bert, tiny_gpt2, tiny_vit
 
 from hf_lambda_gelu import add_lambda_modules_to_save, convert_to_lambda_gelu, lambda_param_groups
 
@@ -34,3 +35,28 @@ def test_groups_find_lambda_in_peft_wrapped_model():
     lam_group = [g for g in groups if g.get("lambda_group")]
     assert len(lam_group) == 1 and len(lam_group[0]["params"]) == 2
     assert all(p.requires_grad for p in lam_group[0]["params"])
+
+
+@pytest.mark.parametrize(
+    "make_model, model_type, targets",
+    [(tiny_bert, "bert", ["query", "value"]), (tiny_vit, "vit", ["q_proj", "v_proj"]), (tiny_gpt2, "gpt2", ["c_attn"])],
+)
+def test_lora_helper_keeps_every_lambda_trainable_for_each_architecture(make_model, model_type, targets):
+    model = convert_to_lambda_gelu(make_model())
+    n_lambda = len(lambda_param_groups(model, lr=1e-3, weight_decay=0.0, lambda_lr=0.02)[-1]["params"])
+    for key in (model_type, model):  # by model_type string, or read from the converted model
+        lora = add_lambda_modules_to_save(LoraConfig(target_modules=targets, r=4), key)
+        peft_model = get_peft_model(convert_to_lambda_gelu(make_model()), lora)
+        lam = [
+            g
+            for g in lambda_param_groups(peft_model, lr=1e-3, weight_decay=0.0, lambda_lr=0.02)
+            if g.get("lambda_group")
+        ]
+        assert len(lam) == 1 and len(lam[0]["params"]) == n_lambda
+
+
+def test_lora_helper_rejects_unknown_model_type_and_plain_models():
+    with pytest.raises(ValueError, match="model_type='t5'"):
+        add_lambda_modules_to_save(LoraConfig(target_modules=["q"]), "t5")
+    with pytest.raises(ValueError, match="no λ-GELU modules"):
+        add_lambda_modules_to_save(LoraConfig(target_modules=["q"]), tiny_bert())
