@@ -28,7 +28,10 @@ class LambdaGELUTrainingArguments(TrainingArguments):
 
     lambda_learning_rate: float = field(
         default=1e-2,
-        metadata={"help": "Learning rate of λ, in λ units per optimizer step (optimizer-aware update)."},
+        metadata={
+            "help": "Learning rate of λ, in λ units per optimizer step (optimizer-aware update); "
+            "0 keeps λ at lambda_init until hardening (ablation: hardening without learned λ)."
+        },
     )
     lambda_temperature: float = field(
         default=0.1, metadata={"help": "Temperature τ of the reparameterization λ = 1 + softplus(s/τ)."}
@@ -74,8 +77,8 @@ class LambdaGELUTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.lambda_learning_rate > 0:
-            raise _bad("lambda_learning_rate", self.lambda_learning_rate, "use a positive λ step size, e.g. 1e-2.")
+        if not self.lambda_learning_rate >= 0:
+            raise _bad("lambda_learning_rate", self.lambda_learning_rate, "use a λ step size ≥ 0, e.g. 1e-2.")
         try:
             check_lambda_settings(self.lambda_init, None)
         except ValueError:

@@ -88,6 +88,16 @@ def test_lambda_is_learned_then_hardened_and_uses_its_own_group(tmp_path):
     assert hardness_profile(model)[layer.removeprefix("lambda/")] == pytest.approx(trainer.args.target_lambda)
 
 
+def test_zero_lambda_learning_rate_keeps_lambda_until_hardening(tmp_path):
+    model = tiny_bert()
+    args = training_args(tmp_path, max_steps=8, logging_steps=1, reluize_at_end=False, lambda_learning_rate=0.0)
+    trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=text_dataset())
+    trainer.train()
+    logs = dict(_lambda_logs(trainer.state.log_history))
+    assert all(v == pytest.approx(1.0, abs=1e-5) for step in range(1, 7) for v in logs[step].values())
+    assert all(v == pytest.approx(trainer.args.target_lambda) for v in logs[8].values())
+
+
 def test_plain_training_arguments_are_rejected(tmp_path):
     with pytest.raises(TypeError, match="LambdaGELUTrainingArguments"):
         LambdaGELUTrainer(model=tiny_bert(), args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))

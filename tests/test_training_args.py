@@ -30,7 +30,7 @@ def test_fields_have_help_and_parse_from_cli_and_json(tmp_path):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("lambda_learning_rate", 0.0), ("lambda_temperature", -1.0), ("lambda_init", 0.5), ("hardening_start", 1.5),
+    [("lambda_learning_rate", -1.0), ("lambda_temperature", -1.0), ("lambda_init", 0.5), ("hardening_start", 1.5),
      ("hardening_shape", "exp"), ("relu_tolerance", 0.0), ("relu_target_lambda", 0.2),
      ("lambda_optimizer_family", "lbfgs")],
 )  # fmt: skip
