@@ -242,9 +242,13 @@ def minilm_path() -> str:
     return path
 
 
-def _offline_env() -> dict[str, str]:
+def offline_env(tmp_path: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a subprocess: offline, and with Hub/datasets caches under ``tmp_path`` if given."""
     env = dict(os.environ)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if tmp_path is not None:
+        env.update(HF_HOME=str(tmp_path / "hf_home"), HF_DATASETS_CACHE=str(tmp_path / "hf_datasets"))
+    env.update(extra)
     return env
 
 
@@ -260,7 +264,7 @@ def run_python(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
         proc = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code), *args],
             cwd=str(cwd or tmp_path),
-            env=_offline_env(),
+            env=offline_env(),
             capture_output=True,
             text=True,
             timeout=timeout,

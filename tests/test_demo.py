@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,24 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import offline_env
 
 from hf_lambda_gelu import cli, demo
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE_ROWS = [label for label, _, _ in demo.ROWS]
-
-
-def _offline_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_HOME=str(tmp_path / "hf_home"),
-        HF_DATASETS_CACHE=str(tmp_path / "hf_datasets"),
-        TOKENIZERS_PARALLELISM="false",
-    )
-    return env
 
 
 def _table_values(text: str) -> dict[str, float]:
@@ -51,7 +38,7 @@ def _table_values(text: str) -> dict[str, float]:
 def test_image_recipe_without_arguments_runs_the_demo_and_a_rerun_reuses_the_checkpoint(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, str(REPO / "recipes" / "image_classification.py"), "--quick", "--output_dir", str(out)]
-    proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(cmd, env=offline_env(tmp_path), capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert "it/s]" in proc.stderr  # the Trainer's progress bars are on
 

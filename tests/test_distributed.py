@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import offline_env
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_train_script.py")
 
@@ -13,12 +14,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _env(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), OMP_NUM_THREADS="1")
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
 
 
 LAUNCHERS = {
@@ -32,7 +27,8 @@ LAUNCHERS = {
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_rank_training_keeps_lambda_in_sync_and_swaps_to_relu(tmp_path, launcher):
-    env = _env(tmp_path)
+    env = offline_env(tmp_path, OMP_NUM_THREADS="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
     if launcher == "accelerate":
         env["ACCELERATE_USE_CPU"] = "true"
     cmd = [*LAUNCHERS[launcher](_free_port()), SCRIPT, str(tmp_path)]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import offline_env
 from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
@@ -171,20 +171,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _offline_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_HOME=str(tmp_path / "hf_home"),
-        HF_DATASETS_CACHE=str(tmp_path / "hf_datasets"),
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="1",
-    )
-    return env
-
-
 RELU_KEY = {
     "text_classification": "hidden_act",
     "image_classification": "hidden_act",
@@ -205,7 +191,9 @@ def test_recipe_runs_under_accelerate_ddp_and_writes_a_relu_release(recipe, tmp_
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu_ddp.yaml"),
         "--main_process_port", str(_free_port()), str(RECIPES / f"{recipe}.py"), *_recipe_args(recipe, cases, out),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env=_offline_env(tmp_path), capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    proc = subprocess.run(
+        cmd, env=offline_env(tmp_path, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
     # two ranks of one gloo group (each logs its own line)
