@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import common
 import torch
 import torch.nn.functional as F
 
@@ -122,23 +123,7 @@ def peak_bytes(fn, x, lam, grad_out) -> int:
         _step(fn, x, lam, grad_out)
         torch.cuda.synchronize(x.device)
         return int(torch.cuda.max_memory_allocated(x.device) - base)
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        _step(fn, x, lam, grad_out)
-    events = []
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
-            events.append((node.start_time_ns, node.extra_fields.alloc_size))
-        stack.extend(node.children)
-    live = peak = 0
-    for _, size in sorted(events):
-        live += size
-        peak = max(peak, live)
-    return int(peak)
+    return common.cpu_peak_bytes(lambda: _step(fn, x, lam, grad_out))
 
 
 def saved_bytes(fn, x, lam) -> int:

@@ -177,27 +177,6 @@ def _add_time_ratios(ours: dict, base: dict) -> None:
     ours["median_time_ratio_to_gelu"] = ours["median_ms"] / base["median_ms"]
 
 
-def peak_bytes(run: Callable[[], object]) -> int:
-    """Most CPU-allocator bytes held at once during ``run()`` beyond those held before it (profiler trace)."""
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        run()
-    events = []
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
-            events.append((node.start_time_ns, node.extra_fields.alloc_size))
-        stack.extend(node.children)
-    live = peak = 0
-    for _, size in sorted(events):
-        live += size
-        peak = max(peak, live)
-    return int(peak)
-
-
 def saved_bytes(model: torch.nn.Module, batch: dict) -> int:
     """Bytes of the distinct storages autograd saves for backward during one forward (eager models)."""
     storages: dict[tuple[int, int], int] = {}
@@ -234,7 +213,7 @@ def run(settings: Settings, compile_backend: str) -> dict:
     t0 = time.perf_counter()
     training, training_recompiles = time_interleaved(train, settings.warmup, settings.reps)
     for name, r in training.items():
-        r["peak_bytes"] = peak_bytes(train[name].run)
+        r["peak_bytes"] = common.cpu_peak_bytes(train[name].run)
         r["saved_bytes"] = saved_bytes(models[name], batch) if name.endswith("_eager") else None
     for mode in ("eager", "compiled"):
         base, ours = training[f"gelu_{mode}"], training[f"lambda_gelu_{mode}"]
