@@ -14,25 +14,32 @@ Decision: a gate that already learned a λ above its target is not softened (tar
 
 The schedule is a pure function of (λ_start, λ*, step), whose inputs are kept as exact floats in the
 callback state (``state()``, saved in ``trainer_state.json``), so a resumed run follows the same
-trajectory as an uninterrupted one. Usable without the Trainer: call ``update(model, step, max_steps)``
-before each forward (step = number of optimizer steps done so far).
+trajectory as an uninterrupted one. The weights taken when hardening starts (``pre_hardening_state``,
+for the naive-swap baseline) go into every checkpoint saved after that as
+``pre_hardening_weights.safetensors``, so the baseline survives a resume too. Usable without the
+Trainer: call ``update(model, step, max_steps)`` before each forward (step = number of optimizer steps
+done so far).
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .ops import RELU_DISTANCE_CONSTANT
 from .param_groups import lambda_modules
 
-__all__ = ["HARDENING_SHAPES", "HardeningCallback", "target_lambda_for_tolerance"]
+__all__ = ["HARDENING_SHAPES", "PRE_HARDENING_WEIGHTS_NAME", "HardeningCallback", "target_lambda_for_tolerance"]
 
 HARDENING_SHAPES = ("linear", "cosine")
+#: File in each checkpoint written after hardening started: the weights of its start (naive-swap baseline).
+PRE_HARDENING_WEIGHTS_NAME = "pre_hardening_weights.safetensors"
 
 
 def target_lambda_for_tolerance(tolerance: float) -> float:
@@ -43,8 +50,10 @@ def target_lambda_for_tolerance(tolerance: float) -> float:
 
 
 def _check(start: float, shape: str, target_lambda: float | None) -> None:
-    if not 0.0 <= start < 1.0:
-        raise ValueError(f"hardening_start={start!r} is invalid: use a fraction of training in [0, 1).")
+    if not 0.0 <= start <= 1.0:
+        raise ValueError(
+            f"hardening_start={start!r} is invalid: use a fraction of training in [0, 1), or 1.0 for no hardening."
+        )
     if shape not in HARDENING_SHAPES:
         raise ValueError(f"hardening_shape={shape!r} is invalid: use one of {HARDENING_SHAPES}.")
     if target_lambda is not None and not target_lambda >= 1.0:
@@ -67,7 +76,8 @@ class HardeningCallback(TrainerCallback, ExportableState):
     """Pin λ at ``start`` of training and drive it to λ* along a log-space path.
 
     Args:
-        start: fraction of the run (0 ≤ start < 1) at which hardening begins.
+        start: fraction of the run (0 ≤ start < 1) at which hardening begins; ``1.0`` means no
+            hardening (λ is learned to the end and never pinned; see :attr:`enabled`).
         shape: ``"linear"`` or ``"cosine"`` interpolation weight in log-space.
         tolerance: ε, worst-case activation error of the final ReLU swap (λ* = c/ε).
         target_lambda: explicit λ* (overrides ``tolerance``).
@@ -132,6 +142,11 @@ class HardeningCallback(TrainerCallback, ExportableState):
     def started(self) -> bool:
         return self.start_step is not None
 
+    @property
+    def enabled(self) -> bool:
+        """False for ``start=1.0``: λ is learned to the end, nothing is pinned or hardened."""
+        return self.start < 1.0
+
     # -- the schedule ------------------------------------------------------------------------
     def start_step_for(self, max_steps: int) -> int:
         return min(int(round(self.start * max_steps)), max(max_steps - 1, 0))
@@ -169,7 +184,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
         Returns True while hardening is active. Safe to call repeatedly (idempotent per step).
         """
         if not self.started:
-            if step < self.start_step_for(max_steps):
+            if not self.enabled or step < self.start_step_for(max_steps):
                 return False
             self._begin(model, step)
         for name, module in lambda_modules(model):
@@ -224,3 +239,29 @@ class HardeningCallback(TrainerCallback, ExportableState):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._remove_hooks()
+
+    def on_save(self, args, state, control, **kwargs):
+        # the naive-swap baseline must survive a resume: every checkpoint written after hardening
+        # started carries the weights of its start (rank 0 writes)
+        if self.pre_hardening_state is not None and state.is_world_process_zero:
+            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            if os.path.isdir(folder):
+                self.save_pre_hardening_state(folder)
+
+    # -- the naive-swap baseline's weights in checkpoints --------------------------------------
+    def save_pre_hardening_state(self, folder: str) -> None:
+        """Write the weights taken when hardening started to ``folder/`` :data:`PRE_HARDENING_WEIGHTS_NAME`."""
+        from safetensors.torch import save_file
+
+        tensors = {k: v.contiguous() for k, v in (self.pre_hardening_state or {}).items()}
+        save_file(tensors, os.path.join(folder, PRE_HARDENING_WEIGHTS_NAME))
+
+    def load_pre_hardening_state(self, folder: str) -> bool:
+        """Read the weights saved by :meth:`save_pre_hardening_state`; False if ``folder`` has none."""
+        from safetensors.torch import load_file
+
+        path = os.path.join(folder, PRE_HARDENING_WEIGHTS_NAME)
+        if not os.path.isfile(path):
+            return False
+        self.pre_hardening_state = load_file(path)
+        return True

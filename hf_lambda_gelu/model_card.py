@@ -314,7 +314,8 @@ def build_model_card(
             field; anything else (a local path) is only named in the text.
         report: the ReLU-ization report (shape of ``reluization_report.json``; every key optional):
             ``metric_name``, ``before_swap``/``after_swap`` metrics, ``max_abs_logit_diff``,
-            ``mean_abs_logit_diff``, ``prediction_agreement``, ``naive_swap``, ``lambdas``,
+            ``mean_abs_logit_diff``, ``prediction_agreement``, ``naive_swap`` (or ``naive_swap_unavailable``:
+            why not), ``lambdas``,
             ``max_error_bound``, ``target_lambda``, ``settings``, ``eval_dataset``.
         profile: layer → λ at the swap (default: ``report["lambdas"]``).
         settings: λ/hardening settings, merged over ``report["settings"]`` (``lambda_init``,
@@ -401,6 +402,7 @@ def build_model_card(
         plot_filename=plot_filename,
         eval_dataset_text=_linked(eval_dataset, "datasets/") if eval_dataset else "the evaluation set",
         has_naive=has_naive,
+        naive_swap_unavailable=None if has_naive else report.get("naive_swap_unavailable"),
         metric_rows=_metric_rows(report, metric_name, has_naive),
         diff_rows=_diff_rows(report, has_naive),
         max_error_bound=f"{max_error_bound:.3g}" if max_error_bound else None,

@@ -8,11 +8,11 @@ import logging
 import os
 from typing import Any
 
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
-from .hardening import HardeningCallback
+from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
 from .lambda_update import install_lambda_update
 from .param_groups import lambda_modules, lambda_param_groups
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
@@ -32,7 +32,8 @@ class LambdaGELUTrainer(Trainer):
     - A model that still has GELU activations is converted first (``lambda_init``, ``lambda_temperature``).
     - The optimizer gets λ in its own group (``lambda_learning_rate``, no weight decay) and the
       optimizer-aware λ update (:mod:`hf_lambda_gelu.lambda_update`).
-    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ*.
+    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ*
+      (``hardening_start=1.0``: no hardening, no swap; λ is learned to the end and the λ-GELU model is kept).
     - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
       ``hardness_profile.json`` and ``hardness_profile.png``.
     - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
@@ -44,6 +45,8 @@ class LambdaGELUTrainer(Trainer):
     Args:
         model: a transformers model (GELU or λ-GELU), PEFT-wrapped or not.
         args: :class:`LambdaGELUTrainingArguments` (default: one with ``output_dir="trainer_output"``).
+            Plain ``TrainingArguments`` are upgraded (every value kept, the Hub token included; λ-GELU
+            settings at their defaults).
         **kwargs: everything ``transformers.Trainer`` takes.
 
     >>> trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=train, eval_dataset=val)  # doctest: +SKIP
@@ -54,10 +57,7 @@ class LambdaGELUTrainer(Trainer):
         if args is None:
             args = LambdaGELUTrainingArguments(output_dir="trainer_output")
         if not isinstance(args, LambdaGELUTrainingArguments):
-            raise TypeError(
-                f"LambdaGELUTrainer needs LambdaGELUTrainingArguments, got {type(args).__name__}; build them with "
-                "LambdaGELUTrainingArguments(**your_args.to_dict()) or HfArgumentParser(LambdaGELUTrainingArguments)."
-            )
+            args = _upgrade_training_args(args)
         if model is not None and not lambda_modules(model):
             convert_to_lambda_gelu(
                 model,
@@ -83,6 +83,9 @@ class LambdaGELUTrainer(Trainer):
         self.lambda_update = None
         self.final_profile: dict[str, float] | None = None
         self.reluization_report: dict[str, Any] | None = None
+        #: Why the naive-swap baseline could not be measured (None when it was, or was not asked for).
+        self.naive_swap_unavailable: str | None = None
+        self._resume_folder: str | None = None
 
     # -- optimizer ---------------------------------------------------------------------------
     def create_optimizer(self, model=None):
@@ -111,22 +114,51 @@ class LambdaGELUTrainer(Trainer):
 
     # -- resume ------------------------------------------------------------------------------
     def _load_callback_state(self) -> None:
-        saved = self.state.stateful_callbacks.pop(type(self.hardening).__name__, None)
-        if saved:
-            self.hardening.load_state(saved[0] if isinstance(saved, list) else saved)
-        super()._load_callback_state()
+        # The hardening schedule always resumes (whatever restore_callback_states_from_checkpoint says),
+        # into self.hardening itself: transformers' own restore would replace it by a new instance.
+        # Its entry stays in stateful_callbacks: _save_checkpoint indexes it at every later save.
+        callbacks, name = self.state.stateful_callbacks, type(self.hardening).__name__
+        saved = callbacks.pop(name, None)
+        try:
+            if saved:
+                self.hardening.load_state(saved[0] if isinstance(saved, list) else saved)
+                self._load_pre_hardening_state()
+            super()._load_callback_state()
+        finally:
+            if saved is not None:
+                callbacks[name] = saved
+
+    def _load_pre_hardening_state(self) -> None:
+        if not (self.hardening.started and self.hardening.keep_pre_hardening_state):
+            return
+        folder = self._resume_folder
+        if folder and self.hardening.load_pre_hardening_state(folder):
+            return
+        self.naive_swap_unavailable = (
+            f"the run resumed from {folder} after hardening had started, and that checkpoint has no "
+            f"{PRE_HARDENING_WEIGHTS_NAME} (the weights at hardening start, which the swap baseline needs)"
+        )
+        logger.warning("No naive-swap baseline: %s.", self.naive_swap_unavailable)
 
     # -- training ----------------------------------------------------------------------------
-    def train(self, *args: Any, **kwargs: Any):
-        output = super().train(*args, **kwargs)
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        if resume_from_checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            self._resume_folder = get_last_checkpoint(self.args.output_dir)
+        else:
+            self._resume_folder = resume_from_checkpoint or None
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
         profile = hardness_profile(self.model)
         if not profile:
             return output
         self.final_profile = profile
         if self.is_world_process_zero():
             self._save_profile(profile)
-        if self.args.reluize_at_end:
+        if self.args.reluize_at_end and self.hardening.enabled:
             output.metrics.update(self.reluize_and_report())
+        elif self.args.reluize_at_end:
+            logger.info("hardening_start=1.0: no hardening and no ReLU swap; the model stays λ-GELU.")
         return output
 
     def _save_profile(self, profile: dict[str, float]) -> None:
@@ -172,6 +204,12 @@ class LambdaGELUTrainer(Trainer):
         Returns:
             The Hub commit URL on the main process, None elsewhere.
         """
+        if lambda_modules(self.model) and not self.hardening.enabled:
+            raise ValueError(
+                "push_to_hub() publishes a ReLU release, but hardening_start=1.0 kept the λ-GELU model unhardened "
+                "(swapping it to ReLU now would change its outputs). Save it with trainer.save_model() instead, or "
+                "train with hardening_start < 1."
+            )
         if lambda_modules(self.model):
             self.reluize_and_report()  # every rank: evaluation gathers across ranks
         if not self.is_world_process_zero():
@@ -253,6 +291,8 @@ class LambdaGELUTrainer(Trainer):
             }
             flat.update({f"naive_swap_{k}": v for k, v in naive.items()})
             flat.update({f"naive_swap_after_{k}": v for k, v in report["naive_swap"]["after_swap"].items()})
+        elif self.naive_swap_unavailable:
+            report["naive_swap_unavailable"] = self.naive_swap_unavailable
         self.hardening.pre_hardening_state = None
         self.reluization_report = report
         if self.is_world_process_zero():
@@ -273,6 +313,21 @@ _SETTINGS = (
     "relu_target_lambda",
     "relu_target_per_layer",
 )
+
+
+def _upgrade_training_args(args: Any) -> LambdaGELUTrainingArguments:
+    """Plain ``TrainingArguments`` → ``LambdaGELUTrainingArguments`` with the λ-GELU defaults.
+
+    ``to_dict()`` masks every ``*_token`` field (``<HUB_TOKEN>``); the real values are put back.
+    """
+    if not isinstance(args, TrainingArguments):
+        raise TypeError(
+            f"LambdaGELUTrainer needs LambdaGELUTrainingArguments (or TrainingArguments), got {type(args).__name__}."
+        )
+    values = args.to_dict()
+    values.update({key: getattr(args, key) for key in values if key.endswith("_token")})
+    logger.warning("LambdaGELUTrainer got plain TrainingArguments: the λ-GELU settings take their defaults.")
+    return LambdaGELUTrainingArguments(**values)
 
 
 def _main_metric(metrics: dict[str, float]) -> str:

@@ -48,7 +48,11 @@ class LambdaGELUTrainingArguments(TrainingArguments):
     )
     hardening_start: float = field(
         default=0.75,
-        metadata={"help": "Fraction of training after which λ stops learning and is hardened toward λ*."},
+        metadata={
+            "help": "Fraction of training after which λ stops learning and is hardened toward λ*. 1.0 = no "
+            "hardening: λ is learned to the end and the model stays λ-GELU (no ReLU swap; it saves and "
+            "reloads with hf_lambda_gelu imported)."
+        },
     )
     hardening_shape: str = field(
         default="cosine", metadata={"help": f"Log-space hardening path shape: one of {HARDENING_SHAPES}."}
@@ -87,8 +91,12 @@ class LambdaGELUTrainingArguments(TrainingArguments):
             raise _bad("lambda_temperature", self.lambda_temperature, "τ must be > 0 (default 0.1).")
         if self.lambda_optimizer_family not in OPTIMIZER_FAMILIES:
             raise _bad("lambda_optimizer_family", self.lambda_optimizer_family, f"use one of {OPTIMIZER_FAMILIES}.")
-        if not 0.0 <= self.hardening_start < 1.0:
-            raise _bad("hardening_start", self.hardening_start, "use a fraction of training in [0, 1).")
+        if not 0.0 <= self.hardening_start <= 1.0:
+            raise _bad(
+                "hardening_start",
+                self.hardening_start,
+                "use a fraction of training in [0, 1), or 1.0 for no hardening.",
+            )
         if self.hardening_shape not in HARDENING_SHAPES:
             raise _bad("hardening_shape", self.hardening_shape, f"use one of {HARDENING_SHAPES}.")
         if not self.relu_tolerance > 0:

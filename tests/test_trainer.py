@@ -19,6 +19,7 @@ from transformers import TrainerCallback, TrainingArguments
 from hf_lambda_gelu import (
     LambdaGELU,
     LambdaGELUTrainer,
+    LambdaGELUTrainingArguments,
     add_lambda_modules_to_save,
     convert_to_lambda_gelu,
     hardness_profile,
@@ -98,9 +99,44 @@ def test_zero_lambda_learning_rate_keeps_lambda_until_hardening(tmp_path):
     assert all(v == pytest.approx(trainer.args.target_lambda) for v in logs[8].values())
 
 
-def test_plain_training_arguments_are_rejected(tmp_path):
+def test_plain_training_arguments_are_upgraded_keeping_the_hub_token(tmp_path):
+    plain = TrainingArguments(output_dir=str(tmp_path), report_to="none", hub_token="hf_secret", learning_rate=3e-4)
+    trainer = LambdaGELUTrainer(model=tiny_bert(), args=plain)
+    assert isinstance(trainer.args, LambdaGELUTrainingArguments)
+    assert trainer.args.hub_token == "hf_secret" and trainer.args.learning_rate == 3e-4
+    assert trainer.args.hardening_start == 0.75  # λ-GELU defaults
     with pytest.raises(TypeError, match="LambdaGELUTrainingArguments"):
-        LambdaGELUTrainer(model=tiny_bert(), args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+        LambdaGELUTrainer(model=tiny_bert(), args={"output_dir": str(tmp_path)})
+
+
+def test_hardening_start_one_learns_lambda_to_the_end_and_keeps_a_lambda_gelu_model(tmp_path, run_python):
+    data = text_dataset()
+    args = training_args(tmp_path, hardening_start=1.0, max_steps=6)
+    trainer = LambdaGELUTrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data)
+    trainer.train()
+    logs = _lambda_logs(trainer.state.log_history)
+    modules = [m for m in trainer.model.modules() if isinstance(m, LambdaGELU)]
+    assert modules and not any(m.is_pinned for m in modules)  # never hardened, never swapped
+    assert trainer.model.config.hidden_act == "lambda_gelu" and trainer.reluization_report is None
+    assert not trainer.hardening.started and not (tmp_path / "reluization_report.json").exists()
+    assert logs[-1][1] != logs[-2][1]  # λ still learning at the last steps
+    assert all(v < 10 for v in logs[-1][1].values())
+    assert (tmp_path / "hardness_profile.json").is_file()
+    with pytest.raises(ValueError, match="hardening_start=1.0"):
+        trainer.push_to_hub()
+    trainer.save_model(str(tmp_path / "model"))
+    expected = hardness_profile(trainer.model)
+    proc = run_python(
+        """
+        import json, sys
+        import hf_lambda_gelu
+        from transformers import AutoModelForSequenceClassification
+        model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1])
+        print(json.dumps(hf_lambda_gelu.hardness_profile(model)))
+        """,
+        str(tmp_path / "model"),
+    )
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == expected
 
 
 def test_resume_mid_hardening_follows_the_same_trajectory(tmp_path):
