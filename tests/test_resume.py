@@ -15,14 +15,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_recipes
 import torch
 from conftest import offline_env
 from safetensors.torch import load_file
-from test_recipes import RECIPES, _recipe_args, bert_case  # noqa: F401 (bert_case is a fixture)
+from test_recipes import RECIPES, _recipe_args
 
 from hf_lambda_gelu.hardening import PRE_HARDENING_WEIGHTS_NAME
 from hf_lambda_gelu.recipe_utils import RESULTS_FILENAME
 
+bert_recipe_case = test_recipes.bert_case  # the tiny BERT checkpoint and csv data (a fixture)
 KILLER = Path(__file__).resolve().parent / "kill_at_step.py"
 SAVE_EVERY_2 = ["--save_strategy", "steps", "--save_steps", "2", "--max_steps", "8"]
 
@@ -43,7 +45,8 @@ def _args(bert_case: dict, out: Path) -> list[str]:
     return [*_recipe_args("text_classification", {"text_classification": bert_case}, out), *SAVE_EVERY_2]
 
 
-def test_run_killed_mid_hardening_resumes_to_the_same_release(bert_case, tmp_path):
+def test_run_killed_mid_hardening_resumes_to_the_same_release(bert_recipe_case, tmp_path):
+    bert_case = bert_recipe_case
     full, killed = tmp_path / "full", tmp_path / "killed"
     proc = _run(_args(bert_case, full), tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
