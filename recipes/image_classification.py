@@ -31,7 +31,6 @@ from hf_lambda_gelu.recipe_utils import (
     build_trainer,
     check_run,
     collate_images,
-    exit_if_distributed,
     finish_run,
     image_transform,
     label_list,
@@ -40,6 +39,7 @@ from hf_lambda_gelu.recipe_utils import (
     parse_args,
     recipe_defaults,
     require_columns,
+    run_recipe,
     select_samples,
     setup_logging,
     split_validation,
@@ -220,5 +220,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    exit_if_distributed()
+    run_recipe(main)

@@ -27,8 +27,8 @@ from hf_lambda_gelu.recipe_utils import (
     BaseDataArguments,
     BaseModelArguments,
     build_trainer,
+    cap_sequence_length,
     check_run,
-    exit_if_distributed,
     finish_run,
     label_list,
     load_model,
@@ -36,6 +36,7 @@ from hf_lambda_gelu.recipe_utils import (
     parse_args,
     recipe_defaults,
     require_columns,
+    run_recipe,
     select_samples,
     setup_logging,
     split_validation,
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # 6. preprocess
-    max_length = min(data_args.max_seq_length, tokenizer.model_max_length)
+    max_length = cap_sequence_length(data_args.max_seq_length, tokenizer, model.config, "--max_seq_length")
 
     def preprocess(batch: dict) -> dict:
         encoded = tokenizer(*(batch[c] for c in text_columns), truncation=True, max_length=max_length)
@@ -173,5 +174,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    exit_if_distributed()
+    run_recipe(main)
