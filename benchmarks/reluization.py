@@ -658,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_task(name, result), flush=True)
     report["meta"]["runtime_s"] = time.perf_counter() - start
     report["meta"]["relu_distance_constant"] = RELU_DISTANCE_CONSTANT
-    common.write_json(report, args.out)
+    common.write_json(report, common.output_path(args.out, args.quick, DEFAULT_OUT))
     return 0
 
 

@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["runtime_s"] = time.perf_counter() - start
     meta["load_average_at_end"] = common.load_average()
     print(format_report(report))
-    common.write_json(report, args.out)
+    common.write_json(report, common.output_path(args.out, args.quick, DEFAULT_OUT))
     return 0
 
 

@@ -33,9 +33,11 @@ LAMBDA_FIELDS = (
 )
 
 
-def _run(script: str, out: Path, *args: str) -> dict:
+def _run(script: str, out: Path | None, *args: str) -> dict:
+    """Run ``script --quick``; without ``out`` it must write a temporary file, never benchmarks/results/."""
+    committed = {path: path.read_bytes() for path in (BENCHMARKS / "results").glob("*.json")}
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *args],
+        [sys.executable, str(BENCHMARKS / script), "--quick", *(["--out", str(out)] if out else []), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -43,7 +45,10 @@ def _run(script: str, out: Path, *args: str) -> dict:
     )
     assert proc.returncode == 0, f"{script} failed\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr[-4000:]}"
     assert "checks:" in proc.stdout  # the table was printed
-    return json.loads(out.read_text())
+    assert {path: path.read_bytes() for path in committed} == committed, "--quick overwrote committed results"
+    written = Path(proc.stdout.rsplit("wrote ", 1)[1].split()[0])
+    assert written == out if out else (BENCHMARKS / "results") not in written.parents
+    return json.loads(written.read_text())
 
 
 def _check_reluization_task(result: dict, is_lm: bool) -> None:
@@ -96,7 +101,7 @@ def test_reluization_quick_writes_every_arm_and_field(tmp_path):
 
 
 def test_training_overhead_quick(tmp_path):
-    report = _run("training_overhead.py", tmp_path / "t.json")
+    report = _run("training_overhead.py", None)  # no --out: a temporary file
     variants = ("gelu_eager", "lambda_gelu_eager", "gelu_compiled", "lambda_gelu_compiled")
     assert set(report["training"]) == set(variants)
     for name in variants:
