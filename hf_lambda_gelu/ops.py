@@ -15,10 +15,12 @@ Saturation (large |λx|, ±inf). Where |λx| ≥ ``_SATURATION`` (1e4) the gate 
 every dtype, so f = ReLU(x), df/dx is the step and df/dλ = 0; computed literally, λx can overflow to
 ±inf (x = −1e35 at λ = 1e4) and GELU(±inf), inf·0 or (λx)³ give NaN. The fast in-place path runs only
 when max|x|·max λ ≤ ``_FAST_PATH_LIMIT`` (1e12: no intermediate overflows in float32, the tanh form's
-cube included); otherwise — and always under torch.compile, or off the CPU, where the check would
-cost a host sync — the functional path clamps λx and returns the saturated values explicitly, so
+cube included). That check is one read-only pass over x (an ``aminmax`` reduction; on a 64×128×1536
+float32 input on the loaded 2-core CI machine, eager forward 91 → 106 ms, forward+backward 260 → 279 ms;
+a host sync on GPU). Otherwise — and always under
+torch.compile, where it fuses — the functional path clamps λx and returns the saturated values explicitly, so
 outputs and gradients are finite wherever ReLU's are (x = +inf gives +inf, x = −inf gives 0) and NaN
-only propagates from NaN inputs. At λ = 1 both paths are bitwise GELU for |x| < 1e4.
+only propagates from NaN inputs. At λ = 1 the eager path is bitwise GELU.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ _FAST_PATH_LIMIT = 1e12  # max|x|·max λ up to it: no overflow anywhere in the 
 
 
 def _fast_path_ok(x: torch.Tensor, lam: torch.Tensor) -> bool:
-    """True when the eager in-place kernels cannot overflow (CPU only: the check is a host sync)."""
-    if x.device.type != "cpu" or x.numel() == 0:
-        return x.numel() == 0
+    """True when the eager in-place kernels cannot overflow: one read-only pass over x (a host sync on GPU)."""
+    if x.numel() == 0:
+        return True
     low, high = torch.aminmax(x)
     bound = max(-float(low), float(high)) * float(lam.detach().abs().max())
     return bound <= _FAST_PATH_LIMIT  # False for inf and NaN too
