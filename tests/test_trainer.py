@@ -158,6 +158,27 @@ def test_resume_mid_hardening_follows_the_same_trajectory(tmp_path):
     assert max(abs(pa[k] - pb[k]) for k in pa) <= 1e-6
 
 
+def test_resume_without_pre_hardening_weights_says_the_baseline_is_unavailable(tmp_path):
+    from hf_lambda_gelu.hardening import PRE_HARDENING_WEIGHTS_NAME
+    from hf_lambda_gelu.model_card import build_model_card
+
+    common = dict(max_steps=8, hardening_start=0.5, save_strategy="steps", save_steps=6)
+    data = text_dataset(n=32)
+    first = LambdaGELUTrainer(model=tiny_bert(), args=training_args(tmp_path / "a", **common), train_dataset=data)
+    first.train()
+    weights = tmp_path / "a" / "checkpoint-6" / PRE_HARDENING_WEIGHTS_NAME
+    assert weights.is_file()  # written at every save after hardening started
+    weights.unlink()  # e.g. a checkpoint from an older version
+    resumed = LambdaGELUTrainer(
+        model=tiny_bert(), args=training_args(tmp_path / "b", **common), train_dataset=data, eval_dataset=data
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-6"))
+    report = resumed.reluization_report
+    assert "naive_swap" not in report and PRE_HARDENING_WEIGHTS_NAME in report["naive_swap_unavailable"]
+    card = build_model_card(model=resumed.model.config, report=report).text
+    assert "naive GELU → ReLU swap baseline is unavailable" in card and "checkpoint-6" in card
+
+
 def test_compiled_model_does_not_recompile_on_schedule_steps(tmp_path):
     torch._dynamo.reset()
     graphs = []
