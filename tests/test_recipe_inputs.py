@@ -22,14 +22,7 @@ from hf_lambda_gelu.recipe_utils import RESULTS_FILENAME, run_recipe
 bert_recipe_case = test_recipes.bert_case  # fixtures: tiny checkpoints and data
 gpt2_recipe_case = test_recipes.gpt2_case
 vit_recipe_case = test_recipes.vit_case
-
-
-@pytest.fixture
-def text_recipe():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield _load_recipe("text_classification")
-    torch.set_num_threads(threads)
+text_recipe = test_recipes.text_recipe  # the text recipe module, run on 1 thread
 
 
 def _one_line_error(main, args, capsys) -> str:
