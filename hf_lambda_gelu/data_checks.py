@@ -134,19 +134,23 @@ def check_splits_not_empty(raw: Mapping, data_files: Mapping[str, str] | None = 
             raise DataFileError(path, f"the {split} split has no examples", "Give at least one example.")
 
 
-def check_labels_seen_in_training(raw: Mapping, label_column: str, names: list[str] | None = None) -> None:
+def check_labels_seen_in_training(
+    raw: Mapping, label_column: str, names: list[str] | None = None, sources: Mapping[str, str] | None = None
+) -> None:
     """Raise :class:`UnseenLabelError` when a non-train split has labels the train split lacks.
 
     Args:
         raw: split → dataset; nothing is checked without a ``"train"`` split.
         label_column: the label column.
         names: class names when the column holds ``ClassLabel`` ids (listed by name).
+        sources: split → what it was read from, named in the error.
     """
     if "train" not in raw:
         return
     seen = set(raw["train"][label_column])
+    sources = sources or {}
     for split, dataset in raw.items():
         unseen = sorted(set(dataset[label_column]) - seen, key=str)
         if split != "train" and unseen:
             shown = [names[v] if names is not None else v for v in unseen]
-            raise UnseenLabelError(shown, split, label_column)
+            raise UnseenLabelError(shown, sources.get(split, f"the {split} data"), label_column, sources.get("train"))

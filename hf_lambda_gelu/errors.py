@@ -40,9 +40,10 @@ class DataFileError(ValueError):
 class UnseenLabelError(ValueError):
     """Labels that appear in evaluation data but never in the training data (classes never trained)."""
 
-    def __init__(self, labels: list, split: str, column: str) -> None:
+    def __init__(self, labels: list, where: str, column: str, train: str | None = None) -> None:
         self.labels = labels
+        train = f"the training data ({train})" if train else "the training data"
         super().__init__(
-            f"Labels {labels} of column {column!r} appear in the {split} data but not in the training data: the "
-            "model would get classes it never trains on. Fix those labels, or add training examples for them."
+            f"Labels {labels} of column {column!r} appear in {where} but not in {train}: the model would get "
+            "classes it never trains on. Fix those labels, or add training examples for them."
         )

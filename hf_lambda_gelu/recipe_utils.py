@@ -70,6 +70,7 @@ __all__ = [
     "check_run",
     "check_run_length",
     "collate_images",
+    "data_sources",
     "exit_if_distributed",
     "finish_run",
     "image_transform",
@@ -112,11 +113,11 @@ class MissingDataError(ValueError):
 class ColumnNotFoundError(ValueError):
     """A column named by a flag is not in the data set."""
 
-    def __init__(self, flag: str, column: str, columns: Sequence[str]) -> None:
+    def __init__(self, flag: str, column: str, columns: Sequence[str], source: str | None = None) -> None:
         self.column = column
         self.columns = list(columns)
         super().__init__(
-            f"Column {column!r} (--{flag}) not found in the data set; its columns are {self.columns}. "
+            f"Column {column!r} (--{flag}) not found in {source or 'the data set'}; its columns are {self.columns}. "
             f"Pass --{flag} with one of them."
         )
 
@@ -434,15 +435,37 @@ def load_raw_datasets(
     return raw
 
 
-def require_columns(dataset, **columns: str | None) -> None:
+def data_sources(data_args: BaseDataArguments, splits) -> dict[str, str]:
+    """Split → what it was read from, for error messages: the local file or folder, or the Hub data set.
+
+    >>> data_sources(BaseDataArguments(train_file="train.csv"), ["train", "validation"])["validation"]
+    "'train.csv' (the part held out for validation)"
+    """
+    if data_args.dataset_name is not None:
+        name = " ".join(filter(None, [data_args.dataset_name, data_args.dataset_config_name]))
+        return {split: f"the {split} split of the Hub data set {name!r}" for split in splits}
+    train = getattr(data_args, "train_dir", None) or data_args.train_file
+    given = {"train": train, "validation": getattr(data_args, "validation_dir", None) or data_args.validation_file}
+    return {
+        split: repr(given[split]) if given.get(split) else f"{train!r} (the part held out for {split})"
+        for split in splits
+    }
+
+
+def require_columns(dataset, source: str | None = None, **columns: str | None) -> None:
     """Check that each named column exists: ``require_columns(ds, text_column_name="sentence")``.
 
+    Args:
+        dataset: the split to check.
+        source: what it was read from (:func:`data_sources`), named in the error.
+        **columns: flag name → column name (None: not checked).
+
     Raises:
-        ColumnNotFoundError: naming the flag, the column and the columns the data set has.
+        ColumnNotFoundError: naming the flag, the column, the file and the columns the data set has.
     """
     for flag, column in columns.items():
         if column is not None and column not in dataset.column_names:
-            raise ColumnNotFoundError(flag, column, dataset.column_names)
+            raise ColumnNotFoundError(flag, column, dataset.column_names, source)
 
 
 def split_validation(raw, fraction: float, seed: int):
@@ -459,8 +482,10 @@ def select_samples(dataset, max_samples: int | None):
     return dataset if max_samples is None else dataset.select(range(min(max_samples, len(dataset))))
 
 
-def label_list(raw, label_column: str) -> tuple[list[str], dict | None]:
+def label_list(raw, label_column: str, sources: dict[str, str] | None = None) -> tuple[list[str], dict | None]:
     """Class names and the raw-label → id map (``None`` when labels already are ids of a ``ClassLabel``).
+
+    ``sources`` (split → file, :func:`data_sources`) names the files in errors.
 
     Raises:
         ValueError: float labels (regression is not what these recipes do).
@@ -470,14 +495,15 @@ def label_list(raw, label_column: str) -> tuple[list[str], dict | None]:
 
     feature = next(iter(raw.values())).features[label_column]
     if isinstance(feature, ClassLabel):
-        check_labels_seen_in_training(raw, label_column, list(feature.names))
+        check_labels_seen_in_training(raw, label_column, list(feature.names), sources=sources)
         return list(feature.names), None
     if getattr(feature, "dtype", "").startswith("float"):
+        where = f" in {(sources or {}).get(next(iter(raw)))}" if sources else ""
         raise ValueError(
-            f"Label column {label_column!r} holds floats ({feature.dtype}): the recipes do classification; give "
-            "class labels (ints or strings)."
+            f"Label column {label_column!r}{where} holds floats ({feature.dtype}): the recipes do classification; "
+            "give class labels (ints or strings)."
         )
-    check_labels_seen_in_training(raw, label_column)
+    check_labels_seen_in_training(raw, label_column, sources=sources)
     values = sorted({value for split in raw.values() for value in split[label_column]})
     return [str(v) for v in values], {v: i for i, v in enumerate(values)}
 

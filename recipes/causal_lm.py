@@ -30,6 +30,7 @@ from hf_lambda_gelu.recipe_utils import (
     build_trainer,
     cap_sequence_length,
     check_run,
+    data_sources,
     finish_run,
     load_model,
     load_raw_datasets,
@@ -99,8 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     fraction = data_args.validation_split_percentage / 100 if training_args.do_eval else 0.0
     raw = split_validation(raw, fraction, training_args.seed)
-    for split in raw.values():
-        require_columns(split, text_column_name=data_args.text_column_name)
+    sources = data_sources(data_args, raw)
+    for name, split in raw.items():
+        require_columns(split, sources[name], text_column_name=data_args.text_column_name)
 
     # 5. model (through the λ-GELU patcher for --activation_mode lambda_gelu) and tokenizer
     tokenizer = AutoTokenizer.from_pretrained(

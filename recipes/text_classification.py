@@ -29,6 +29,7 @@ from hf_lambda_gelu.recipe_utils import (
     build_trainer,
     cap_sequence_length,
     check_run,
+    data_sources,
     finish_run,
     label_list,
     load_model,
@@ -93,11 +94,12 @@ def main(argv: list[str] | None = None) -> dict:
     raw = split_validation(raw, data_args.train_val_split if training_args.do_eval else 0.0, training_args.seed)
     columns = raw["train"].column_names if "train" in raw else next(iter(raw.values())).column_names
     text_columns = (data_args.text_column_name or ("sentence" if "sentence" in columns else "text")).split(",")
-    for split in raw.values():
-        require_columns(split, label_column_name=data_args.label_column_name)
+    sources = data_sources(data_args, raw)
+    for name, split in raw.items():
+        require_columns(split, sources[name], label_column_name=data_args.label_column_name)
         for column in text_columns:
-            require_columns(split, text_column_name=column)
-    labels, label_to_id = label_list(raw, data_args.label_column_name)
+            require_columns(split, sources[name], text_column_name=column)
+    labels, label_to_id = label_list(raw, data_args.label_column_name, sources)
 
     # 5. model (through the λ-GELU patcher for --activation_mode lambda_gelu) and tokenizer
     config = AutoConfig.from_pretrained(

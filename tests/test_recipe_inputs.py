@@ -71,7 +71,14 @@ def test_label_only_in_validation_is_an_error_listing_it(text_recipe, bert_recip
     validation.write_text(bert_recipe_case["validation"].read_text() + "the film was odd,meh\n")
     args = _text_args(bert_recipe_case, tmp_path / "o", bert_recipe_case["train"], validation)
     line = _one_line_error(text_recipe.main, args, capsys)
-    assert "['meh']" in line and "validation" in line and "never trains on" in line
+    assert "['meh']" in line and str(validation) in line and "never trains on" in line
+    assert str(bert_recipe_case["train"]) in line
+
+
+def test_missing_column_names_the_file(text_recipe, bert_recipe_case, tmp_path, capsys):
+    args = _recipe_args("text_classification", {"text_classification": bert_recipe_case}, tmp_path / "o")
+    line = _one_line_error(text_recipe.main, [*args, "--label_column_name", "y"], capsys)
+    assert "'y' (--label_column_name)" in line and str(bert_recipe_case["train"]) in line
 
 
 def test_empty_image_folder_names_the_folder(vit_recipe_case, tmp_path, capsys):
