@@ -15,8 +15,9 @@ Decision: a gate that already learned a λ above its target is not softened (tar
 The schedule is a pure function of (λ_start, λ*, step), whose inputs are kept as exact floats in the
 callback state (``state()``, saved in ``trainer_state.json``), so a resumed run follows the same
 trajectory as an uninterrupted one. The weights taken when hardening starts (``pre_hardening_state``,
-for the naive-swap baseline) go into every checkpoint saved after that as
-``pre_hardening_weights.safetensors``, so the baseline survives a resume too. Usable without the
+for the naive-swap baseline) go into every checkpoint ``LambdaGELUTrainer`` saves after that, as
+``pre_hardening_weights.safetensors`` (written before the checkpoint's ``trainer_state.json``), so the
+baseline survives a resume too. Usable without the
 Trainer: call ``update(model, step, max_steps)`` before each forward (step = number of optimizer steps
 done so far).
 """
@@ -30,7 +31,6 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .ops import RELU_DISTANCE_CONSTANT
 from .param_groups import lambda_modules
@@ -240,15 +240,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._remove_hooks()
 
-    def on_save(self, args, state, control, **kwargs):
-        # the naive-swap baseline must survive a resume: every checkpoint written after hardening
-        # started carries the weights of its start (rank 0 writes)
-        if self.pre_hardening_state is not None and state.is_world_process_zero:
-            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-            if os.path.isdir(folder):
-                self.save_pre_hardening_state(folder)
-
-    # -- the naive-swap baseline's weights in checkpoints --------------------------------------
+    # -- the naive-swap baseline's weights in checkpoints (LambdaGELUTrainer.save_model) --------
     def save_pre_hardening_state(self, folder: str) -> None:
         """Write the weights taken when hardening started to ``folder/`` :data:`PRE_HARDENING_WEIGHTS_NAME`."""
         from safetensors.torch import save_file

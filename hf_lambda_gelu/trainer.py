@@ -112,7 +112,14 @@ class LambdaGELUTrainer(Trainer):
             logs.update({f"lambda/{name}": lam for name, lam in hardness_profile(self.model).items()})
         super().log(logs, start_time)
 
-    # -- resume ------------------------------------------------------------------------------
+    # -- checkpoints and resume --------------------------------------------------------------
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        # A checkpoint (saved before its trainer_state.json, so any checkpoint a resume can use) written
+        # after hardening started carries the weights of its start: the naive-swap baseline survives.
+        if _internal_call and self.hardening.pre_hardening_state is not None and self.args.should_save:
+            self.hardening.save_pre_hardening_state(output_dir or self.args.output_dir)
+
     def _load_callback_state(self) -> None:
         # The hardening schedule always resumes (whatever restore_callback_states_from_checkpoint says),
         # into self.hardening itself: transformers' own restore would replace it by a new instance.
