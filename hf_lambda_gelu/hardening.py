@@ -32,6 +32,7 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from .activation import DTensor
 from .ops import RELU_DISTANCE_CONSTANT
 from .param_groups import lambda_modules
 
@@ -62,6 +63,13 @@ def _check(start: float, shape: str, target_lambda: float | None) -> None:
 
 def _to_list(t: torch.Tensor) -> list[float]:
     return [float(v) for v in t.detach().double().reshape(-1)]
+
+
+def _full_cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of a weight; a DTensor shard (FSDP2) is gathered first (a collective: every rank calls)."""
+    if isinstance(tensor, DTensor):
+        tensor = tensor.full_tensor()
+    return tensor.detach().cpu().clone()
 
 
 def _all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
@@ -176,7 +184,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
             self.targets[name] = _to_list(torch.maximum(target.clamp_min(1.0), lam))
         self._remove_hooks()
         if self.keep_pre_hardening_state:
-            self.pre_hardening_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            self.pre_hardening_state = {k: _full_cpu_copy(v) for k, v in model.state_dict().items()}
 
     def update(self, model: nn.Module, step: int, max_steps: int) -> bool:
         """Apply the schedule for the forward of the next step; ``step`` = optimizer steps done.

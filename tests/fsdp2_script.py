@@ -44,6 +44,7 @@ def main(out: str) -> None:
     optimizer = torch.optim.AdamW(lambda_param_groups(model, lr=1e-3, weight_decay=0.01, lambda_lr=0.05))
     install_lambda_update(optimizer, model)
     hardening = HardeningCallback(start=0.5, tolerance=1e-3)
+    hardening.keep_pre_hardening_state = True  # the naive-swap baseline's weights, gathered from the shards
     generator = torch.Generator().manual_seed(rank)  # each rank its own batches
     trajectory = []
     with warnings.catch_warnings(record=True) as caught:
@@ -64,7 +65,9 @@ def main(out: str) -> None:
         state = get_model_state_dict(model, options=options)
     package_warnings = [str(w.message) for w in caught if "hf_lambda_gelu" in (w.filename or "")]
     dtensor_warnings = [str(w.message) for w in caught if "DTensor" in str(w.message)]
+    baseline = hardening.pre_hardening_state
     if rank == 0:
+        hardening.save_pre_hardening_state(out)
         release = BertForSequenceClassification(model.config)
         release.load_state_dict(state)
         release.save_pretrained(os.path.join(out, "release"))
@@ -75,6 +78,8 @@ def main(out: str) -> None:
         "hidden_act": model.config.hidden_act,
         "package_warnings": package_warnings,
         "dtensor_warnings": dtensor_warnings,
+        "baseline_shapes": {k: list(v.shape) for k, v in baseline.items()},
+        "release_shapes": {k: list(v.shape) for k, v in state.items()},
     }
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump(record, f)

@@ -43,6 +43,12 @@ def test_fully_sharded_training_hardens_and_saves_a_stock_relu_release(tmp_path,
     assert any(v != 1.0 for v in trajectory[1].values())  # λ moved off 1 before hardening
     assert all(abs(v - 169.9712) < 1e-3 for v in trajectory[-1].values())
     assert all(r["hidden_act"] == "relu" for r in ranks)
+    # the naive-swap baseline's weights (taken at hardening start) are full tensors, on every rank
+    for r in ranks:
+        baseline = r["baseline_shapes"]
+        assert {k: v for k, v in baseline.items() if "lambda_raw" not in k} == ranks[0]["release_shapes"]
+        assert [v for k, v in baseline.items() if "lambda_raw" in k] == [[1], [1]]
+    assert (tmp_path / "pre_hardening_weights.safetensors").is_file()
     # the gathered release loads in stock transformers (no package import) and gives the sharded model's logits
     run_python(
         """
