@@ -6,7 +6,11 @@ the weights keep training) and sets, before the forward of step k (1-based, k = 
     w = p (linear) or (1 − cos πp)/2 (cosine),  p = (k − start_step) / (T − start_step)
     log λ_k = (1 − w)·log λ_start + w·log λ*
 
-so λ = λ* exactly at the last step. Targets (METHOD.md): λ* = c/ε for a tolerance ε on the
+so λ = λ* exactly at the last step. With ``end`` < 1 (``hardening_end``) the path is compressed into
+steps start_step+1 .. end_step (end_step = round(end·T)): λ = λ* at end_step, and every later step
+("consolidation") runs the λ-GELU modules as exact ReLU (``LambdaGELU.relu_forward``: relu(x), λ kept
+in the graph with a zero gradient, so DDP and the optimizer see no change of parameters); the final
+``reluize`` then swaps them for ``nn.ReLU`` at zero cost. Targets (METHOD.md): λ* = c/ε for a tolerance ε on the
 worst-case activation error sup|x·Φ(λx) − ReLU(x)| = c/λ (ε = 1e-3 → λ* ≈ 170), or an explicit λ*;
 optionally per layer, λ*_l = λ*/s_l with s_l the RMS of the layer's pre-activation measured on the
 training batches seen before hardening (all-reduced across ranks, so every rank agrees).
@@ -42,13 +46,23 @@ def target_lambda_for_tolerance(tolerance: float) -> float:
     return RELU_DISTANCE_CONSTANT / tolerance
 
 
-def _check(start: float, shape: str, target_lambda: float | None) -> None:
+def _check(start: float, shape: str, target_lambda: float | None, end: float = 1.0) -> None:
     if not 0.0 <= start < 1.0:
         raise ValueError(f"hardening_start={start!r} is invalid: use a fraction of training in [0, 1).")
+    check_hardening_end(start, end)
     if shape not in HARDENING_SHAPES:
         raise ValueError(f"hardening_shape={shape!r} is invalid: use one of {HARDENING_SHAPES}.")
     if target_lambda is not None and not target_lambda >= 1.0:
         raise ValueError(f"relu_target_lambda={target_lambda!r} is invalid: λ* must be ≥ 1.")
+
+
+def check_hardening_end(start: float, end: float) -> None:
+    """Raise ValueError unless ``hardening_start < end ≤ 1`` (``end`` = 1: harden to the last step)."""
+    if not (0.0 < end <= 1.0) or end <= start < 1.0:
+        raise ValueError(
+            f"hardening_end={end!r} is invalid: use a fraction of training in (hardening_start={start!r}, 1] "
+            "(1.0 = λ reaches λ* at the last step; less = train as ReLU after it)."
+        )
 
 
 def _to_list(t: torch.Tensor) -> list[float]:
@@ -72,10 +86,15 @@ class HardeningCallback(TrainerCallback, ExportableState):
         tolerance: ε, worst-case activation error of the final ReLU swap (λ* = c/ε).
         target_lambda: explicit λ* (overrides ``tolerance``).
         per_layer: scale each layer's target by 1/RMS of its pre-activation (measured on training batches).
+        end: fraction of the run (start < end ≤ 1) at which λ reaches λ*; the steps after it train the
+            model with exact ReLU forwards (consolidation). 1.0 = harden until the last step.
 
     >>> cb = HardeningCallback(start=0.5, tolerance=1e-3)
     >>> round(cb.reference_target, 1)
     170.0
+    >>> cb = HardeningCallback(start=0.05, end=0.25)
+    >>> cb.start_step_for(100), cb.end_step_for(100)
+    (5, 25)
     """
 
     def __init__(
@@ -85,9 +104,11 @@ class HardeningCallback(TrainerCallback, ExportableState):
         tolerance: float = 1e-3,
         target_lambda: float | None = None,
         per_layer: bool = False,
+        end: float = 1.0,
     ) -> None:
-        _check(start, shape, target_lambda)
+        _check(start, shape, target_lambda, end)
         self.start = float(start)
+        self.end = float(end)
         self.shape = shape
         self.tolerance = float(tolerance)
         self.target_lambda = None if target_lambda is None else float(target_lambda)
@@ -113,6 +134,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
                 "tolerance": self.tolerance,
                 "target_lambda": self.target_lambda,
                 "per_layer": self.per_layer,
+                "end": self.end,
             },
             "attributes": {
                 "start_step": self.start_step,
@@ -136,9 +158,18 @@ class HardeningCallback(TrainerCallback, ExportableState):
     def start_step_for(self, max_steps: int) -> int:
         return min(int(round(self.start * max_steps)), max(max_steps - 1, 0))
 
+    def end_step_for(self, max_steps: int) -> int:
+        """Step (1-based) whose forward first runs at λ*: round(end·T), after the start step, at most T."""
+        start_step = self.start_step if self.started else self.start_step_for(max_steps)
+        return min(max(int(round(self.end * max_steps)), start_step + 1), max(max_steps, 1))
+
+    def consolidating(self, step: int, max_steps: int) -> bool:
+        """True if the forward of step ``step`` (1-based) runs as exact ReLU (after ``end``)."""
+        return self.started and step > self.end_step_for(max_steps)
+
     def weight(self, step: int, max_steps: int) -> float:
         """Interpolation weight in [0, 1] for the forward of step ``step`` (1-based)."""
-        span = max(max_steps - self.start_step, 1)
+        span = max(self.end_step_for(max_steps) - self.start_step, 1)
         p = min(max((step - self.start_step) / span, 0.0), 1.0)
         return p if self.shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * p))
 
@@ -172,9 +203,11 @@ class HardeningCallback(TrainerCallback, ExportableState):
             if step < self.start_step_for(max_steps):
                 return False
             self._begin(model, step)
+        relu = self.consolidating(step + 1, max_steps)
         for name, module in lambda_modules(model):
             if name in self.targets:
                 module.pin(self.lambda_at(name, step + 1, max_steps).to(torch.float32))
+                module.relu_forward = relu
         return True
 
     # -- pre-activation RMS ------------------------------------------------------------------

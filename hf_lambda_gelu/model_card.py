@@ -73,7 +73,13 @@ _SETTING_LABELS = {
     "lambda_temperature": "Softplus temperature τ (λ = 1 + softplus(s/τ))",
     "lambda_learning_rate": "λ learning rate",
     "hardening_start": "Hardening starts at (fraction of training)",
+    "hardening_end": "λ reaches λ* at (fraction of training; ReLU forwards after it)",
     "hardening_shape": "Hardening schedule shape (log-space)",
+    "hardening_lr_floor": "Learning-rate floor in the hardening window (fraction of the learning rate)",
+    "distill_alpha": "Feature distillation to the original model (weight; 0 = off)",
+    "distill_logits_alpha": "Logit distillation to the original model (weight; 0 = off)",
+    "self_distill_alpha": "Self-distillation to the hardening-start snapshot (weight; 0 = off)",
+    "distill_temperature": "Distillation temperature T",
     "relu_tolerance": "Tolerance ε (worst-case per-activation error)",
     "relu_target_lambda": "Explicit target λ*",
 }

@@ -12,8 +12,10 @@ from transformers import Trainer
 
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
+from .distillation import Distiller, frozen_copy
 from .hardening import HardeningCallback
 from .lambda_update import install_lambda_update
+from .lr_floor import with_lr_floor
 from .param_groups import lambda_modules, lambda_param_groups
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
 from .reluize import hardness_profile, reluize
@@ -32,7 +34,12 @@ class LambdaGELUTrainer(Trainer):
     - A model that still has GELU activations is converted first (``lambda_init``, ``lambda_temperature``).
     - The optimizer gets λ in its own group (``lambda_learning_rate``, no weight decay) and the
       optimizer-aware λ update (:mod:`hf_lambda_gelu.lambda_update`).
-    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ*.
+    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ* at ``hardening_end``;
+      the steps after it train with exact ReLU forwards (consolidation). ``hardening_lr_floor`` floors
+      the learning-rate multiplier in that window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`).
+    - ``distill_alpha`` / ``distill_logits_alpha`` add distillation to a frozen copy of the model as
+      given (the original checkpoint, taken before conversion and training), ``self_distill_alpha``
+      to a snapshot taken at hardening start (:mod:`hf_lambda_gelu.distillation`); training loss only.
     - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
       ``hardness_profile.json`` and ``hardness_profile.png``.
     - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
@@ -58,6 +65,9 @@ class LambdaGELUTrainer(Trainer):
                 f"LambdaGELUTrainer needs LambdaGELUTrainingArguments, got {type(args).__name__}; build them with "
                 "LambdaGELUTrainingArguments(**your_args.to_dict()) or HfArgumentParser(LambdaGELUTrainingArguments)."
             )
+        teacher = None
+        if model is not None and (args.distill_alpha > 0 or args.distill_logits_alpha > 0):
+            teacher = frozen_copy(model)  # the original checkpoint, before conversion and training
         if model is not None and not lambda_modules(model):
             convert_to_lambda_gelu(
                 model,
@@ -77,7 +87,17 @@ class LambdaGELUTrainer(Trainer):
             tolerance=args.relu_tolerance,
             target_lambda=args.relu_target_lambda,
             per_layer=args.relu_target_per_layer,
+            end=args.hardening_end,
         )
+        self.distiller = None
+        if args.distillation_enabled:
+            self.distiller = Distiller(
+                teacher,
+                alpha=args.distill_alpha,
+                logits_alpha=args.distill_logits_alpha,
+                self_alpha=args.self_distill_alpha,
+                temperature=args.distill_temperature,
+            )
         self.hardening.keep_pre_hardening_state = args.reluize_at_end and args.naive_swap_baseline
         self.add_callback(self.hardening)
         self.lambda_update = None
@@ -102,6 +122,34 @@ class LambdaGELUTrainer(Trainer):
                 self.optimizer, opt_model, family=self.args.lambda_optimizer_family
             )
         return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        created = self.lr_scheduler is None
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if created and self.args.hardening_lr_floor is not None:
+            start = self.hardening.start_step_for(num_training_steps)
+            end = self.hardening.end_step_for(num_training_steps)
+            self.lr_scheduler = with_lr_floor(scheduler, self.args.hardening_lr_floor, start, end)
+        return self.lr_scheduler
+
+    # -- distillation ------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
+        if self.distiller is None or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.distiller.wants_snapshot and self.hardening.started:
+            self.distiller.take_snapshot(self.model, self.hardening.start_lambdas)
+        batch = dict(inputs)  # the parent may pop labels from what it gets
+        if self.distiller.needs_hidden_states:
+            inputs = {**inputs, "output_hidden_states": True}
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        extra = self.distiller.loss(outputs, batch)
+        scaled = getattr(self, "loss_is_scaled_for_ga", None)
+        if scaled is None:
+            scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func
+        if scaled:  # the task loss is already normalized over the accumulated batch: match it
+            extra = extra / self.current_gradient_accumulation_steps
+        loss = loss + extra
+        return (loss, outputs) if return_outputs else loss
 
     # -- logging -----------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -222,6 +270,7 @@ class LambdaGELUTrainer(Trainer):
             naive_model.load_state_dict(self.hardening.pre_hardening_state)
             for _, module in lambda_modules(naive_model):
                 module.unpin()
+                module.relu_forward = False
         before = self.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
         swap = reluize(self.model)
         report: dict[str, Any] = {
@@ -268,7 +317,13 @@ _SETTINGS = (
     "lambda_temperature",
     "lambda_learning_rate",
     "hardening_start",
+    "hardening_end",
     "hardening_shape",
+    "hardening_lr_floor",
+    "distill_alpha",
+    "distill_logits_alpha",
+    "self_distill_alpha",
+    "distill_temperature",
     "relu_tolerance",
     "relu_target_lambda",
     "relu_target_per_layer",
