@@ -90,6 +90,7 @@ class LambdaGELUTrainer(Trainer):
             end=args.hardening_end,
         )
         self.distiller = None
+        self._distill_logged: list = []
         if args.distillation_enabled:
             self.distiller = Distiller(
                 teacher,
@@ -143,6 +144,7 @@ class LambdaGELUTrainer(Trainer):
             inputs = {**inputs, "output_hidden_states": True}
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         extra = self.distiller.loss(outputs, batch)
+        self._distill_logged.append(extra.detach())
         scaled = getattr(self, "loss_is_scaled_for_ga", None)
         if scaled is None:
             scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func
@@ -155,6 +157,9 @@ class LambdaGELUTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.model is not None:
             logs.update({f"lambda/{name}": lam for name, lam in hardness_profile(self.model).items()})
+        if "loss" in logs and self._distill_logged:  # mean distillation term since the last log (this rank)
+            logs["distill_loss"] = float(sum(self._distill_logged)) / len(self._distill_logged)
+            self._distill_logged.clear()
         super().log(logs, start_time)
 
     # -- resume ------------------------------------------------------------------------------
