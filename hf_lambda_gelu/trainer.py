@@ -189,7 +189,17 @@ class LambdaGELUTrainer(Trainer):
         target, learned = self.args.target_lambda, self.learned_profile()
         out = self.args.output_dir
         save_profile_json(profile, os.path.join(out, PROFILE_JSON_FILENAME), target_lambda=target, learned=learned)
-        save_profile_plot(profile, os.path.join(out, PROFILE_PLOT_FILENAME), target_lambda=target, learned=learned)
+        window = None
+        if self.hardening.started:
+            window = (self.hardening.start_step, self.hardening.end_step_for(self.state.max_steps))
+        save_profile_plot(
+            profile,
+            os.path.join(out, PROFILE_PLOT_FILENAME),
+            target_lambda=target,
+            learned=learned,
+            log_history=self.state.log_history,
+            hardening_steps=window,
+        )
 
     def learned_profile(self) -> dict[str, float] | None:
         """Layer → λ learned before hardening started (smallest λ of a per-channel layer), if it started."""

@@ -9,6 +9,7 @@ from transformers import TrainerCallback
 
 from hf_lambda_gelu import LambdaGELU, LambdaGELUTrainer
 from hf_lambda_gelu.param_groups import lambda_modules
+from hf_lambda_gelu.profile_plot import road_from_log_history
 
 
 class Record(TrainerCallback):
@@ -60,6 +61,11 @@ def test_hardening_end_reaches_target_then_trains_as_relu_and_swaps_for_free(tmp
     assert "naive_swap" in report and math.isfinite(out.metrics["naive_swap_max_abs_logit_diff"])
     assert report["settings"]["hardening_end"] == 0.5
     assert trainer.model.config.hidden_act == "relu"
+    # the profile plot shows the road (λ per layer over the 12 steps) under the profile
+    road = road_from_log_history(trainer.state.log_history)
+    assert len(road["lambda"]) == 2 and all(len(points) == 12 for points in road["lambda"].values())
+    png = (tmp_path / "hardness_profile.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[20:24], "big") == 2 * 456
     assert not any(isinstance(m, LambdaGELU) for m in trainer.model.modules())
 
 
