@@ -34,10 +34,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import Trainer
 
 from .param_groups import lambda_modules
 
-__all__ = ["Distiller", "frozen_copy", "logits_kl", "masked_hidden_mse"]
+__all__ = ["DistillationTrainer", "Distiller", "frozen_copy", "logits_kl", "masked_hidden_mse"]
 
 _NOT_MODEL_INPUTS = ("labels", "num_items_in_batch", "output_hidden_states", "return_dict")
 
@@ -245,3 +246,54 @@ class Distiller:
         if not terms:
             return torch.zeros((), device=logits.device if logits is not None else None)
         return torch.stack(terms).sum()
+
+
+class DistillationTrainer(Trainer):
+    """A ``transformers.Trainer`` whose training loss adds a :class:`Distiller`'s terms.
+
+    The terms are added to the training loss only (evaluation reports the task loss), scaled like the
+    task loss under gradient accumulation, and logged as ``distill_loss`` (mean since the last log,
+    this rank). :class:`hf_lambda_gelu.LambdaGELUTrainer` builds on it; on its own it is the peer
+    road "ReLU first, then fine-tune with distillation" (swap the model to ReLU, keep the original
+    as the teacher).
+
+    Args:
+        *args: what ``transformers.Trainer`` takes.
+        distiller: the distillation terms and teachers (None = a plain Trainer).
+        **kwargs: what ``transformers.Trainer`` takes.
+
+    >>> teacher = frozen_copy(model)  # doctest: +SKIP
+    >>> trainer = DistillationTrainer(model=relu_model, args=args, distiller=Distiller(teacher, alpha=1.0))  # doctest: +SKIP
+    """
+
+    def __init__(self, *args: Any, distiller: Distiller | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.distiller = distiller
+        self._distill_logged: list[torch.Tensor] = []
+
+    def prepare_teachers(self) -> None:
+        """Called before every training loss; subclasses take snapshots here (no-op by default)."""
+
+    def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
+        if self.distiller is None or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        self.prepare_teachers()
+        batch = dict(inputs)  # the parent may pop labels from what it gets
+        if self.distiller.needs_hidden_states:
+            inputs = {**inputs, "output_hidden_states": True}
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        extra = self.distiller.loss(outputs, batch)
+        self._distill_logged.append(extra.detach())
+        scaled = getattr(self, "loss_is_scaled_for_ga", None)
+        if scaled is None:
+            scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func
+        if scaled:  # the task loss is already normalized over the accumulated batch: match it
+            extra = extra / self.current_gradient_accumulation_steps
+        loss = loss + extra
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._distill_logged:
+            logs["distill_loss"] = float(sum(self._distill_logged)) / len(self._distill_logged)
+            self._distill_logged.clear()
+        super().log(logs, start_time)

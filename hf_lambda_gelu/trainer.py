@@ -8,11 +8,9 @@ import logging
 import os
 from typing import Any
 
-from transformers import Trainer
-
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
-from .distillation import Distiller, frozen_copy
+from .distillation import DistillationTrainer, Distiller, frozen_copy
 from .hardening import HardeningCallback
 from .lambda_update import install_lambda_update
 from .lr_floor import with_lr_floor
@@ -28,7 +26,7 @@ logger = logging.getLogger(__name__)
 RELEASE_DIRNAME = "release"
 
 
-class LambdaGELUTrainer(Trainer):
+class LambdaGELUTrainer(DistillationTrainer):
     """A ``transformers.Trainer`` that trains λ-GELU models and ends with a ReLU model.
 
     - A model that still has GELU activations is converted first (``lambda_init``, ``lambda_temperature``).
@@ -80,7 +78,16 @@ class LambdaGELUTrainer(Trainer):
                 args.lambda_init,
                 args.lambda_temperature,
             )
-        super().__init__(model, args, *pos, **kwargs)
+        distiller = None
+        if args.distillation_enabled:
+            distiller = Distiller(
+                teacher,
+                alpha=args.distill_alpha,
+                logits_alpha=args.distill_logits_alpha,
+                self_alpha=args.self_distill_alpha,
+                temperature=args.distill_temperature,
+            )
+        super().__init__(model, args, *pos, distiller=distiller, **kwargs)
         self.hardening = HardeningCallback(
             start=args.hardening_start,
             shape=args.hardening_shape,
@@ -89,16 +96,6 @@ class LambdaGELUTrainer(Trainer):
             per_layer=args.relu_target_per_layer,
             end=args.hardening_end,
         )
-        self.distiller = None
-        self._distill_logged: list = []
-        if args.distillation_enabled:
-            self.distiller = Distiller(
-                teacher,
-                alpha=args.distill_alpha,
-                logits_alpha=args.distill_logits_alpha,
-                self_alpha=args.self_distill_alpha,
-                temperature=args.distill_temperature,
-            )
         self.hardening.keep_pre_hardening_state = args.reluize_at_end and args.naive_swap_baseline
         self.add_callback(self.hardening)
         self.lambda_update = None
@@ -134,32 +131,14 @@ class LambdaGELUTrainer(Trainer):
         return self.lr_scheduler
 
     # -- distillation ------------------------------------------------------------------------
-    def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
-        if self.distiller is None or not model.training:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+    def prepare_teachers(self) -> None:
         if self.distiller.wants_snapshot and self.hardening.started:
             self.distiller.take_snapshot(self.model, self.hardening.start_lambdas)
-        batch = dict(inputs)  # the parent may pop labels from what it gets
-        if self.distiller.needs_hidden_states:
-            inputs = {**inputs, "output_hidden_states": True}
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        extra = self.distiller.loss(outputs, batch)
-        self._distill_logged.append(extra.detach())
-        scaled = getattr(self, "loss_is_scaled_for_ga", None)
-        if scaled is None:
-            scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func
-        if scaled:  # the task loss is already normalized over the accumulated batch: match it
-            extra = extra / self.current_gradient_accumulation_steps
-        loss = loss + extra
-        return (loss, outputs) if return_outputs else loss
 
     # -- logging -----------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.model is not None:
             logs.update({f"lambda/{name}": lam for name, lam in hardness_profile(self.model).items()})
-        if "loss" in logs and self._distill_logged:  # mean distillation term since the last log (this rank)
-            logs["distill_loss"] = float(sum(self._distill_logged)) / len(self._distill_logged)
-            self._distill_logged.clear()
         super().log(logs, start_time)
 
     # -- resume ------------------------------------------------------------------------------

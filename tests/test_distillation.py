@@ -126,3 +126,25 @@ def test_teacher_is_taken_before_conversion_and_a_converted_model_works_too(tmp_
     before = copy.deepcopy(trainer.distiller.teacher.state_dict())
     trainer.train()
     assert all(torch.equal(before[k], v) for k, v in trainer.distiller.teacher.state_dict().items())
+
+
+def test_distillation_trainer_runs_the_relu_first_peer_road(tmp_path):
+    from transformers import TrainingArguments
+
+    from hf_lambda_gelu import reluize
+    from hf_lambda_gelu.distillation import DistillationTrainer
+
+    model = tiny_bert()
+    teacher = frozen_copy(model)  # the GELU original
+    reluize(convert_to_lambda_gelu(model))
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=2, logging_steps=1, report_to="none", use_cpu=True, save_strategy="no",
+        per_device_train_batch_size=16, learning_rate=1e-3,
+    )  # fmt: skip
+    trainer = DistillationTrainer(
+        model=model, args=args, train_dataset=text_dataset(), distiller=Distiller(teacher, alpha=1.0)
+    )
+    trainer.train()
+    assert model.config.hidden_act == "relu" and teacher.config.hidden_act == "gelu"
+    logged = [h["distill_loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(logged) == 2 and all(v > 0 for v in logged)  # ReLU vs GELU features differ
