@@ -1,4 +1,4 @@
-"""ReLU-ization quality: five ways to end a fine-tune with a ReLU model, side by side on real data.
+"""ReLU-ization quality: eight ways to end a fine-tune with a ReLU model, side by side on real data.
 
 Tasks (all offline; data ships with pip packages):
 
@@ -25,6 +25,13 @@ Arms (same pretrained start, data, seed, step budget, optimizer and learning rat
    λ-lr 1e-2, cosine hardening to λ* = c/1e-3 ≈ 170, swap to ReLU at the end).
 5. ``lambda_gelu_fixed``: the same, but λ not learned (ablation): ``lambda_learning_rate=1e-12``
    (the arguments reject 0), so λ stays at its initial 1 + 1e-6 until hardening starts.
+6. ``relu_then_finetune_distill``: arm 3 plus feature distillation to the original GELU checkpoint
+   (``hf_lambda_gelu.distillation.DistillationTrainer``, masked hidden-state MSE of every layer,
+   α = ``DISTILL_ALPHA``): the peer road "ReLU first + distillation".
+7. ``lambda_gelu_distill``: arm 4 (package defaults) plus the same distillation (``distill_alpha``).
+8. ``lambda_gelu_early_distill``: the issue's probe road with the package's levers: λ not learned,
+   hardened in the first 10 % of the steps (``hardening_start=0``, ``hardening_end=0.1``), exact
+   ReLU forwards after it, and the same distillation for the whole run.
 
 Per arm and seed: the task metric; the swap cost (metric just before minus just after the final
 ReLU swap, 0 without one); argmax agreement with the GELU reference of the same seed on the eval set;
@@ -94,6 +101,7 @@ from hf_lambda_gelu import (
     convert_to_lambda_gelu,
     reluize,
 )
+from hf_lambda_gelu.distillation import DistillationTrainer, Distiller, frozen_copy
 from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
 
 DEFAULT_OUT = common.RESULTS_DIR / "reluization.json"
@@ -104,11 +112,23 @@ ARMS = {
     "relu_then_finetune": "ReLU swap, then fine-tune",
     "lambda_gelu": "λ-GELU: learned λ + hardening + swap (ours)",
     "lambda_gelu_fixed": "λ-GELU: λ not learned + hardening + swap (ablation)",
+    "relu_then_finetune_distill": "ReLU swap, then fine-tune with distillation to the original (peer)",
+    "lambda_gelu_distill": "λ-GELU defaults + distillation to the original",
+    "lambda_gelu_early_distill": "λ fixed, hardened in the first 10 %, ReLU after it, + distillation",
 }
+#: Weight of the feature distillation (hidden-state MSE to the original checkpoint) in arms 6-8.
+DISTILL_ALPHA = 1.0
 #: Targets from the issue, in accuracy points (percentage points).
 TARGETS = {"ours_swap_cost_max_points": 0.1, "ours_gap_to_gelu_max_points": 0.5}
 #: λ-arm settings on top of LambdaGELUTrainingArguments' defaults.
-LAMBDA_ARMS = {"lambda_gelu": {}, "lambda_gelu_fixed": {"lambda_learning_rate": 1e-12}}
+LAMBDA_ARMS = {
+    "lambda_gelu": {},
+    "lambda_gelu_fixed": {"lambda_learning_rate": 1e-12},
+    "lambda_gelu_distill": {"distill_alpha": DISTILL_ALPHA},
+    "lambda_gelu_early_distill": {
+        "lambda_learning_rate": 0.0, "hardening_start": 0.0, "hardening_end": 0.1, "distill_alpha": DISTILL_ALPHA,
+    },
+}  # fmt: skip
 EVAL_BATCH = 64
 
 
@@ -385,10 +405,10 @@ def naive_relu_swap(model: nn.Module) -> float:
     return reluize(model).max_error_bound
 
 
-def hardening_start_step(steps: int) -> int:
-    """The step after which LambdaGELUTrainer (default ``hardening_start``) pins λ and starts hardening."""
+def hardening_start_step(steps: int, settings: dict | None = None) -> int:
+    """The step after which LambdaGELUTrainer (``settings``, else its default ``hardening_start``) starts hardening."""
     start = LambdaGELUTrainingArguments.__dataclass_fields__["hardening_start"].default
-    return HardeningCallback(start=start).start_step_for(steps)
+    return HardeningCallback(start=(settings or {}).get("hardening_start", start)).start_step_for(steps)
 
 
 class _Probes(TrainerCallback):
@@ -405,25 +425,38 @@ class _Probes(TrainerCallback):
         self.at_start_swapped: dict | None = None
         self.at_end: dict | None = None
 
+    def _probe_start(self, model: nn.Module) -> None:
+        self.at_start = evaluate(model, self.task)
+        if self.swap_probe:
+            swapped = copy.deepcopy(model)
+            reluize(swapped)
+            self.at_start_swapped = evaluate(swapped, self.task)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.start_step == 0:  # hardening from the first step: probe the starting model
+            self._probe_start(model)
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step == self.start_step:
-            self.at_start = evaluate(model, self.task)
-            if self.swap_probe:
-                swapped = copy.deepcopy(model)
-                reluize(swapped)
-                self.at_start_swapped = evaluate(swapped, self.task)
+            self._probe_start(model)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.at_end = evaluate(model, self.task)
 
 
-def _finetune(task: Task, model: PreTrainedModel, seed: int, lambda_settings: dict | None) -> tuple[_Probes, Trainer]:
-    """Fine-tune with the plain Trainer (``lambda_settings=None``) or with LambdaGELUTrainer; returns the probes."""
-    probes = _Probes(task, hardening_start_step(task.budget.steps), swap_probe=lambda_settings is not None)
+def _finetune(
+    task: Task, model: PreTrainedModel, seed: int, lambda_settings: dict | None, teacher: nn.Module | None = None
+) -> tuple[_Probes, Trainer]:
+    """Fine-tune with the plain Trainer (``lambda_settings=None``; with ``teacher``: plus feature distillation
+    to it) or with LambdaGELUTrainer; returns the probes."""
+    start_step = hardening_start_step(task.budget.steps, lambda_settings)
+    probes = _Probes(task, start_step, swap_probe=lambda_settings is not None)
     with tempfile.TemporaryDirectory() as out:
         kw = {"train_dataset": task.train, "data_collator": task.collator, "callbacks": [probes]}
         if lambda_settings is None:
-            trainer = Trainer(model=model, args=_train_args(TrainingArguments, out, task.budget, seed), **kw)
+            distiller = Distiller(teacher, alpha=DISTILL_ALPHA) if teacher is not None else None
+            args = _train_args(TrainingArguments, out, task.budget, seed)
+            trainer = DistillationTrainer(model=model, args=args, distiller=distiller, **kw)
         else:
             args = _train_args(LambdaGELUTrainingArguments, out, task.budget, seed, **lambda_settings)
             trainer = LambdaGELUTrainer(model=model, args=args, **kw)
@@ -458,7 +491,7 @@ def _record(task: Task, final: dict, before: dict | None, reference: np.ndarray 
 
 
 def run_seed(task: Task, seed: int) -> dict[str, dict]:
-    """All five arms for one seed; returns arm → record."""
+    """Every arm for one seed; returns arm → record."""
     out: dict[str, dict] = {}
     t0 = time.perf_counter()
     gelu = task.checkpoint(seed)
@@ -477,6 +510,16 @@ def run_seed(task: Task, seed: int) -> dict[str, dict]:
     naive_relu_swap(relu_first)
     probes, _ = _finetune(task, relu_first, seed, None)
     out["relu_then_finetune"] = _record(
+        task, evaluate(relu_first, task), None, ref["predictions"],
+        **_metrics(task, probes.at_start, "_at_hardening_start_step"), train_seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+    t0 = time.perf_counter()
+    relu_first = task.checkpoint(seed)
+    teacher = frozen_copy(relu_first)  # the original GELU checkpoint
+    naive_relu_swap(relu_first)
+    probes, _ = _finetune(task, relu_first, seed, None, teacher=teacher)
+    out["relu_then_finetune_distill"] = _record(
         task, evaluate(relu_first, task), None, ref["predictions"],
         **_metrics(task, probes.at_start, "_at_hardening_start_step"), train_seconds=time.perf_counter() - t0,
     )  # fmt: skip
@@ -550,6 +593,10 @@ def summarize(task: Task, per_seed: list[dict[str, dict]], seeds: list[int]) -> 
         "ours_gap_to_gelu_ok": gap <= TARGETS["ours_gap_to_gelu_max_points"],
         "naive_swap_cost_points": mean("gelu_naive_swap", "swap_cost_accuracy_points"),
         "naive_swap_costs_more_than_ours": mean("gelu_naive_swap", "swap_cost_accuracy_points") > ours_cost,
+        **{
+            f"ours_minus_{peer}_points": mean("lambda_gelu", "accuracy") - mean(peer, "accuracy")
+            for peer in ("relu_then_finetune", "relu_then_finetune_distill")
+        },
     }
     return {
         "description": task.description,
@@ -601,13 +648,13 @@ def format_task(name: str, result: dict) -> str:
     ]
     header = [
         "arm",
-        f"at step {result['hardening_start_step']}",
+        f"at hardening start (step {result['hardening_start_step']}; early arm: 0)",
         "naive swap there",
         "before final swap",
         "hardening cost",
     ]
     rows = []
-    for arm in ("gelu", "relu_then_finetune", *LAMBDA_ARMS):
+    for arm in ("gelu", "relu_then_finetune", "relu_then_finetune_distill", *LAMBDA_ARMS):
         s = result["arms"][arm]["summary"]
         lam = arm in LAMBDA_ARMS
         rows.append(

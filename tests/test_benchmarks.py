@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-ARMS = ("gelu", "gelu_naive_swap", "relu_then_finetune", "lambda_gelu", "lambda_gelu_fixed")
+ARMS = (
+    "gelu", "gelu_naive_swap", "relu_then_finetune", "lambda_gelu", "lambda_gelu_fixed", "relu_then_finetune_distill",
+    "lambda_gelu_distill", "lambda_gelu_early_distill",
+)  # fmt: skip
 RECORD_FIELDS = (
     "accuracy",
     "accuracy_before_swap",
@@ -78,6 +81,11 @@ def _check_reluization_task(result: dict, is_lm: bool) -> None:
     assert "pairwise" in ours["profile_spearman_between_seeds"]
     for key in ("ours_swap_cost_ok", "ours_gap_to_gelu_ok", "naive_swap_costs_more_than_ours"):
         assert isinstance(result["checks"][key], bool)
+    assert "ours_minus_relu_then_finetune_distill_points" in result["checks"]
+    early = result["arms"]["lambda_gelu_early_distill"]["per_seed"]["0"]
+    # hardened from step 0 to round(0.1·3) → step 1, then ReLU forwards: the final swap is exactly free
+    assert early["hardening_start_step"] == 0 and early["swap_cost_accuracy_points"] == 0.0
+    assert early["swap_error_bound"] == pytest.approx(1e-3, rel=1e-3)
 
 
 def test_reluization_quick_writes_every_arm_and_field(tmp_path):
