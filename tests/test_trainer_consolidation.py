@@ -71,7 +71,10 @@ def test_hardening_end_reaches_target_then_trains_as_relu_and_swaps_for_free(tmp
 
 @pytest.mark.parametrize("checkpoint", [4, 8])  # mid-window, mid-consolidation
 def test_resume_with_hardening_end_follows_the_same_run(tmp_path, checkpoint):
-    common = dict(max_steps=10, logging_steps=1, reluize_at_end=False, hardening_start=0.3, hardening_end=0.6)
+    common = dict(
+        max_steps=10, logging_steps=1, reluize_at_end=False, hardening_start=0.3, hardening_end=0.6,
+        hardening_lr_floor=0.9,
+    )  # fmt: skip
     data = text_dataset()
     full = LambdaGELUTrainer(
         model=tiny_bert(),
@@ -88,6 +91,8 @@ def test_resume_with_hardening_end_follows_the_same_run(tmp_path, checkpoint):
     assert record.flags == [s > 6 for s in steps]
     a, b = _losses(full), _losses(resumed)
     assert max(abs(a[s] - b[s]) for s in steps) <= 1e-6
+    lr = [{h["step"]: h["learning_rate"] for h in t.state.log_history if "learning_rate" in h} for t in (full, resumed)]
+    assert lr[0][5] == pytest.approx(0.9e-3) and all(lr[0][s] == lr[1][s] for s in steps)  # floor kept on resume
     la, lb = _lambdas(full), _lambdas(resumed)
     assert max(abs(x - y) for s in steps for x, y in zip(la[s], lb[s])) <= 1e-6
 
