@@ -105,7 +105,7 @@ def test_reluization_quick_writes_every_arm_and_field(tmp_path):
 
 def test_training_overhead_quick(tmp_path):
     report = _run("training_overhead.py", tmp_path / "t.json")
-    variants = ("gelu_eager", "lambda_gelu_eager", "gelu_compiled", "lambda_gelu_compiled")
+    variants = ("gelu_eager", "lambda_gelu_eager", "gelu_compiled", "lambda_gelu_compiled", "lambda_gelu_distill_eager")
     assert set(report["training"]) == set(variants)
     for name in variants:
         r = report["training"][name]
@@ -122,3 +122,7 @@ def test_training_overhead_quick(tmp_path):
     # λ-GELU saves its input like GELU (plus λ itself): activation memory within a few hundred bytes
     assert 0 <= report["training"]["lambda_gelu_eager"]["saved_extra_bytes_vs_gelu"] < 1024
     assert report["parameters"]["lambda_gelu"] - report["parameters"]["gelu"] == 2  # one λ per layer
+    # distillation: one extra no-grad teacher forward; the student also keeps its hidden states
+    distill = report["training"]["lambda_gelu_distill_eager"]
+    assert distill["time_ratio_to_gelu"] > 0 and report["checks"]["distill_eager_time_ratio"] > 0
+    assert distill["saved_bytes"] >= report["training"]["lambda_gelu_eager"]["saved_bytes"]
