@@ -274,16 +274,25 @@ class DistillationTrainer(Trainer):
     def prepare_teachers(self) -> None:
         """Called before every training loss; subclasses take snapshots here (no-op by default)."""
 
+    def extra_loss_active(self) -> bool:
+        """Whether the training loss of this step gets extra terms (here: a distiller is set)."""
+        return self.distiller is not None
+
+    def extra_loss(self, outputs: Any, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The extra terms for one batch (here: the distiller's, logged as ``distill_loss``)."""
+        extra = self.distiller.loss(outputs, batch)
+        self._distill_logged.append(extra.detach())
+        return extra
+
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
-        if self.distiller is None or not model.training:
+        if not model.training or not self.extra_loss_active():
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         self.prepare_teachers()
         batch = dict(inputs)  # the parent may pop labels from what it gets
-        if self.distiller.needs_hidden_states:
+        if self.distiller is not None and self.distiller.needs_hidden_states:
             inputs = {**inputs, "output_hidden_states": True}
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        extra = self.distiller.loss(outputs, batch)
-        self._distill_logged.append(extra.detach())
+        extra = self.extra_loss(outputs, batch)
         scaled = getattr(self, "loss_is_scaled_for_ga", None)
         if scaled is None:
             scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func

@@ -76,6 +76,7 @@ _SETTING_LABELS = {
     "hardening_end": "λ reaches λ* at (fraction of training; ReLU forwards after it)",
     "hardening_shape": "Hardening schedule shape (log-space)",
     "hardening_lr_floor": "Learning-rate floor in the hardening window (fraction of the learning rate)",
+    "hardness_pressure": "Hardness pressure β (β·Σ c/λ while λ learns; 0 = off)",
     "distill_alpha": "Feature distillation to the original model (weight; 0 = off)",
     "distill_logits_alpha": "Logit distillation to the original model (weight; 0 = off)",
     "self_distill_alpha": "Self-distillation to the hardening-start snapshot (weight; 0 = off)",

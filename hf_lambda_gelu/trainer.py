@@ -11,7 +11,7 @@ from typing import Any
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
 from .distillation import DistillationTrainer, Distiller, frozen_copy
-from .hardening import HardeningCallback
+from .hardening import HardeningCallback, hardness_pressure_term
 from .lambda_update import install_lambda_update
 from .lr_floor import with_lr_floor
 from .param_groups import lambda_modules, lambda_param_groups
@@ -38,6 +38,7 @@ class LambdaGELUTrainer(DistillationTrainer):
     - ``distill_alpha`` / ``distill_logits_alpha`` add distillation to a frozen copy of the model as
       given (the original checkpoint, taken before conversion and training), ``self_distill_alpha``
       to a snapshot taken at hardening start (:mod:`hf_lambda_gelu.distillation`); training loss only.
+    - ``hardness_pressure`` adds β·Σ_l c/λ_l to the training loss while λ learns.
     - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
       ``hardness_profile.json`` and ``hardness_profile.png``.
     - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
@@ -132,8 +133,21 @@ class LambdaGELUTrainer(DistillationTrainer):
 
     # -- distillation ------------------------------------------------------------------------
     def prepare_teachers(self) -> None:
-        if self.distiller.wants_snapshot and self.hardening.started:
+        if self.distiller is not None and self.distiller.wants_snapshot and self.hardening.started:
             self.distiller.take_snapshot(self.model, self.hardening.start_lambdas)
+
+    def _pressure_active(self) -> bool:
+        return self.args.hardness_pressure > 0 and not self.hardening.started
+
+    def extra_loss_active(self) -> bool:
+        return super().extra_loss_active() or self._pressure_active()
+
+    def extra_loss(self, outputs, batch):
+        """Distillation terms (if any) plus, while λ learns, ``hardness_pressure``·Σ_l c/λ_l."""
+        terms = [super().extra_loss(outputs, batch)] if self.distiller is not None else []
+        if self._pressure_active():
+            terms.append(self.args.hardness_pressure * hardness_pressure_term(self.model))
+        return sum(terms)
 
     # -- logging -----------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -314,6 +328,7 @@ _SETTINGS = (
     "hardening_end",
     "hardening_shape",
     "hardening_lr_floor",
+    "hardness_pressure",
     "distill_alpha",
     "distill_logits_alpha",
     "self_distill_alpha",

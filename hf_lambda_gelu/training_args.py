@@ -91,6 +91,13 @@ class LambdaGELUTrainingArguments(TrainingArguments):
         default=2.0,
         metadata={"help": "Temperature T of the distillation KL terms (distill_logits_alpha, self_distill_alpha)."},
     )
+    hardness_pressure: float = field(
+        default=0.0,
+        metadata={
+            "help": "β: adds β·Σ_l c/λ_l (each layer's worst-case distance to ReLU) to the training loss while λ "
+            "learns (before hardening), so λ rises where the task loss allows. 0 = off."
+        },
+    )
     hardening_shape: str = field(
         default="cosine", metadata={"help": f"Log-space hardening path shape: one of {HARDENING_SHAPES}."}
     )
@@ -138,7 +145,7 @@ class LambdaGELUTrainingArguments(TrainingArguments):
             raise _bad(
                 "hardening_lr_floor", self.hardening_lr_floor, "use a fraction of learning_rate in (0, 1], or None."
             )
-        for name in ("distill_alpha", "distill_logits_alpha", "self_distill_alpha"):
+        for name in ("distill_alpha", "distill_logits_alpha", "self_distill_alpha", "hardness_pressure"):
             if not getattr(self, name) >= 0.0:
                 raise _bad(name, getattr(self, name), "use a weight ≥ 0 (0 = off).")
         if not self.distill_temperature > 0.0:

@@ -163,3 +163,17 @@ def test_state_round_trip_mid_consolidation():
 def test_bad_hardening_end_raises(start, end):
     with pytest.raises(ValueError, match=f"hardening_end={end!r}"):
         HardeningCallback(start=start, end=end)
+
+
+def test_hardness_pressure_term_is_the_summed_bound_with_gradient_on_learning_lambda():
+    from hf_lambda_gelu.hardening import hardness_pressure_term
+
+    model = torch.nn.Sequential(LambdaGELU(init_lambda=2.0), LambdaGELU(init_lambda=4.0, num_channels=3))
+    term = hardness_pressure_term(model)
+    assert term.item() == pytest.approx(RELU_DISTANCE_CONSTANT * (1 / 2 + 1 / 4), rel=1e-6)
+    term.backward()
+    assert all(m.lambda_raw.grad is not None and (m.lambda_raw.grad < 0).all() for m in model)  # pushes λ up
+    model[0].pin()
+    model.zero_grad()
+    hardness_pressure_term(model).backward()
+    assert torch.equal(model[0].lambda_raw.grad, torch.zeros(1))  # pinned: constant

@@ -7,7 +7,7 @@ import torch
 from tiny_data import accuracy, text_dataset, tiny_bert, training_args
 from transformers import TrainerCallback
 
-from hf_lambda_gelu import LambdaGELU, LambdaGELUTrainer
+from hf_lambda_gelu import RELU_DISTANCE_CONSTANT, LambdaGELU, LambdaGELUTrainer
 from hf_lambda_gelu.param_groups import lambda_modules
 from hf_lambda_gelu.profile_plot import road_from_log_history
 
@@ -111,3 +111,20 @@ def test_hardening_lr_floor_lifts_the_learning_rate_in_the_window_only(tmp_path)
     expected = {k: base * (max(m, 0.7) if 6 <= k <= 8 else m) for k, m in decay.items()}
     assert expected[5] == pytest.approx(0.6 * base) and expected[9] == pytest.approx(0.2 * base)
     assert lrs == pytest.approx(expected, rel=1e-6)
+
+
+def test_hardness_pressure_adds_c_over_lambda_and_raises_lambda_while_it_learns(tmp_path):
+    common = dict(max_steps=8, logging_steps=1, reluize_at_end=False, hardening_start=0.5)
+    plain = LambdaGELUTrainer(
+        model=tiny_bert(), args=training_args(tmp_path / "a", **common), train_dataset=text_dataset()
+    )
+    plain.train()
+    beta = 0.5
+    args = training_args(tmp_path / "b", hardness_pressure=beta, **common)
+    pressed = LambdaGELUTrainer(model=tiny_bert(), args=args, train_dataset=text_dataset())
+    pressed.train()
+    # step 1: same model and batch; the loss adds β·Σ_l c/λ_l with λ ≈ 1 in both layers
+    assert _losses(pressed)[1] - _losses(plain)[1] == pytest.approx(beta * 2 * RELU_DISTANCE_CONSTANT, rel=1e-4)
+    assert all(p > q for p, q in zip(_lambdas(pressed)[4], _lambdas(plain)[4]))  # λ pushed up while learning
+    assert pressed.hardening.started and not pressed.extra_loss_active()  # off once hardening pins λ
+    assert all(v == pytest.approx(args.target_lambda, rel=1e-5) for v in _lambdas(pressed)[8])
