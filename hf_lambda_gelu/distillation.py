@@ -253,7 +253,11 @@ class DistillationTrainer(Trainer):
 
     The terms are added to the training loss only (evaluation reports the task loss), scaled like the
     task loss under gradient accumulation, and logged as ``distill_loss`` (mean since the last log,
-    this rank). :class:`hf_lambda_gelu.LambdaGELUTrainer` builds on it; on its own it is the peer
+    this rank). "Like the task loss" follows the Trainer's contract: when it treats the task loss as
+    normalized over the accumulated batch (``loss_is_scaled_for_ga``, or a model that accepts loss
+    kwargs), each micro-batch's term is divided by the accumulation steps. A model that accepts loss
+    kwargs but ignores ``num_items_in_batch`` (``BertForSequenceClassification`` in transformers 5.24:
+    its logged loss doubles with 2 accumulation steps) then weighs the terms 1/steps against its loss. :class:`hf_lambda_gelu.LambdaGELUTrainer` builds on it; on its own it is the peer
     road "ReLU first, then fine-tune with distillation" (swap the model to ReLU, keep the original
     as the teacher).
 
