@@ -36,7 +36,7 @@ from transformers.trainer_callback import ExportableState
 from .ops import RELU_DISTANCE_CONSTANT
 from .param_groups import lambda_modules
 
-__all__ = ["HARDENING_SHAPES", "HardeningCallback", "hardness_pressure_term", "target_lambda_for_tolerance"]
+__all__ = ["HARDENING_SHAPES", "HardeningCallback", "target_lambda_for_tolerance"]
 
 HARDENING_SHAPES = ("linear", "cosine")
 
@@ -48,10 +48,9 @@ def target_lambda_for_tolerance(tolerance: float) -> float:
     return RELU_DISTANCE_CONSTANT / tolerance
 
 
-def _check(start: float, shape: str, target_lambda: float | None, end: float = 1.0) -> None:
+def _check(start: float, shape: str, target_lambda: float | None) -> None:
     if not 0.0 <= start < 1.0:
         raise ValueError(f"hardening_start={start!r} is invalid: use a fraction of training in [0, 1).")
-    check_hardening_end(start, end)
     if shape not in HARDENING_SHAPES:
         raise ValueError(f"hardening_shape={shape!r} is invalid: use one of {HARDENING_SHAPES}.")
     if target_lambda is not None and not target_lambda >= 1.0:
@@ -108,7 +107,8 @@ class HardeningCallback(TrainerCallback, ExportableState):
         per_layer: bool = False,
         end: float = 1.0,
     ) -> None:
-        _check(start, shape, target_lambda, end)
+        _check(start, shape, target_lambda)
+        check_hardening_end(start, end)
         self.start = float(start)
         self.end = float(end)
         self.shape = shape
@@ -259,21 +259,3 @@ class HardeningCallback(TrainerCallback, ExportableState):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._remove_hooks()
-
-
-def hardness_pressure_term(model: nn.Module) -> torch.Tensor:
-    """Σ over λ-GELU layers of the mean worst-case distance to ReLU, c/λ (``hardness_pressure``'s term).
-
-    Added to the loss with a weight β while λ learns, it pushes every λ up with force β·c/λ² against
-    the task loss, so λ rises where the task allows it (issue 10: "make the learned λ matter").
-    Pinned layers contribute a constant (no gradient).
-
-    Args:
-        model: a model with λ-GELU modules.
-
-    >>> from hf_lambda_gelu import LambdaGELU
-    >>> round(hardness_pressure_term(torch.nn.Sequential(LambdaGELU(2.0), LambdaGELU(4.0))).item(), 4)
-    0.1275
-    """
-    terms = [(RELU_DISTANCE_CONSTANT / module.lambda_).mean() for _, module in lambda_modules(model)]
-    return torch.stack(terms).sum() if terms else torch.zeros(())

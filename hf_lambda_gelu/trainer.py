@@ -11,10 +11,11 @@ from typing import Any
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
 from .distillation import DistillationTrainer, Distiller, frozen_copy
-from .hardening import HardeningCallback, hardness_pressure_term
+from .hardening import HardeningCallback
 from .lambda_update import install_lambda_update
 from .lr_floor import with_lr_floor
 from .param_groups import lambda_modules, lambda_param_groups
+from .pressure import hardness_pressure_term
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
 from .reluize import hardness_profile, reluize
 from .training_args import LambdaGELUTrainingArguments
@@ -32,15 +33,16 @@ class LambdaGELUTrainer(DistillationTrainer):
     - A model that still has GELU activations is converted first (``lambda_init``, ``lambda_temperature``).
     - The optimizer gets λ in its own group (``lambda_learning_rate``, no weight decay) and the
       optimizer-aware λ update (:mod:`hf_lambda_gelu.lambda_update`).
-    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ* at ``hardening_end``;
-      the steps after it train with exact ReLU forwards (consolidation). ``hardening_lr_floor`` floors
-      the learning-rate multiplier in that window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`).
-    - ``distill_alpha`` / ``distill_logits_alpha`` add distillation to a frozen copy of the model as
-      given (the original checkpoint, taken before conversion and training), ``self_distill_alpha``
-      to a snapshot taken at hardening start (:mod:`hf_lambda_gelu.distillation`); training loss only.
-    - ``hardness_pressure`` adds β·Σ_l c/λ_l to the training loss while λ learns.
+    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ*.
     - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
       ``hardness_profile.json`` and ``hardness_profile.png``.
+    - The road (issue 10, all off by default): λ reaches λ* at ``hardening_end`` and the steps after
+      it train with exact ReLU forwards (consolidation); ``hardening_lr_floor`` floors the learning-rate
+      multiplier in the hardening window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`);
+      ``distill_alpha`` / ``distill_logits_alpha`` add distillation to a frozen copy of the model as
+      given (the original checkpoint, taken before conversion and training), ``self_distill_alpha`` to
+      a snapshot taken at hardening start (:mod:`hf_lambda_gelu.distillation`; training loss only);
+      ``hardness_pressure`` adds β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.pressure`).
     - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
       (metric before/after, |Δlogits|, agreement, and the naive-swap baseline) is written to
       ``reluization_report.json``, logged, and added to the metrics ``train()`` returns.

@@ -137,6 +137,12 @@ class LambdaGELUTrainingArguments(TrainingArguments):
             raise _bad("lambda_optimizer_family", self.lambda_optimizer_family, f"use one of {OPTIMIZER_FAMILIES}.")
         if not 0.0 <= self.hardening_start < 1.0:
             raise _bad("hardening_start", self.hardening_start, "use a fraction of training in [0, 1).")
+        if self.hardening_shape not in HARDENING_SHAPES:
+            raise _bad("hardening_shape", self.hardening_shape, f"use one of {HARDENING_SHAPES}.")
+        if not self.relu_tolerance > 0:
+            raise _bad("relu_tolerance", self.relu_tolerance, "ε must be > 0 (default 1e-3).")
+        if self.relu_target_lambda is not None and not self.relu_target_lambda >= 1.0:
+            raise _bad("relu_target_lambda", self.relu_target_lambda, "λ* must be ≥ 1, or leave it unset.")
         try:
             check_hardening_end(self.hardening_start, self.hardening_end)
         except ValueError as err:
@@ -150,12 +156,6 @@ class LambdaGELUTrainingArguments(TrainingArguments):
                 raise _bad(name, getattr(self, name), "use a weight ≥ 0 (0 = off).")
         if not self.distill_temperature > 0.0:
             raise _bad("distill_temperature", self.distill_temperature, "T must be > 0 (default 2).")
-        if self.hardening_shape not in HARDENING_SHAPES:
-            raise _bad("hardening_shape", self.hardening_shape, f"use one of {HARDENING_SHAPES}.")
-        if not self.relu_tolerance > 0:
-            raise _bad("relu_tolerance", self.relu_tolerance, "ε must be > 0 (default 1e-3).")
-        if self.relu_target_lambda is not None and not self.relu_target_lambda >= 1.0:
-            raise _bad("relu_target_lambda", self.relu_target_lambda, "λ* must be ≥ 1, or leave it unset.")
 
     @property
     def distillation_enabled(self) -> bool:
