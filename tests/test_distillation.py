@@ -148,3 +148,27 @@ def test_distillation_trainer_runs_the_relu_first_peer_road(tmp_path):
     assert model.config.hidden_act == "relu" and teacher.config.hidden_act == "gelu"
     logged = [h["distill_loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(logged) == 2 and all(v > 0 for v in logged)  # ReLU vs GELU features differ
+
+
+def test_distillation_term_follows_gradient_accumulation(tmp_path):
+    # GPT-2's loss is normalized over the accumulated batch (num_items_in_batch): the distillation term,
+    # a per-micro-batch mean, is divided by the accumulation steps, so 1×16 and 2×8 log the same loss.
+    from tiny_data import lm_dataset, tiny_gpt2
+
+    losses = []
+    for accumulation, batch in ((1, 16), (2, 8)):
+        model = tiny_gpt2()
+        model.config.resid_pdrop = model.config.embd_pdrop = model.config.attn_pdrop = 0.0
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        args = training_args(
+            tmp_path / str(accumulation), max_steps=1, logging_steps=1, reluize_at_end=False, distill_alpha=10.0,
+            per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+        )  # fmt: skip
+        trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=lm_dataset(n=16))
+        trainer.train()
+        assert trainer.model_accepts_loss_kwargs
+        losses.append(next(h for h in trainer.state.log_history if "loss" in h))
+    assert losses[0]["distill_loss"] > 0.01  # the term is not negligible next to the task loss
+    assert losses[1]["loss"] == pytest.approx(losses[0]["loss"], rel=1e-4)
