@@ -257,9 +257,10 @@ class DistillationTrainer(Trainer):
     normalized over the accumulated batch (``loss_is_scaled_for_ga``, or a model that accepts loss
     kwargs), each micro-batch's term is divided by the accumulation steps. A model that accepts loss
     kwargs but ignores ``num_items_in_batch`` (``BertForSequenceClassification`` in transformers 5.24:
-    its logged loss doubles with 2 accumulation steps) then weighs the terms 1/steps against its loss. :class:`hf_lambda_gelu.LambdaGELUTrainer` builds on it; on its own it is the peer
-    road "ReLU first, then fine-tune with distillation" (swap the model to ReLU, keep the original
-    as the teacher).
+    its logged loss doubles with 2 accumulation steps) then weighs the terms 1/steps against its loss.
+
+    :class:`hf_lambda_gelu.LambdaGELUTrainer` builds on it; on its own it is the peer road "ReLU
+    first, then fine-tune with distillation" (swap the model to ReLU, keep the original as teacher).
 
     Args:
         *args: what ``transformers.Trainer`` takes.
