@@ -54,7 +54,8 @@ class LambdaGELUTrainingArguments(TrainingArguments):
         default=1.0,
         metadata={
             "help": "Fraction of training at which λ reaches λ* (in (hardening_start, 1]); the remaining steps train "
-            "the model with exact ReLU forwards (consolidation). 1.0 = harden until the last step."
+            "the model with exact ReLU forwards (consolidation). 1.0 = harden until the last step. With "
+            "reluize_at_end=False the saved λ-GELU checkpoint runs λ-GELU at λ* again when reloaded (within c/λ*)."
         },
     )
     hardening_lr_floor: float | None = field(
