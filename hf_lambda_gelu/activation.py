@@ -16,6 +16,11 @@ Decisions where METHOD.md is silent:
 - Pinning (used by the hardening schedule) is tensor state: a ``pinned`` buffer (0 or 1) mixes in
   a detached copy of λ, so a pinned λ gets an exact-zero gradient but stays in the autograd graph
   (DDP sees a gradient-producing path) and changing it never changes a torch.compile guard.
+- The ReLU forward (``relu_forward``, set by the hardening schedule once λ reached λ* before the
+  end of training: "consolidation") is a plain attribute, not tensor state: the forward is then
+  exactly ``relu(x)`` (values and input gradient, :func:`.ops.relu_keep_lambda`) with no λ-GELU
+  work at all, while λ stays in the graph with a zero gradient (DDP-safe). Switching it costs one
+  torch.compile recompile; it is not saved (the schedule re-applies it on resume).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ try:
 except ImportError:  # a torch built without distributed support: no λ is ever a DTensor
     DTensor = ()
 
-from .ops import _check_approximate, lambda_gelu
+from .ops import _check_approximate, lambda_gelu, relu_keep_lambda
 
 __all__ = ["DEFAULT_TEMPERATURE", "MIN_LAMBDA_OFFSET", "LambdaGELU", "lambda_to_raw", "raw_to_lambda"]
 
@@ -94,6 +99,8 @@ class LambdaGELU(nn.Module):
         shape = (num_channels or 1,)
         self.lambda_raw = nn.Parameter(torch.empty(shape))
         self.register_buffer("pinned", torch.zeros(shape), persistent=False)
+        #: Forward exactly as ReLU (consolidation after hardening); see the module docstring.
+        self.relu_forward = False
         self.reset_parameters()
 
     @torch.no_grad()
@@ -162,6 +169,8 @@ class LambdaGELU(nn.Module):
         return bool(self.pinned.bool().all())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relu_forward:
+            return relu_keep_lambda(x, self.lambda_)
         return lambda_gelu(x, self.lambda_, self.approximate)
 
     def extra_repr(self) -> str:
@@ -170,4 +179,5 @@ class LambdaGELU(nn.Module):
         lam = self.lambda_.detach()
         shown = f"{lam.item():.6g}" if lam.numel() == 1 else f"[{lam.min().item():.4g}..{lam.max().item():.4g}]"
         pinned = ", pinned" if self.is_pinned else ""
-        return f"lambda={shown}, approximate={self.approximate!r}, temperature={self.temperature}{pinned}"
+        relu = ", relu_forward" if self.relu_forward else ""
+        return f"lambda={shown}, approximate={self.approximate!r}, temperature={self.temperature}{pinned}{relu}"

@@ -12,6 +12,12 @@ optionally per layer, λ*_l = λ*/s_l with s_l the RMS of the layer's pre-activa
 training batches seen before hardening (all-reduced across ranks, so every rank agrees).
 Decision: a gate that already learned a λ above its target is not softened (target_l = max(λ*_l, λ_start)).
 
+``end`` (``hardening_end``, default 1) moves the arrival earlier: T above becomes E = end_step =
+round(end·T) (p capped at 1), so λ = λ* exactly at step E, and every later step ("consolidation")
+runs the λ-GELU modules as exact ReLU (``LambdaGELU.relu_forward``: relu(x), λ kept in the graph with
+a zero gradient, so DDP and the optimizer see no change of parameters); the final ``reluize`` then
+swaps them for ``nn.ReLU`` at zero cost.
+
 The schedule is a pure function of (λ_start, λ*, step), whose inputs are kept as exact floats in the
 callback state (``state()``, saved in ``trainer_state.json``), so a resumed run follows the same
 trajectory as an uninterrupted one. The weights taken when hardening starts (``pre_hardening_state``,
@@ -61,6 +67,15 @@ def _check(start: float, shape: str, target_lambda: float | None) -> None:
         raise ValueError(f"relu_target_lambda={target_lambda!r} is invalid: λ* must be ≥ 1.")
 
 
+def check_hardening_end(start: float, end: float) -> None:
+    """Raise ValueError unless ``hardening_start < end ≤ 1`` (``end`` = 1: harden to the last step)."""
+    if not (0.0 < end <= 1.0) or end <= start < 1.0:
+        raise ValueError(
+            f"hardening_end={end!r} is invalid: use a fraction of training in (hardening_start={start!r}, 1] "
+            "(1.0 = λ reaches λ* at the last step; less = train as ReLU after it)."
+        )
+
+
 def _to_list(t: torch.Tensor) -> list[float]:
     return [float(v) for v in t.detach().double().reshape(-1)]
 
@@ -90,10 +105,15 @@ class HardeningCallback(TrainerCallback, ExportableState):
         tolerance: ε, worst-case activation error of the final ReLU swap (λ* = c/ε).
         target_lambda: explicit λ* (overrides ``tolerance``).
         per_layer: scale each layer's target by 1/RMS of its pre-activation (measured on training batches).
+        end: fraction of the run (start < end ≤ 1) at which λ reaches λ*; the steps after it train the
+            model with exact ReLU forwards (consolidation). 1.0 = harden until the last step.
 
     >>> cb = HardeningCallback(start=0.5, tolerance=1e-3)
     >>> round(cb.reference_target, 1)
     170.0
+    >>> cb = HardeningCallback(start=0.05, end=0.25)
+    >>> cb.start_step_for(100), cb.end_step_for(100)
+    (5, 25)
     """
 
     def __init__(
@@ -103,9 +123,12 @@ class HardeningCallback(TrainerCallback, ExportableState):
         tolerance: float = 1e-3,
         target_lambda: float | None = None,
         per_layer: bool = False,
+        end: float = 1.0,
     ) -> None:
         _check(start, shape, target_lambda)
+        check_hardening_end(start, end)
         self.start = float(start)
+        self.end = float(end)
         self.shape = shape
         self.tolerance = float(tolerance)
         self.target_lambda = None if target_lambda is None else float(target_lambda)
@@ -131,6 +154,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
                 "tolerance": self.tolerance,
                 "target_lambda": self.target_lambda,
                 "per_layer": self.per_layer,
+                "end": self.end,
             },
             "attributes": {
                 "start_step": self.start_step,
@@ -159,9 +183,18 @@ class HardeningCallback(TrainerCallback, ExportableState):
     def start_step_for(self, max_steps: int) -> int:
         return min(int(round(self.start * max_steps)), max(max_steps - 1, 0))
 
+    def end_step_for(self, max_steps: int) -> int:
+        """Step (1-based) whose forward first runs at λ*: round(end·T), after the start step, at most T."""
+        start_step = self.start_step if self.started else self.start_step_for(max_steps)
+        return min(max(int(round(self.end * max_steps)), start_step + 1), max(max_steps, 1))
+
+    def consolidating(self, step: int, max_steps: int) -> bool:
+        """True if the forward of step ``step`` (1-based) runs as exact ReLU (after ``end``)."""
+        return self.started and step > self.end_step_for(max_steps)
+
     def weight(self, step: int, max_steps: int) -> float:
         """Interpolation weight in [0, 1] for the forward of step ``step`` (1-based)."""
-        span = max(max_steps - self.start_step, 1)
+        span = max(self.end_step_for(max_steps) - self.start_step, 1)
         p = min(max((step - self.start_step) / span, 0.0), 1.0)
         return p if self.shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * p))
 
@@ -195,9 +228,11 @@ class HardeningCallback(TrainerCallback, ExportableState):
             if not self.enabled or step < self.start_step_for(max_steps):
                 return False
             self._begin(model, step)
+        relu = self.consolidating(step + 1, max_steps)
         for name, module in lambda_modules(model):
             if name in self.targets:
                 module.pin(self.lambda_at(name, step + 1, max_steps).to(torch.float32))
+                module.relu_forward = relu
         return True
 
     # -- pre-activation RMS ------------------------------------------------------------------

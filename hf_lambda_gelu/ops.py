@@ -30,7 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["APPROXIMATIONS", "RELU_DISTANCE_CONSTANT", "lambda_gelu"]
+__all__ = ["APPROXIMATIONS", "RELU_DISTANCE_CONSTANT", "lambda_gelu", "relu_keep_lambda"]
 
 APPROXIMATIONS = ("none", "tanh")
 
@@ -192,3 +192,42 @@ def lambda_gelu(x: torch.Tensor, lam: torch.Tensor | float, approximate: str = "
             "pass one λ or one per channel."
         )
     return LambdaGELUFunction.apply(x, lam, approximate)
+
+
+class ReluKeepLambdaFunction(torch.autograd.Function):
+    """ReLU(x), exactly as ``nn.ReLU`` (same forward, same ``threshold_backward``), with λ kept in the graph.
+
+    λ gets an exact-zero gradient, so a λ-GELU module switched to its ReLU forward mid-training
+    (consolidation after hardening) still produces a gradient for its parameter: DDP with
+    ``find_unused_parameters=False`` keeps working, and no parameter leaves the optimizer.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(x)
+        ctx.save_for_backward(y)
+        ctx.lam_like = (lam.shape, lam.dtype, lam.device)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (y,) = ctx.saved_tensors
+        grad_x = torch.ops.aten.threshold_backward(grad, y, 0) if ctx.needs_input_grad[0] else None
+        shape, dtype, device = ctx.lam_like
+        grad_lam = torch.zeros(shape, dtype=dtype, device=device) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_lam
+
+
+def relu_keep_lambda(x: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """``relu(x)`` bit for bit (values and input gradient), with a zero gradient flowing to ``lam``.
+
+    Args:
+        x: input tensor of any shape.
+        lam: the λ tensor of the layer (any shape); it receives an all-zero gradient.
+
+    >>> import torch
+    >>> x = torch.linspace(-2, 2, 5)
+    >>> torch.equal(relu_keep_lambda(x, torch.ones(1)), torch.relu(x))
+    True
+    """
+    return ReluKeepLambdaFunction.apply(x, lam)

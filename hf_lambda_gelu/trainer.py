@@ -8,13 +8,16 @@ import logging
 import os
 from typing import Any
 
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
+from .distillation import DistillationTrainer, Distiller, frozen_copy
 from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
 from .lambda_update import install_lambda_update
+from .lr_floor import with_lr_floor
 from .param_groups import lambda_modules, lambda_param_groups
+from .pressure import hardness_pressure_term
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
 from .reluize import hardness_profile, reluize
 from .training_args import LambdaGELUTrainingArguments
@@ -26,7 +29,7 @@ logger = logging.getLogger(__name__)
 RELEASE_DIRNAME = "release"
 
 
-class LambdaGELUTrainer(Trainer):
+class LambdaGELUTrainer(DistillationTrainer):
     """A ``transformers.Trainer`` that trains λ-GELU models and ends with a ReLU model.
 
     - A model that still has GELU activations is converted first (``lambda_init``, ``lambda_temperature``).
@@ -36,6 +39,13 @@ class LambdaGELUTrainer(Trainer):
       (``hardening_start=1.0``: no hardening, no swap; λ is learned to the end and the λ-GELU model is kept).
     - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
       ``hardness_profile.json`` and ``hardness_profile.png``.
+    - The road (issue 10, all off by default): λ reaches λ* at ``hardening_end`` and the steps after
+      it train with exact ReLU forwards (consolidation); ``hardening_lr_floor`` floors the learning-rate
+      multiplier in the hardening window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`);
+      ``distill_alpha`` / ``distill_logits_alpha`` add distillation to a frozen copy of the model as
+      given (the original checkpoint, taken before conversion and training), ``self_distill_alpha`` to
+      a snapshot taken at hardening start (:mod:`hf_lambda_gelu.distillation`; training loss only);
+      ``hardness_pressure`` adds β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.pressure`).
     - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
       (metric before/after, |Δlogits|, agreement, and the naive-swap baseline) is written to
       ``reluization_report.json``, logged, and added to the metrics ``train()`` returns.
@@ -58,6 +68,9 @@ class LambdaGELUTrainer(Trainer):
             args = LambdaGELUTrainingArguments(output_dir="trainer_output")
         if not isinstance(args, LambdaGELUTrainingArguments):
             args = _upgrade_training_args(args)
+        teacher = None
+        if model is not None and (args.distill_alpha > 0 or args.distill_logits_alpha > 0):
+            teacher = frozen_copy(model)  # the original checkpoint, before conversion and training
         if model is not None and not lambda_modules(model):
             convert_to_lambda_gelu(
                 model,
@@ -70,13 +83,23 @@ class LambdaGELUTrainer(Trainer):
                 args.lambda_init,
                 args.lambda_temperature,
             )
-        super().__init__(model, args, *pos, **kwargs)
+        distiller = None
+        if args.distillation_enabled:
+            distiller = Distiller(
+                teacher,
+                alpha=args.distill_alpha,
+                logits_alpha=args.distill_logits_alpha,
+                self_alpha=args.self_distill_alpha,
+                temperature=args.distill_temperature,
+            )
+        super().__init__(model, args, *pos, distiller=distiller, **kwargs)
         self.hardening = HardeningCallback(
             start=args.hardening_start,
             shape=args.hardening_shape,
             tolerance=args.relu_tolerance,
             target_lambda=args.relu_target_lambda,
             per_layer=args.relu_target_per_layer,
+            end=args.hardening_end,
         )
         self.hardening.keep_pre_hardening_state = args.reluize_at_end and args.naive_swap_baseline
         self.add_callback(self.hardening)
@@ -105,6 +128,33 @@ class LambdaGELUTrainer(Trainer):
                 self.optimizer, opt_model, family=self.args.lambda_optimizer_family
             )
         return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        created = self.lr_scheduler is None
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if created and self.args.hardening_lr_floor is not None and self.hardening.enabled:
+            start = self.hardening.start_step_for(num_training_steps)
+            end = self.hardening.end_step_for(num_training_steps)
+            self.lr_scheduler = with_lr_floor(scheduler, self.args.hardening_lr_floor, start, end)
+        return self.lr_scheduler
+
+    # -- distillation ------------------------------------------------------------------------
+    def prepare_teachers(self) -> None:
+        if self.distiller is not None and self.distiller.wants_snapshot and self.hardening.started:
+            self.distiller.take_snapshot(self.model, self.hardening.start_lambdas)
+
+    def _pressure_active(self) -> bool:
+        return self.args.hardness_pressure > 0 and not self.hardening.started
+
+    def extra_loss_active(self) -> bool:
+        return super().extra_loss_active() or self._pressure_active()
+
+    def extra_loss(self, outputs, batch):
+        """Distillation terms (if any) plus, while λ learns, ``hardness_pressure``·Σ_l c/λ_l."""
+        terms = [super().extra_loss(outputs, batch)] if self.distiller is not None else []
+        if self._pressure_active():
+            terms.append(self.args.hardness_pressure * hardness_pressure_term(self.model))
+        return sum(terms)
 
     # -- logging -----------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -175,7 +225,17 @@ class LambdaGELUTrainer(Trainer):
         target, learned = self.args.target_lambda, self.learned_profile()
         out = self.args.output_dir
         save_profile_json(profile, os.path.join(out, PROFILE_JSON_FILENAME), target_lambda=target, learned=learned)
-        save_profile_plot(profile, os.path.join(out, PROFILE_PLOT_FILENAME), target_lambda=target, learned=learned)
+        window = None
+        if self.hardening.started:
+            window = (self.hardening.start_step, self.hardening.end_step_for(self.state.max_steps))
+        save_profile_plot(
+            profile,
+            os.path.join(out, PROFILE_PLOT_FILENAME),
+            target_lambda=target,
+            learned=learned,
+            log_history=self.state.log_history,
+            hardening_steps=window,
+        )
 
     def learned_profile(self) -> dict[str, float] | None:
         """Layer → λ learned before hardening started (smallest λ of a per-channel layer), if it started."""
@@ -267,6 +327,7 @@ class LambdaGELUTrainer(Trainer):
             naive_model.load_state_dict(self.hardening.pre_hardening_state)
             for _, module in lambda_modules(naive_model):
                 module.unpin()
+                module.relu_forward = False
         before = self.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
         swap = reluize(self.model)
         report: dict[str, Any] = {
@@ -315,7 +376,14 @@ _SETTINGS = (
     "lambda_temperature",
     "lambda_learning_rate",
     "hardening_start",
+    "hardening_end",
     "hardening_shape",
+    "hardening_lr_floor",
+    "hardness_pressure",
+    "distill_alpha",
+    "distill_logits_alpha",
+    "self_distill_alpha",
+    "distill_temperature",
     "relu_tolerance",
     "relu_target_lambda",
     "relu_target_per_layer",
