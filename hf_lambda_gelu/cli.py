@@ -38,7 +38,8 @@ from transformers import AutoConfig, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
 from .activation import LambdaGELU
-from .conversion import ACTIVATION_CONFIG_KEYS, from_pretrained
+from .config_fields import activation_fields, is_lambda_gelu_config
+from .conversion import from_pretrained
 from .disruption import compare_predictions
 from .errors import NoGELUFoundError, NotLambdaGELUModelError
 from .model_card import infer_pipeline_tag, resolve_target_lambda
@@ -56,7 +57,6 @@ from .publishing import (
     save_release,
     upload_release,
 )
-from .registration import ACTIVATION_NAMES
 from .reluize import hardness_profile
 
 __all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main", "register_command"]
@@ -188,14 +188,6 @@ def _model_class(name: str | None, config: Any) -> Any:
     return cls
 
 
-def _activations(config: Any) -> dict[str, str]:
-    return {k: getattr(config, k) for k in ACTIVATION_CONFIG_KEYS if isinstance(getattr(config, k, None), str)}
-
-
-def _is_lambda_gelu(config: Any) -> bool:
-    return bool(set(_activations(config).values()) & set(ACTIVATION_NAMES.values()))
-
-
 def _check_empty(folder: Path, overwrite: bool) -> None:
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise CLIError(f"Destination {str(folder)!r} is not empty; choose another folder or pass --overwrite.")
@@ -203,9 +195,9 @@ def _check_empty(folder: Path, overwrite: bool) -> None:
 
 def _load_lambda_checkpoint(source: str, model_class: str | None = None) -> Any:
     config = AutoConfig.from_pretrained(source)
-    if not _is_lambda_gelu(config):
+    if not is_lambda_gelu_config(config):
         raise CLIError(
-            f"{source!r} is not a λ-GELU checkpoint (config activation fields: {_activations(config) or 'none'}); "
+            f"{source!r} is not a λ-GELU checkpoint (config activation fields: {activation_fields(config) or 'none'}); "
             f"convert it first with `{PROG} convert {source} DST`."
         )
     return _model_class(model_class, config).from_pretrained(source)

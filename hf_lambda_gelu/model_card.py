@@ -30,7 +30,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.models.auto import modeling_auto
 
-from .conversion import ACTIVATION_CONFIG_KEYS
+from .config_fields import activation_fields
 from .ops import RELU_DISTANCE_CONSTANT
 
 __all__ = [
@@ -377,11 +377,7 @@ def build_model_card(
         eval_results=eval_results,
         model_name=(model_name or title) if eval_results else None,  # model-index name, only with results
     )
-    activations = [
-        f"`{key}: {getattr(config, key)}`"
-        for key in ACTIVATION_CONFIG_KEYS
-        if isinstance(getattr(config, key, None), str)
-    ]
+    activations = [f"`{key}: {value}`" for key, value in activation_fields(config).items()]
     return ModelCard.from_template(
         card_data,
         template_str=load_template(),

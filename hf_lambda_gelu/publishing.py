@@ -39,10 +39,10 @@ from torch import nn
 from transformers import BaseImageProcessor, FeatureExtractionMixin, PreTrainedTokenizerBase, ProcessorMixin
 
 from .activation import LambdaGELU
-from .conversion import ACTIVATION_CONFIG_KEYS
+from .config_fields import activation_fields, says_relu
 from .model_card import build_model_card, resolve_target_lambda
 from .profile_plot import save_profile_json, save_profile_plot
-from .registration import ACTIVATION_NAMES, CONFIG_KEY
+from .registration import CONFIG_KEY
 from .reluize import reluize
 
 __all__ = [
@@ -129,17 +129,6 @@ class PushError(RuntimeError):
 
 def _has_lambda_gelu(model: nn.Module) -> bool:
     return any(isinstance(m, LambdaGELU) for m in model.modules())
-
-
-def _activations(config: Any) -> dict[str, Any]:
-    if isinstance(config, dict):
-        return {k: config[k] for k in ACTIVATION_CONFIG_KEYS if isinstance(config.get(k), str)}
-    return {k: getattr(config, k) for k in ACTIVATION_CONFIG_KEYS if isinstance(getattr(config, k, None), str)}
-
-
-def _says_relu(activations: dict[str, Any]) -> bool:
-    values = set(activations.values())
-    return "relu" in values and not values & set(ACTIVATION_NAMES.values())
 
 
 def reluize_for_release(model: nn.Module, *, report: dict | None = None) -> dict:
@@ -299,8 +288,8 @@ def save_release(
     if _has_lambda_gelu(model):
         report = reluize_for_release(model, report=report)
     config = getattr(model, "config", None)
-    if not _says_relu(_activations(config)) or _has_lambda_gelu(model):
-        raise NotReluModelError(type(model).__name__, _activations(config))
+    if not says_relu(config) or _has_lambda_gelu(model):
+        raise NotReluModelError(type(model).__name__, activation_fields(config))
     profile = profile if profile is not None else (report or {}).get("lambdas") or None
 
     for name in previous:
@@ -363,11 +352,13 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
     if not config_path.is_file():
         raise NotAReleaseError(folder, "it has no config.json")
     try:
-        activations = _activations(json.loads(config_path.read_text(encoding="utf-8")))
+        config = json.loads(config_path.read_text(encoding="utf-8"))
     except ValueError as err:
         raise NotAReleaseError(folder, f"its config.json is not valid JSON ({err})") from None
-    if not _says_relu(activations):
-        raise NotAReleaseError(folder, f"its config.json does not say 'relu' (activation fields: {activations})")
+    if not says_relu(config):
+        raise NotAReleaseError(
+            folder, f"its config.json does not say 'relu' (activation fields: {activation_fields(config)})"
+        )
     files = _read_manifest(folder)
     if files is None:
         return sorted(_release_files(folder))

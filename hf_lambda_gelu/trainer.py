@@ -223,7 +223,8 @@ class LambdaGELUTrainer(Trainer):
             for _, module in lambda_modules(naive_model):
                 module.unpin()
         before = self.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
-        swap = reluize(self.model)
+        # hardened to this run's own (possibly per-layer) targets: the bound is checked only if hardening never ran
+        swap = reluize(self.model, tolerance=None if self.hardening.started else self.args.relu_tolerance)
         report: dict[str, Any] = {
             **swap.to_dict(),
             "target_lambda": self.args.target_lambda,
@@ -243,7 +244,7 @@ class LambdaGELUTrainer(Trainer):
             flat.update({f"reluize_after_{k}": v for k, v in report["after_swap"].items()})
         if naive_model is not None:
             naive_before = self._predict_with(naive_model, dataset)
-            reluize(naive_model)
+            reluize(naive_model, tolerance=None)  # the naive baseline, measured on purpose
             naive_after = self._predict_with(naive_model, dataset)
             naive = compare_predictions(naive_before.predictions, naive_after.predictions, naive_before.label_ids)
             report["naive_swap"] = {

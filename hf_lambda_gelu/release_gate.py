@@ -1,0 +1,252 @@
+"""The release gate: a saved checkpoint must reload, in a fresh process, as the model in memory.
+
+``save_pretrained`` writes weights and config; what a user gets back is rebuilt from the config. A
+ReLU release whose config misses one activation field reloads partly GELU, silently. The gate
+checks the one thing that matters, for any architecture: reload the folder in a **fresh subprocess**
+with stock transformers (``hf_lambda_gelu`` not imported), run the same batch, compare outputs.
+
+Decisions:
+- One subprocess for any number of folders (:func:`verify_reloads`), so a release costs one
+  interpreter start (~5 s) and a test matrix of 26 architectures costs one too. Stock reloads run
+  first; λ-GELU round trips (``with_package=True``: λ must come back) run after ``import hf_lambda_gelu``
+  in the same process.
+- The batch is the caller's (a real batch), else :func:`dummy_inputs` builds one from the model's
+  config and forward signature (text, image, audio features/values, encoder-decoder, two-tower).
+- Mismatch: max |Δ| over all output tensors / max |output| > ``tolerance`` (1e-4 relative). The
+  message names the modules whose type (or λ) differs after the reload, e.g.
+  ``distilbert.transformer.layer.0.ffn.activation: ReLU in memory, GELUActivation after reload``.
+- The in-memory forward also runs the functional-GELU probe (:func:`hf_lambda_gelu.remnants.functional_gelus`)
+  at no extra cost; its findings come back with the result.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import reload_worker
+from .errors import ReleaseReloadError
+from .remnants import functional_gelus
+
+__all__ = ["DEFAULT_TOLERANCE", "ReloadCase", "ReloadResult", "check_reload", "dummy_inputs", "verify_reloads"]
+
+DEFAULT_TOLERANCE = 1e-4
+_TIMEOUT_S = 900
+
+
+def _image_size(config: Any) -> int:
+    size = getattr(config, "image_size", 224)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def dummy_inputs(model: nn.Module, batch_size: int = 2, seq_len: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A small deterministic batch for ``model`` built from its config and forward signature.
+
+    Covers token ids (``input_ids``, plus ``decoder_input_ids`` for encoder-decoders), images
+    (``pixel_values``), audio features (``input_features``, Whisper-style: 2·max_source_positions frames)
+    and raw audio (``input_values``); two-tower models (CLIP, SigLIP) get both text and images.
+
+    Raises:
+        ValueError: the model takes an input this function cannot build; pass a real batch instead.
+
+    >>> from transformers import BertConfig, BertModel
+    >>> cfg = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)
+    >>> sorted(dummy_inputs(BertModel(cfg)))
+    ['input_ids']
+    """
+    config = model.config
+    params = inspect.signature(model.forward).parameters
+    g = torch.Generator().manual_seed(seed)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    vision = getattr(config, "vision_config", None) or config
+    wanted = {getattr(model, "main_input_name", "input_ids")}
+    if hasattr(config, "text_config") and hasattr(config, "vision_config"):
+        wanted |= {"input_ids", "pixel_values"}
+    inputs: dict[str, torch.Tensor] = {}
+    for name in sorted(wanted):
+        if name == "input_ids":
+            inputs[name] = torch.randint(0, text.vocab_size, (batch_size, seq_len), generator=g)
+        elif name == "pixel_values":
+            size, channels = _image_size(vision), getattr(vision, "num_channels", 3)
+            inputs[name] = torch.randn(batch_size, channels, size, size, generator=g)
+        elif name == "input_features":
+            frames = 2 * getattr(config, "max_source_positions", 1500)
+            inputs[name] = torch.randn(batch_size, config.num_mel_bins, frames, generator=g)
+        elif name == "input_values":
+            inputs[name] = torch.randn(batch_size, 1600, generator=g)
+        else:
+            raise ValueError(
+                f"Cannot build a dummy batch for {type(model).__name__} (main input {name!r}); pass a real batch "
+                "(inputs=...) to the release check."
+            )
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in params:
+        inputs["decoder_input_ids"] = torch.randint(0, text.vocab_size, (batch_size, 4), generator=g)
+    return inputs
+
+
+@dataclass
+class ReloadCase:
+    """One saved folder to check against the model in memory it was saved from."""
+
+    model: nn.Module
+    folder: str | os.PathLike
+    inputs: dict[str, torch.Tensor] | None = None
+    #: import hf_lambda_gelu before reloading (λ-GELU checkpoints); False: stock transformers only.
+    with_package: bool = False
+
+
+@dataclass
+class ReloadResult:
+    """What came back from one reload: the relative output difference and the modules that differ."""
+
+    folder: str
+    max_rel_diff: float = float("inf")
+    mismatched_modules: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    functional_gelus: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+
+    @property
+    def ok(self) -> bool:
+        """Outputs agree within the tolerance, no module differs and no weight was left unused."""
+        return (
+            self.error is None
+            and self.max_rel_diff <= self.tolerance
+            and not self.mismatched_modules
+            and not self.unexpected_keys
+        )
+
+    def describe(self) -> str:
+        """One paragraph for an error message."""
+        if self.error is not None:
+            return f"reloading {self.folder} failed: {self.error}"
+        parts = [f"outputs differ by {self.max_rel_diff:.3g} (relative; tolerance {self.tolerance:g})"]
+        if self.mismatched_modules:
+            parts.append("modules that came back different: " + "; ".join(self.mismatched_modules))
+        if self.unexpected_keys:
+            parts.append(f"weights the reload did not use: {self.unexpected_keys[:5]}")
+        return ", ".join(parts)
+
+
+def _relative_diff(expected: list[torch.Tensor], got: list[torch.Tensor]) -> float:
+    if len(expected) != len(got) or any(a.shape != b.shape for a, b in zip(expected, got)):
+        return float("inf")
+    scale = max((a.abs().max().item() for a in expected if a.numel()), default=0.0) or 1.0
+    diff = max(((a - b).abs().max().item() for a, b in zip(expected, got) if a.numel()), default=0.0)
+    return diff / scale
+
+
+def _mismatches(model: nn.Module, got: dict[str, Any]) -> list[str]:
+    here, there = reload_worker.activation_types(model), got["activations"]
+    out = [
+        f"{name}: {cls} in memory, {there.get(name, 'absent')} after reload"
+        for name, cls in here.items()
+        if there.get(name) != cls
+    ]
+    mine = reload_worker.lambda_values(model)
+    for name, lams in mine.items():
+        back = got["lambdas"].get(name)
+        if back is not None and not torch.allclose(torch.tensor(lams), torch.tensor(back), rtol=1e-5, atol=0.0):
+            out.append(f"{name}: λ {min(lams):.6g} in memory, {min(back):.6g} after reload")
+    return out
+
+
+def verify_reloads(cases: list[ReloadCase], *, tolerance: float = DEFAULT_TOLERANCE) -> list[ReloadResult]:
+    """Reload every case's folder in ONE fresh subprocess and compare with its model in memory.
+
+    Args:
+        cases: the folders (already written with ``save_pretrained``) and the models they came from.
+        tolerance: largest accepted relative difference of the outputs.
+
+    Returns:
+        One :class:`ReloadResult` per case, in order (check ``.ok``).
+
+    >>> results = verify_reloads([ReloadCase(model, "release")])  # doctest: +SKIP
+    >>> results[0].ok
+    True
+    """
+    expected, functional = [], []
+    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-reload-") as tmp:
+        jobs = []
+        for i, case in enumerate(cases):
+            inputs = case.inputs if case.inputs is not None else dummy_inputs(case.model)
+            was_training = case.model.training
+            case.model.eval()
+            try:
+                output, found = functional_gelus(case.model, inputs)
+            finally:
+                case.model.train(was_training)
+            expected.append(reload_worker.flatten_outputs(output))
+            functional.append(found)
+            path = Path(tmp) / f"inputs{i}.pt"
+            torch.save({k: v.detach().cpu() for k, v in inputs.items()}, path)
+            jobs.append(
+                {
+                    "folder": str(Path(case.folder).resolve()),
+                    "model_class": type(case.model).__name__,
+                    "inputs": str(path),
+                    "with_package": case.with_package,
+                }
+            )
+        (Path(tmp) / "jobs.json").write_text(json.dumps(jobs), encoding="utf-8")
+        results_path = Path(tmp) / "results.pt"
+        launcher = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
+        proc = subprocess.run(
+            [sys.executable, "-c", launcher, reload_worker.__file__, str(Path(tmp) / "jobs.json"), str(results_path)],
+            cwd=tmp,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT_S,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"The reload subprocess failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        returned = torch.load(results_path, weights_only=True)
+    results = []
+    for case, want, found, got in zip(cases, expected, functional, returned):
+        result = ReloadResult(str(case.folder), functional_gelus=found, tolerance=tolerance, error=got["error"])
+        if got["error"] is None:
+            result.max_rel_diff = _relative_diff(want, got["outputs"])
+            result.mismatched_modules = _mismatches(case.model, got)
+            result.unexpected_keys = got["unexpected_keys"]
+        results.append(result)
+    return results
+
+
+def check_reload(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    *,
+    inputs: dict[str, torch.Tensor] | None = None,
+    with_package: bool = False,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ReloadResult:
+    """Reload ``folder`` in a fresh process and raise unless it matches ``model`` (see :func:`verify_reloads`).
+
+    Args:
+        model: the model in memory that ``folder`` was saved from.
+        folder: the saved checkpoint.
+        inputs: a real batch (default :func:`dummy_inputs`).
+        with_package: reload with ``hf_lambda_gelu`` imported (λ-GELU checkpoints).
+        tolerance: largest accepted relative output difference.
+
+    Raises:
+        ReleaseReloadError: the reload differs; the message names the modules that came back different.
+
+    >>> check_reload(model, "release")  # doctest: +SKIP
+    """
+    (result,) = verify_reloads([ReloadCase(model, folder, inputs, with_package)], tolerance=tolerance)
+    if not result.ok:
+        raise ReleaseReloadError(str(folder), result.describe(), with_package=with_package)
+    return result
