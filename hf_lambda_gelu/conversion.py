@@ -22,6 +22,7 @@ __all__ = ["convert_to_lambda_gelu", "from_pretrained", "patch_from_pretrained"]
 
 logger = logging.getLogger(__name__)
 
+
 def _activation_like(module: nn.Module) -> bool:
     cls = type(module)
     return cls.__module__.startswith(("torch.nn.modules.activation", "transformers.activations")) or (

@@ -6,10 +6,12 @@ checks the one thing that matters, for any architecture: reload the folder in a 
 with stock transformers (``hf_lambda_gelu`` not imported), run the same batch, compare outputs.
 
 Decisions:
-- One subprocess for any number of folders (:func:`verify_reloads`), so a release costs one
-  interpreter start (~5 s) and a test matrix of 26 architectures costs one too. Stock reloads run
-  first; λ-GELU round trips (``with_package=True``: λ must come back) run after ``import hf_lambda_gelu``
-  in the same process.
+- The reload runs in a worker subprocess that never imports the package (checked in the worker),
+  started on first use and kept for the life of the calling process: a release costs one model
+  load, not one interpreter start (~5-8 s here), and any number of folders go in one request
+  (:func:`verify_reloads`: a test matrix of 26 architectures is one request). λ-GELU round trips
+  (``with_package=True``: λ must come back) go to a second worker that imports the package first.
+  A worker that died is restarted once.
 - The batch is the caller's (a real batch), else :func:`dummy_inputs` builds one from the model's
   config and forward signature (text, image, audio features/values, encoder-decoder, two-tower).
 - Mismatch: max |Δ| over all output tensors / max |output| > ``tolerance`` (1e-4 relative). The
@@ -21,12 +23,14 @@ Decisions:
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,56 @@ from .remnants import functional_gelus
 __all__ = ["DEFAULT_TOLERANCE", "ReloadCase", "ReloadResult", "check_reload", "dummy_inputs", "verify_reloads"]
 
 DEFAULT_TOLERANCE = 1e-4
-_TIMEOUT_S = 900
+
+
+class _Worker:
+    """One reload worker subprocess (see :mod:`hf_lambda_gelu.reload_worker`), started lazily."""
+
+    def __init__(self, with_package: bool) -> None:
+        self.with_package = with_package
+        self.proc: subprocess.Popen | None = None
+        self.log = tempfile.TemporaryFile(mode="w+", prefix="hf-lambda-gelu-reload-")
+        self.lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen:
+        launcher = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
+        args = [sys.executable, "-c", launcher, reload_worker.__file__, *(["--with-package"] * self.with_package)]
+        return subprocess.Popen(
+            args,
+            cwd=tempfile.gettempdir(),  # nothing importable by accident (not the caller's folder)
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+
+    def request(self, jobs_path: Path, results_path: Path) -> None:
+        with self.lock:
+            for attempt in (1, 2):
+                if self.proc is None or self.proc.poll() is not None:
+                    self.proc = self._start()
+                try:
+                    self.proc.stdin.write(f"{jobs_path}\t{results_path}\n")
+                    self.proc.stdin.flush()
+                    if self.proc.stdout.readline().strip() == "done":
+                        return
+                except (BrokenPipeError, OSError):
+                    pass
+                self.proc.kill()
+                self.proc = None
+                if attempt == 2:
+                    self.log.seek(0)
+                    raise RuntimeError(f"The reload worker subprocess failed:\n{self.log.read()[-3000:]}")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+_WORKERS = {flag: _Worker(flag) for flag in (False, True)}
+atexit.register(lambda: [worker.close() for worker in _WORKERS.values()])
 
 
 def _image_size(config: Any) -> int:
@@ -163,7 +216,7 @@ def _mismatches(model: nn.Module, got: dict[str, Any]) -> list[str]:
 
 
 def verify_reloads(cases: list[ReloadCase], *, tolerance: float = DEFAULT_TOLERANCE) -> list[ReloadResult]:
-    """Reload every case's folder in ONE fresh subprocess and compare with its model in memory.
+    """Reload every case's folder in a subprocess (one request) and compare with its model in memory.
 
     Args:
         cases: the folders (already written with ``save_pretrained``) and the models they came from.
@@ -199,20 +252,19 @@ def verify_reloads(cases: list[ReloadCase], *, tolerance: float = DEFAULT_TOLERA
                     "with_package": case.with_package,
                 }
             )
-        (Path(tmp) / "jobs.json").write_text(json.dumps(jobs), encoding="utf-8")
-        results_path = Path(tmp) / "results.pt"
-        launcher = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
-        proc = subprocess.run(
-            [sys.executable, "-c", launcher, reload_worker.__file__, str(Path(tmp) / "jobs.json"), str(results_path)],
-            cwd=tmp,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-            capture_output=True,
-            text=True,
-            timeout=_TIMEOUT_S,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"The reload subprocess failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        returned = torch.load(results_path, weights_only=True)
+        returned: list[dict[str, Any] | None] = [None] * len(jobs)
+        for with_package, worker in _WORKERS.items():
+            picked = [i for i, job in enumerate(jobs) if job["with_package"] == with_package]
+            if not picked:
+                continue
+            jobs_path, results_path = (
+                Path(tmp) / f"jobs{with_package:d}.json",
+                Path(tmp) / f"results{with_package:d}.pt",
+            )
+            jobs_path.write_text(json.dumps([jobs[i] for i in picked]), encoding="utf-8")
+            worker.request(jobs_path, results_path)
+            for i, got in zip(picked, torch.load(results_path, weights_only=True)):
+                returned[i] = got
     results = []
     for case, want, found, got in zip(cases, expected, functional, returned):
         result = ReloadResult(str(case.folder), functional_gelus=found, tolerance=tolerance, error=got["error"])

@@ -1,10 +1,11 @@
 """The fresh-process side of the release gate (:mod:`hf_lambda_gelu.release_gate`).
 
-Run as ``python reload_worker.py JOBS.json RESULTS.pt``: it imports only torch and transformers, reloads each
-saved folder with its transformers class, runs the saved inputs through it and writes what came back
-(output tensors, activation module types, λ values, load warnings) to ``RESULTS.pt``. Jobs marked
-``with_package`` run last, after ``import hf_lambda_gelu`` (the λ-GELU round trip); the others run
-first, while the package is provably not imported (stock transformers, as any user loads a release).
+Run as a script (``python reload_worker.py [--with-package]``), it serves requests on stdin: each
+names a jobs file; it reloads each saved folder with its transformers class, runs the saved inputs
+through it and writes what came back (output tensors, activation module types, λ values, load
+warnings) to the results file. The stock worker imports only torch and transformers (checked), as
+any user loading a release; the ``--with-package`` worker imports ``hf_lambda_gelu`` first (λ-GELU
+round trips).
 
 This file must not import the package: it is the outsider's view.
 """
@@ -73,20 +74,19 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def main(argv: list[str]) -> int:
-    jobs = json.loads(open(argv[0], encoding="utf-8").read())
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
-    for with_package in (False, True):
-        if with_package and any(job["with_package"] for job in jobs):
-            import hf_lambda_gelu  # noqa: F401 - registers λ-GELU for the round-trip jobs
-        for i, job in enumerate(jobs):
-            if job["with_package"] == with_package:
-                if not with_package and "hf_lambda_gelu" in sys.modules:
-                    raise RuntimeError("hf_lambda_gelu was imported before the stock-transformers reloads")
-                results[i] = _run(job)
-    torch.save(results, argv[1])
-    return 0
+def serve(with_package: bool) -> None:
+    """Answer requests on stdin, one per line: ``JOBS.json<TAB>RESULTS.pt``; reply ``done`` on stdout."""
+    if with_package:
+        import hf_lambda_gelu  # noqa: F401 - registers λ-GELU for the round-trip jobs
+    elif "hf_lambda_gelu" in sys.modules:
+        raise RuntimeError("hf_lambda_gelu is imported in the stock-transformers reload worker")
+    for line in sys.stdin:
+        jobs_path, results_path = line.rstrip("\n").split("\t")
+        with open(jobs_path, encoding="utf-8") as f:
+            jobs = json.load(f)
+        torch.save([_run(job) for job in jobs], results_path)
+        print("done", flush=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[-2:]))
+    serve(with_package="--with-package" in sys.argv)

@@ -143,8 +143,14 @@ def test_check_release_dir_rejects_non_releases(tmp_path):
     with pytest.raises(NotAReleaseError, match="does not say 'relu'"):
         check_release_dir(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"hidden_act": "relu"}))
-    assert check_release_dir(tmp_path) == ["config.json"]  # no manifest: the whole folder
-    (tmp_path / MANIFEST_FILENAME).write_text(json.dumps({"format": "hf-lambda-gelu-release", "files": ["a.bin"]}))
+    with pytest.raises(NotAReleaseError, match="recording a passed reload check"):
+        check_release_dir(tmp_path)  # no manifest: never checked by the release gate, never uploaded
+    manifest = {"format": "hf-lambda-gelu-release", "files": ["a.bin"]}
+    (tmp_path / MANIFEST_FILENAME).write_text(json.dumps(manifest))
+    with pytest.raises(NotAReleaseError, match="recording a passed reload check"):
+        check_release_dir(tmp_path)
+    manifest["reload_check"] = {"passed": True}
+    (tmp_path / MANIFEST_FILENAME).write_text(json.dumps(manifest))
     with pytest.raises(NotAReleaseError, match=r"missing: \['a.bin'\]"):
         check_release_dir(tmp_path)
 
