@@ -41,7 +41,13 @@ from .activation import LambdaGELU
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
 from .disruption import compare_predictions
-from .errors import NoGELUFoundError, NotLambdaGELUModelError
+from .errors import (
+    GELURemnantsError,
+    NoGELUFoundError,
+    NotLambdaGELUModelError,
+    ReleaseReloadError,
+    UnhardenedSwapError,
+)
 from .model_card import infer_pipeline_tag, resolve_target_lambda
 from .ops import RELU_DISTANCE_CONSTANT
 from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
@@ -57,7 +63,8 @@ from .publishing import (
     save_release,
     upload_release,
 )
-from .reluize import hardness_profile
+from .release_gate import check_reload
+from .reluize import DEFAULT_RELU_TOLERANCE, exceeds_tolerance, hardness_profile
 
 __all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main", "register_command"]
 
@@ -120,6 +127,9 @@ _USER_ERRORS = (
     NotAReleaseError,
     ReleaseDirNotEmptyError,
     PushError,
+    GELURemnantsError,
+    ReleaseReloadError,
+    UnhardenedSwapError,
     OSError,
 )
 
@@ -324,6 +334,7 @@ def _convert(args: argparse.Namespace) -> None:
         model_class, source, lambda_config={k: v for k, v in lambda_config.items() if v is not None}
     )
     model.save_pretrained(destination)
+    check_reload(model, destination, with_package=True)  # λ must come back from the saved checkpoint
     processor_dir = _processor_dir(source)
     if processor_dir is not None and processor_dir.resolve() == destination.resolve():
         processor_dir = None  # converted in place: the files are already there
@@ -353,6 +364,24 @@ def _reluize_arguments(parser: argparse.ArgumentParser) -> None:
     card.add_argument("--model-name", default=None, help="Title of the card and model-index name.")
     card.add_argument("--license", default=None, help="License id for the card, e.g. apache-2.0.")
     parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty DST that is not a release.")
+    parser.add_argument(
+        "--allow-unhardened",
+        action="store_true",
+        help=f"Release even if the swap bound c/min λ exceeds ε = {DEFAULT_RELU_TOLERANCE:g} (λ never hardened): a "
+        "naive GELU → ReLU swap, and the model card says so.",
+    )
+    parser.add_argument(
+        "--allow-gelu-remnants",
+        action="store_true",
+        help="Release a model that keeps GELUs no config field controls (hard-coded heads, functional calls); the "
+        "report and the model card list them.",
+    )
+
+
+def _refuse_unhardened(model: Any, allowed: bool) -> None:
+    bound = RELU_DISTANCE_CONSTANT / min(hardness_profile(model).values())
+    if exceeds_tolerance(bound, DEFAULT_RELU_TOLERANCE) and not allowed:
+        raise UnhardenedSwapError(bound, DEFAULT_RELU_TOLERANCE)
 
 
 def _reluize(args: argparse.Namespace) -> None:
@@ -369,6 +398,7 @@ def _reluize(args: argparse.Namespace) -> None:
             raise CLIError(f"--eval-file needs a tokenizer, and {source!r} has no tokenizer files.")
         texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
         labels = _label_ids(raw_labels, model.config)
+        _refuse_unhardened(model, args.allow_unhardened)
         before = _predict(model, processor, texts, args.max_length, args.batch_size)
         report = reluize_for_release(model)
         after = _predict(model, processor, texts, args.max_length, args.batch_size)
@@ -380,6 +410,7 @@ def _reluize(args: argparse.Namespace) -> None:
             **compare_predictions(before, after),
         )
     else:
+        _refuse_unhardened(model, args.allow_unhardened)
         report = reluize_for_release(model)
     card_kwargs = {
         "dataset_names": args.dataset,
@@ -395,6 +426,7 @@ def _reluize(args: argparse.Namespace) -> None:
         report=report,
         card_kwargs=card_kwargs,
         overwrite=args.overwrite,
+        allow_gelu_remnants=args.allow_gelu_remnants,
     )
     print(f"Wrote the ReLU release of {source} to {destination}")
     print(f"Worst-case per-activation change of the swap (c/min λ): {report['max_error_bound']:.3g}")

@@ -32,6 +32,7 @@ from transformers.models.auto import modeling_auto
 
 from .config_fields import activation_fields
 from .ops import RELU_DISTANCE_CONSTANT
+from .reluize import DEFAULT_RELU_TOLERANCE
 
 __all__ = [
     "CARD_TAGS",
@@ -405,4 +406,8 @@ def build_model_card(
         processor_variable="tokenizer" if processor_auto_class == "AutoTokenizer" else "processor",
         repo_id_literal=json.dumps(repo_id) if repo_id else '"<repo_id or local folder>"',
         extra_text=extra_text.strip() if extra_text else None,
+        naive_swap=bool(report.get("unhardened")),
+        relu_tolerance=f"{settings.get('relu_tolerance') or DEFAULT_RELU_TOLERANCE:g}",
+        gelu_remnants=sorted((report.get("gelu_remnants") or {}).items()),
+        type_name=f"{architecture or 'model'} (top level)",
     )

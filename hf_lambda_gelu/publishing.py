@@ -179,6 +179,8 @@ def reluize_for_release(
     report.setdefault("max_error_bound", swap.max_error_bound)
     report.setdefault("unhardened", swap.unhardened)
     settings = dict(report.get("settings") or {})
+    if swap.tolerance is not None:
+        settings.setdefault("relu_tolerance", swap.tolerance)
     for ours, theirs in (("lambda_init", "init_lambda"), ("lambda_temperature", "temperature")):
         if theirs in recorded:
             settings.setdefault(ours, recorded[theirs])

@@ -15,7 +15,7 @@ from .registration import CONFIG_KEY
 from .remnants import gelu_modules
 from .walker import FilterFn, swap_modules
 
-__all__ = ["DEFAULT_RELU_TOLERANCE", "ReluizeReport", "hardness_profile", "reluize"]
+__all__ = ["DEFAULT_RELU_TOLERANCE", "ReluizeReport", "exceeds_tolerance", "hardness_profile", "reluize"]
 
 #: ε: the largest per-activation bound c/λ a swap may have and still count as hardened (λ ≥ λ* ≈ 170).
 DEFAULT_RELU_TOLERANCE = 1e-3
@@ -38,6 +38,15 @@ def hardness_profile(model: nn.Module) -> dict[str, float]:
     {'0': 2.0}
     """
     return {name: _layer_lambda(m) for name, m in model.named_modules() if isinstance(m, LambdaGELU)}
+
+
+def exceeds_tolerance(bound: float, tolerance: float) -> bool:
+    """Whether a swap bound c/λ exceeds ε (a naive swap); λ* = c/ε itself passes despite float rounding.
+
+    >>> exceeds_tolerance(0.16997 / 170, 1e-3), exceeds_tolerance(0.16997, 1e-3)
+    (False, True)
+    """
+    return bound > tolerance * (1 + _ROUNDING)
 
 
 @dataclass
@@ -113,7 +122,7 @@ def reluize(
             delattr(config, CONFIG_KEY)
     report.gelu_remnants = gelu_modules(model)
     if tolerance is not None:
-        report.unhardened = report.max_error_bound > tolerance * (1 + _ROUNDING)
+        report.unhardened = exceeds_tolerance(report.max_error_bound, tolerance)
         if report.unhardened:
             warnings.warn(
                 f"reluize: the worst bound c/min λ = {report.max_error_bound:.3g} exceeds the tolerance {tolerance:g}; "
