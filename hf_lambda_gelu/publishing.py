@@ -452,8 +452,34 @@ def _redact(text: str, secrets: set[str]) -> str:
     return _TOKEN_SHAPE.sub("hf_***", text)
 
 
+def _texts_of(obj: Any) -> list[str]:
+    """What an attribute object shows: its repr and the headers of it and of its request (HTTP responses)."""
+    texts = [repr(obj)]
+    holders = [obj]
+    try:
+        holders.append(obj.request)
+    except Exception:  # noqa: BLE001 - no request, or httpx's Response.request raising when unset
+        pass
+    for holder in holders:
+        headers = getattr(holder, "headers", None)
+        if headers is not None and hasattr(headers, "items"):
+            texts += [f"{key}: {value}" for key, value in headers.items()]
+    return texts
+
+
+def _scrub_attributes(err: BaseException, secrets: set[str]) -> None:
+    """Redact string attributes (``server_message``...); drop objects that carry a secret (an HTTP response
+    whose request kept the ``Authorization`` header)."""
+    for name, value in list(vars(err).items()):
+        if isinstance(value, str):
+            setattr(err, name, _redact(value, secrets))
+        elif value is not None and not isinstance(value, BaseException):
+            if any(_redact(text, secrets) != text for text in _texts_of(value)):
+                setattr(err, name, None)
+
+
 def _scrub_exception_chain(err: BaseException, secrets: set[str]) -> None:
-    """Remove secrets from the messages of ``err`` and of every exception chained to it, in place."""
+    """Remove secrets from ``err`` and every exception chained to it, in place: messages, notes, attributes."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [err]
     while stack:
@@ -464,6 +490,7 @@ def _scrub_exception_chain(err: BaseException, secrets: set[str]) -> None:
         current.args = tuple(_redact(a, secrets) if isinstance(a, str) else a for a in current.args)
         if hasattr(current, "__notes__"):
             current.__notes__ = [_redact(str(note), secrets) for note in current.__notes__]
+        _scrub_attributes(current, secrets)
         stack += [current.__cause__, current.__context__]
 
 

@@ -47,6 +47,7 @@ import torch
 
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
+from .output_dirs import check_run_output_dir
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
 from .reluize import reluize
 from .trainer import LambdaGELUTrainer
@@ -144,6 +145,12 @@ class BaseModelArguments:
         default=False,
         metadata={
             "help": "Re-initialize head weights whose shape differs (e.g. a classifier with another label count)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into a non-empty --output_dir (same-named files are replaced). Never the model folder."
         },
     )
 
@@ -292,7 +299,9 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
 
     Raises:
         ValueError: ``lambda_gelu`` without training or with ``--reluize_at_end false``; ``--push_to_hub``
-            of a ReLU release without ``--hub_model_id``; a bad launch (:func:`check_launch`).
+            of a ReLU release without ``--hub_model_id``; a bad launch (:func:`check_launch`); an output
+            folder that is not empty, is the model folder or cannot be written
+            (:class:`~hf_lambda_gelu.output_dirs.OutputDirError`).
     """
     check_launch(training_args)
     if model_args.activation_mode == "lambda_gelu":
@@ -309,6 +318,9 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
             )
     if training_args.push_to_hub and model_args.activation_mode != "gelu" and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/bert-relu) to name the Hub repo.")
+    check_run_output_dir(
+        training_args.output_dir, model_args.model_name_or_path, overwrite=model_args.overwrite_output_dir
+    )
 
 
 # -- data --------------------------------------------------------------------------------------------------------
@@ -466,13 +478,16 @@ def take_over_push(model_args: BaseModelArguments, training_args) -> HubTarget |
     """For ReLU modes, take ``--push_to_hub`` away from the Trainer and return where to push the release.
 
     The Trainer would push λ-GELU checkpoints during training and the whole output folder at the end;
-    the recipe pushes the finished release instead (:func:`finish_run`). ``gelu`` runs keep the
-    Trainer's push (``None`` is returned).
+    the recipe pushes the finished release instead (:func:`finish_run`). The Hub token moves to the
+    returned target and out of ``training_args`` (which the Trainer pickles into every checkpoint's
+    ``training_args.bin``). ``gelu`` runs keep the Trainer's push (``None`` is returned).
     """
     if model_args.activation_mode == "gelu" or not training_args.push_to_hub:
         return None
+    target = HubTarget(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     training_args.push_to_hub = False
-    return HubTarget(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
+    training_args.hub_token = None  # never pickled into checkpoint-*/training_args.bin
+    return target
 
 
 @dataclass(frozen=True)
