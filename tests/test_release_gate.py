@@ -47,7 +47,10 @@ def matrix(tmp_path_factory):
             warnings.simplefilter("error")  # λ = 170 is hardened: no UnhardenedSwapWarning
             reports[name] = reluize(relu)
         relu.save_pretrained(root / f"{name}-relu")
-        cases += [ReloadCase(relu, root / f"{name}-relu"), ReloadCase(model, root / f"{name}-lambda", with_package=True)]
+        cases += [
+            ReloadCase(relu, root / f"{name}-relu"),
+            ReloadCase(model, root / f"{name}-lambda", with_package=True),
+        ]
     # the pre-table bug: DistilBERT's `activation` field left GELU — the gate must catch it and name the modules
     broken = build("distilbert")
     convert_to_lambda_gelu(broken)
@@ -57,8 +60,12 @@ def matrix(tmp_path_factory):
     broken.save_pretrained(root / "broken")
     cases.append(ReloadCase(broken, root / "broken"))
     results = verify_reloads(cases)
-    return {"results": dict(zip([str(c.folder.name) for c in cases], results)), "reports": reports, "root": root,
-            "originals": originals}
+    return {
+        "results": dict(zip([str(c.folder.name) for c in cases], results)),
+        "reports": reports,
+        "root": root,
+        "originals": originals,
+    }
 
 
 @pytest.mark.parametrize("name", GELU_CASES)
