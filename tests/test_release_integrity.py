@@ -21,9 +21,9 @@ from fake_hub import TOKEN, install_fake_hub
 from test_recipes import _load_recipe, _recipe_args, bert_case  # noqa: F401 - fixture reused
 from transformers import AutoConfig
 
-from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize
+from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_modules
 from hf_lambda_gelu.cli import main as cli_main
-from hf_lambda_gelu.errors import GELURemnantsError, UnhardenedSwapWarning
+from hf_lambda_gelu.errors import GELURemnantsError, ReleaseReloadError, UnhardenedSwapWarning
 from hf_lambda_gelu.output_dirs import OutputDirError, check_run_output_dir
 from hf_lambda_gelu.publishing import MANIFEST_FILENAME, PushError, push_reluized, save_release, upload_release
 
@@ -185,3 +185,14 @@ def test_unhardened_swap_warns_and_is_marked(tmp_path):
         folder = save_release(lam, tmp_path / "naive")
     assert "**Naive swap.**" in (folder / "README.md").read_text()
     assert torch.nn.ReLU in {type(m) for m in lam.modules()}
+
+
+def test_save_release_refuses_a_release_that_reloads_differently(tmp_path):
+    """What the package did before: ELECTRA's hard-coded head swapped in memory, GELU again after a reload."""
+    model = build("electra_classifier")
+    swap_modules(model, lambda m, name: LambdaGELU(170.0) if type(m).__name__ == "GELUActivation" else None)
+    model.config.hidden_act = "lambda_gelu"
+    with pytest.raises(ReleaseReloadError, match=r"classifier\.activation: ReLU in memory, GELUActivation after"):
+        save_release(model, tmp_path / "release")
+    assert not (tmp_path / "release").exists()
+    assert not list(tmp_path.iterdir())  # the staging folder is gone too
