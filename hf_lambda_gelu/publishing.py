@@ -559,6 +559,8 @@ def push_reluized(
     card_kwargs: dict[str, Any] | None = None,
     release_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    allow_gelu_remnants: bool = False,
+    inputs: dict[str, Any] | None = None,
     private: bool | None = None,
     token: str | None = None,
     commit_message: str | None = None,
@@ -573,7 +575,8 @@ def push_reluized(
     Args:
         model: the trained λ-GELU model (ReLU-ized in place) or an already ReLU-ized one.
         repo_id: ``"user/name"`` on the Hub; also the name in the card's loading snippet.
-        processing_class, base_model, report, profile, card_kwargs, overwrite: see :func:`save_release`.
+        processing_class, base_model, report, profile, card_kwargs, overwrite, allow_gelu_remnants, inputs:
+            see :func:`save_release`.
         release_dir: where to write the release (kept); default a fresh temporary folder.
         private, token, commit_message, delete_stale: see :func:`upload_release`.
 
@@ -600,6 +603,8 @@ def push_reluized(
             profile=profile,
             card_kwargs=card_kwargs,
             overwrite=overwrite,
+            allow_gelu_remnants=allow_gelu_remnants,
+            inputs=inputs,
         )
     except BaseException:
         if fresh:  # nothing worth keeping: the release was not written

@@ -76,6 +76,7 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
 
 def serve(with_package: bool) -> None:
     """Answer requests on stdin, one per line: ``JOBS.json<TAB>RESULTS.pt``; reply ``done`` on stdout."""
+    torch.set_num_threads(1)  # a small batch: more threads only compete with the caller's (a training run)
     if with_package:
         import hf_lambda_gelu  # noqa: F401 - registers λ-GELU for the round-trip jobs
     elif "hf_lambda_gelu" in sys.modules:

@@ -167,7 +167,8 @@ class LambdaGELUTrainer(Trainer):
             token: Hub token (default ``args.hub_token``, then the stored login); never logged.
             private: create the repo private (default ``args.hub_private_repo``).
             **kwargs: card fields for :func:`hf_lambda_gelu.model_card.build_model_card`
-                (``dataset_names``, ``license``, ``model_name``, ``extra_text``, ...), and ``base_model``.
+                (``dataset_names``, ``license``, ``model_name``, ``extra_text``, ...), ``base_model``, and
+                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.publishing.save_release`).
 
         Returns:
             The Hub commit URL on the main process, None elsewhere.
@@ -177,6 +178,7 @@ class LambdaGELUTrainer(Trainer):
         if not self.is_world_process_zero():
             return None
         repo_id = self.args.hub_model_id or os.path.basename(os.path.normpath(self.args.output_dir))
+        allow_gelu_remnants = kwargs.pop("allow_gelu_remnants", False)
         base_model = kwargs.pop("base_model", None) or getattr(
             getattr(self.model, "config", None), "_name_or_path", None
         )
@@ -192,6 +194,7 @@ class LambdaGELUTrainer(Trainer):
             report=self.reluization_report,
             profile=self.final_profile,
             card_kwargs={"repo_id": repo_id, "settings": settings, **kwargs},
+            allow_gelu_remnants=allow_gelu_remnants,
         )
         return upload_release(
             release,

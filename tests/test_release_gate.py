@@ -35,6 +35,8 @@ def _set_lambda(model, value: float) -> None:
 def matrix(tmp_path_factory):
     """Every GELU case: the λ-GELU model (λ = 170) and its ReLU copy, saved; results of ONE reload request."""
     root = tmp_path_factory.mktemp("matrix")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 50 tiny forwards: thread start-up dominates on a shared 2-core machine
     cases, reports, originals = [], {}, {}
     for name in GELU_CASES:
         model = build(name)
@@ -60,6 +62,7 @@ def matrix(tmp_path_factory):
     broken.save_pretrained(root / "broken")
     cases.append(ReloadCase(broken, root / "broken"))
     results = verify_reloads(cases)
+    torch.set_num_threads(threads)
     return {
         "results": dict(zip([str(c.folder.name) for c in cases], results)),
         "reports": reports,
