@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch import nn
-from transformers import activations
 
 from .registration import ACTIVATION_NAMES
 
@@ -92,9 +91,7 @@ def gelu_module_form(module: nn.Module) -> str | None:
     if isinstance(module, nn.GELU):
         return module.approximate
     cls = type(module)
-    if not cls.__module__.startswith(("transformers.", activations.__name__)):
-        return None
-    return GELU_MODULE_FLAVORS.get(cls.__name__)
+    return GELU_MODULE_FLAVORS.get(cls.__name__) if cls.__module__.startswith("transformers.") else None
 
 
 def to_lambda_gelu_value(value: str) -> str | None:
@@ -188,11 +185,11 @@ def set_activation_fields(config: Any, target: Callable[[str], str | None]) -> l
                 _set(sub, key, new)
                 changed.append(prefix + key)
         value = _get(sub, GATED_FIELD)
-        if isinstance(value, str):
-            gated = value.startswith(_GATED_PREFIX)
-            new = target(_act(value))
-            if new is not None:
-                _set(sub, GATED_FIELD, (_GATED_PREFIX if gated else "") + new)
+        new = target(_act(value)) if isinstance(value, str) else None
+        if new is not None:
+            new = (_GATED_PREFIX if value.startswith(_GATED_PREFIX) else "") + new
+            if new != value:
+                _set(sub, GATED_FIELD, new)
                 changed.append(prefix + GATED_FIELD)
     return changed
 

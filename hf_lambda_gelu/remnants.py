@@ -32,7 +32,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .activation import LambdaGELU
-from .config_fields import gelu_module_form, set_activation_fields, to_lambda_gelu_value
+from .config_fields import gelu_module_form, is_lambda_gelu_config, set_activation_fields, to_lambda_gelu_value
 
 __all__ = ["config_controlled", "functional_gelus", "gelu_modules"]
 
@@ -63,7 +63,8 @@ def config_controlled(model: nn.Module) -> set[str] | None:
     if config is None or not hasattr(type(model), "config_class"):
         return None
     probe_config = copy.deepcopy(config)
-    if not set_activation_fields(probe_config, to_lambda_gelu_value):
+    set_activation_fields(probe_config, to_lambda_gelu_value)
+    if not is_lambda_gelu_config(probe_config):
         return set()
     try:
         with torch.device("meta"):
