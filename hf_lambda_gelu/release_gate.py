@@ -14,6 +14,9 @@ Decisions:
   A worker that died is restarted once.
 - The batch is the caller's (a real batch), else :func:`dummy_inputs` builds one from the model's
   config and forward signature (text, image, audio features/values, encoder-decoder, two-tower).
+- The worker reloads on the CPU in the model's dtype; the batch runs on the model's device in the
+  caller. A half-precision model gets a tolerance of 4 ulps of its dtype (CPU and GPU round
+  differently); the module check below does not depend on it.
 - Mismatch: max |Δ| over all output tensors / max |output| > ``tolerance`` (1e-4 relative). The
   message names the modules whose type (or λ) differs after the reload, e.g.
   ``distilbert.transformer.layer.0.ffn.activation: ReLU in memory, GELUActivation after reload``.
@@ -192,6 +195,18 @@ class ReloadResult:
         return ", ".join(parts)
 
 
+def _to(value: Any, device: torch.device) -> Any:
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+def _tolerance_for(model: nn.Module, tolerance: float) -> float:
+    """The tolerance, widened for a half-precision model (reloaded on the CPU in its dtype: rounding differs)."""
+    param = next(model.parameters(), None)
+    if param is None or not param.is_floating_point() or torch.finfo(param.dtype).bits > 16:
+        return tolerance
+    return max(tolerance, 4 * torch.finfo(param.dtype).eps)
+
+
 def _relative_diff(expected: list[torch.Tensor], got: list[torch.Tensor]) -> float:
     if len(expected) != len(got) or any(a.shape != b.shape for a, b in zip(expected, got)):
         return float("inf")
@@ -234,10 +249,12 @@ def verify_reloads(cases: list[ReloadCase], *, tolerance: float = DEFAULT_TOLERA
         jobs = []
         for i, case in enumerate(cases):
             inputs = case.inputs if case.inputs is not None else dummy_inputs(case.model)
+            param = next(case.model.parameters(), None)
+            device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
             was_training = case.model.training
             case.model.eval()
             try:
-                output, found = functional_gelus(case.model, inputs)
+                output, found = functional_gelus(case.model, {k: _to(v, device) for k, v in inputs.items()})
             finally:
                 case.model.train(was_training)
             expected.append(reload_worker.flatten_outputs(output))
@@ -250,6 +267,7 @@ def verify_reloads(cases: list[ReloadCase], *, tolerance: float = DEFAULT_TOLERA
                     "model_class": type(case.model).__name__,
                     "inputs": str(path),
                     "with_package": case.with_package,
+                    "dtype": str(dtype).removeprefix("torch."),
                 }
             )
         returned: list[dict[str, Any] | None] = [None] * len(jobs)
@@ -267,7 +285,12 @@ def verify_reloads(cases: list[ReloadCase], *, tolerance: float = DEFAULT_TOLERA
                 returned[i] = got
     results = []
     for case, want, found, got in zip(cases, expected, functional, returned):
-        result = ReloadResult(str(case.folder), functional_gelus=found, tolerance=tolerance, error=got["error"])
+        result = ReloadResult(
+            str(case.folder),
+            functional_gelus=found,
+            tolerance=_tolerance_for(case.model, tolerance),
+            error=got["error"],
+        )
         if got["error"] is None:
             result.max_rel_diff = _relative_diff(want, got["outputs"])
             result.mismatched_modules = _mismatches(case.model, got)

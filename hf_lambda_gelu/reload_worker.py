@@ -57,7 +57,8 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
 
     try:
         model_cls = getattr(transformers, job["model_class"])
-        model, info = model_cls.from_pretrained(job["folder"], output_loading_info=True)
+        dtype = getattr(torch, job.get("dtype", "float32"))
+        model, info = model_cls.from_pretrained(job["folder"], output_loading_info=True, dtype=dtype)
         model.eval()
         inputs = torch.load(job["inputs"], weights_only=True)
         with torch.no_grad():

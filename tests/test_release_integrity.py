@@ -196,3 +196,10 @@ def test_save_release_refuses_a_release_that_reloads_differently(tmp_path):
         save_release(model, tmp_path / "release")
     assert not (tmp_path / "release").exists()
     assert not list(tmp_path.iterdir())  # the staging folder is gone too
+
+
+def test_a_bfloat16_release_passes_the_gate_in_its_dtype(tmp_path):
+    model = _hardened("bert").to(torch.bfloat16)
+    folder = save_release(model, tmp_path / "release")
+    check = json.loads((folder / MANIFEST_FILENAME).read_text())["reload_check"]
+    assert check["passed"] and check["tolerance"] == pytest.approx(4 * torch.finfo(torch.bfloat16).eps)
