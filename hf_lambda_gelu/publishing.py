@@ -58,7 +58,7 @@ from .profile_plot import save_profile_json, save_profile_plot
 from .registration import CONFIG_KEY
 from .release_gate import check_reload, dummy_inputs
 from .reluize import DEFAULT_RELU_TOLERANCE, reluize
-from .remnants import gelu_modules
+from .remnants import hard_coded_gelus
 
 __all__ = [
     "CARD_FILENAME",
@@ -335,8 +335,7 @@ def save_release(
     try:
         model.save_pretrained(staging)
         gate = check_reload(model, staging, inputs=inputs if inputs is not None else dummy_inputs(model))
-        remnants = {name: f"{cls} (hard-coded module)" for name, cls in gelu_modules(model).items()}
-        remnants.update(gate.functional_gelus)
+        remnants = {**hard_coded_gelus(model), **gate.functional_gelus}
         if remnants:
             if not allow_gelu_remnants:
                 raise GELURemnantsError(type(model).__name__, remnants)

@@ -47,9 +47,12 @@ import torch
 
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
+from .errors import GELURemnantsError
 from .output_dirs import check_run_output_dir
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
+from .release_gate import dummy_inputs
 from .reluize import reluize
+from .remnants import find_gelu_remnants
 from .trainer import LambdaGELUTrainer
 
 __all__ = [
@@ -145,6 +148,13 @@ class BaseModelArguments:
         default=False,
         metadata={
             "help": "Re-initialize head weights whose shape differs (e.g. a classifier with another label count)."
+        },
+    )
+    allow_gelu_remnants: bool = field(
+        default=False,
+        metadata={
+            "help": "Release a model that keeps GELUs no config field controls (hard-coded heads, functional calls); "
+            "the card lists them. Without it such a model is refused when it is loaded, before training."
         },
     )
     overwrite_output_dir: bool = field(
@@ -463,15 +473,25 @@ def load_model(auto_class, model_args: BaseModelArguments, training_args, **kwar
 
     ``lambda_gelu`` goes through the patcher (:func:`hf_lambda_gelu.from_pretrained`: GELU → λ-GELU
     with the training arguments' λ settings); the baselines load the stock GELU model.
+
+    Raises:
+        GELURemnantsError: a ReLU mode, a model with GELUs no config field controls (found with one
+            forward on a dummy batch) and no ``--allow_gelu_remnants true``: refused before training.
     """
     from .conversion import from_pretrained
 
     kwargs = {**model_args.hub_kwargs(), **kwargs}
     if model_args.activation_mode == "lambda_gelu":
-        return from_pretrained(
+        model = from_pretrained(
             auto_class, model_args.model_name_or_path, lambda_config=lambda_config(training_args), **kwargs
         )
-    return auto_class.from_pretrained(model_args.model_name_or_path, **kwargs)
+    else:
+        model = auto_class.from_pretrained(model_args.model_name_or_path, **kwargs)
+    if model_args.activation_mode != "gelu" and not model_args.allow_gelu_remnants:
+        remnants = find_gelu_remnants(model, dummy_inputs(model))
+        if remnants:
+            raise GELURemnantsError(type(model).__name__, remnants)
+    return model
 
 
 def take_over_push(model_args: BaseModelArguments, training_args) -> HubTarget | None:
@@ -596,6 +616,7 @@ def finish_run(
     dataset_names: Sequence[str] = (),
     hub_target: HubTarget | None = None,
     card_text: str | None = None,
+    allow_gelu_remnants: bool = False,
 ) -> Path:
     """Write the output folder (model, processor, card, profile, report, ``all_results.json``) and push.
 
@@ -611,6 +632,7 @@ def finish_run(
         dataset_names: the data sets, for the card.
         hub_target: from :func:`take_over_push` (ReLU modes with ``--push_to_hub``).
         card_text: extra Markdown for the card ("Notes").
+        allow_gelu_remnants: release GELUs no config field controls (``--allow_gelu_remnants``).
 
     Returns:
         The output folder.
@@ -636,6 +658,7 @@ def finish_run(
             report=report,
             card_kwargs=card_kwargs,
             overwrite=True,
+            allow_gelu_remnants=allow_gelu_remnants,
         )
     trainer.log_metrics("all", {k: v for k, v in metrics.items() if v is not None})  # null: not applicable
     trainer.save_metrics("all", metrics, combined=False)

@@ -251,12 +251,7 @@ def verify_reloads(cases: list[ReloadCase], *, tolerance: float = DEFAULT_TOLERA
             inputs = case.inputs if case.inputs is not None else dummy_inputs(case.model)
             param = next(case.model.parameters(), None)
             device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
-            was_training = case.model.training
-            case.model.eval()
-            try:
-                output, found = functional_gelus(case.model, {k: _to(v, device) for k, v in inputs.items()})
-            finally:
-                case.model.train(was_training)
+            output, found = functional_gelus(case.model, {k: _to(v, device) for k, v in inputs.items()})
             expected.append(reload_worker.flatten_outputs(output))
             functional.append(found)
             path = Path(tmp) / f"inputs{i}.pt"

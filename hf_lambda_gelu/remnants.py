@@ -34,7 +34,7 @@ from torch.overrides import TorchFunctionMode
 from .activation import LambdaGELU
 from .config_fields import gelu_module_form, is_lambda_gelu_config, set_activation_fields, to_lambda_gelu_value
 
-__all__ = ["config_controlled", "functional_gelus", "gelu_modules"]
+__all__ = ["config_controlled", "find_gelu_remnants", "functional_gelus", "gelu_modules", "hard_coded_gelus"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +87,10 @@ class _GeluCalls(TorchFunctionMode):
 
 
 def functional_gelus(model: nn.Module, inputs: dict[str, Any]) -> tuple[Any, dict[str, str]]:
-    """Run ``model(**inputs)`` (no grad) and find GELUs computed outside the model's registered modules.
+    """Run ``model(**inputs)`` (eval mode, no grad) and find GELUs computed outside the model's registered modules.
 
     Args:
-        model: the model (left in its mode; run it in eval mode for a deterministic output).
+        model: the model (put in eval mode for the forward, then back in its mode).
         inputs: keyword inputs of one forward.
 
     Returns:
@@ -126,6 +126,8 @@ def functional_gelus(model: nn.Module, inputs: dict[str, Any]) -> tuple[Any, dic
             return  # the activation module's own kernel (registered, or already recorded above)
         found.setdefault(owner(), "functional gelu call")
 
+    was_training = model.training
+    model.eval()
     pre = nn.modules.module.register_module_forward_pre_hook(before)
     post = nn.modules.module.register_module_forward_hook(after)
     try:
@@ -134,4 +136,31 @@ def functional_gelus(model: nn.Module, inputs: dict[str, Any]) -> tuple[Any, dic
     finally:
         pre.remove()
         post.remove()
+        model.train(was_training)
     return output, found
+
+
+def hard_coded_gelus(model: nn.Module) -> dict[str, str]:
+    """GELU modules that no config field builds (they come back as GELU after any reload): name → kind.
+
+    >>> from transformers import ElectraConfig, ElectraForSequenceClassification
+    >>> cfg = ElectraConfig(vocab_size=32, embedding_size=8, hidden_size=8, num_hidden_layers=1,
+    ...                     num_attention_heads=1, intermediate_size=8)
+    >>> hard_coded_gelus(ElectraForSequenceClassification(cfg))
+    {'classifier.activation': 'GELUActivation (hard-coded module)'}
+    """
+    controlled = config_controlled(model) or set()
+    return {name: f"{cls} (hard-coded module)" for name, cls in gelu_modules(model).items() if name not in controlled}
+
+
+def find_gelu_remnants(model: nn.Module, inputs: dict[str, Any]) -> dict[str, str]:
+    """Every GELU no config field controls: hard-coded modules and functional calls (one forward on ``inputs``).
+
+    Args:
+        model: a GELU, λ-GELU or ReLU model.
+        inputs: keyword inputs of one forward (e.g. :func:`hf_lambda_gelu.release_gate.dummy_inputs`).
+
+    Returns:
+        Registered module name → what stays GELU there (empty: the config controls every GELU).
+    """
+    return {**hard_coded_gelus(model), **functional_gelus(model, inputs)[1]}

@@ -19,7 +19,7 @@ import torch
 from arch_matrix import build
 from fake_hub import TOKEN, install_fake_hub
 from test_recipes import _load_recipe, _recipe_args, bert_case  # noqa: F401 - fixture reused
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoTokenizer, ElectraConfig, ElectraForSequenceClassification
 
 from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_modules
 from hf_lambda_gelu.cli import main as cli_main
@@ -203,3 +203,24 @@ def test_a_bfloat16_release_passes_the_gate_in_its_dtype(tmp_path):
     folder = save_release(model, tmp_path / "release")
     check = json.loads((folder / MANIFEST_FILENAME).read_text())["reload_check"]
     assert check["passed"] and check["tolerance"] == pytest.approx(4 * torch.finfo(torch.bfloat16).eps)
+
+
+def test_recipe_refuses_hard_coded_gelus_before_training_unless_allowed(bert_case, tmp_path):  # noqa: F811
+    tokenizer = AutoTokenizer.from_pretrained(bert_case["checkpoint"])
+    config = ElectraConfig(
+        vocab_size=len(tokenizer), embedding_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=24, max_position_embeddings=32, num_labels=2,
+    )  # fmt: skip
+    checkpoint = tmp_path / "electra"
+    ElectraForSequenceClassification(config).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    recipe = _load_recipe("text_classification")
+    out = tmp_path / "out"
+    args = _recipe_args("text_classification", {"text_classification": {**bert_case, "checkpoint": checkpoint}}, out)
+    with pytest.raises(GELURemnantsError, match=r"classifier\.activation: GELUActivation \(hard-coded module\)"):
+        recipe.main(args)
+    assert not out.exists()  # refused when loaded, before any training
+    recipe.main([*args, "--allow_gelu_remnants", "true"])
+    report = json.loads((out / "reluization_report.json").read_text())
+    assert report["gelu_remnants"] == {"classifier.activation": "GELUActivation (hard-coded module)"}
+    assert "`classifier.activation`: GELUActivation (hard-coded module)" in (out / "README.md").read_text()
