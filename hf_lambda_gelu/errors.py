@@ -58,8 +58,8 @@ class GELURemnantsError(ValueError):
         listed = "; ".join(f"{name or '<model>'}: {kind}" for name, kind in remnants.items())
         super().__init__(
             f"{what} keeps GELUs that no config field controls ({listed}); they stay GELU in the release, so it is "
-            "not a plain ReLU model. Pass allow_gelu_remnants=True (CLI: --allow-gelu-remnants) to release it "
-            "anyway: the report and the model card then list these GELUs."
+            "not a plain ReLU model. Pass allow_gelu_remnants=True (CLI: --allow-gelu-remnants; recipes: "
+            "--allow_gelu_remnants true) to release it anyway: the report and the model card then list these GELUs."
         )
 
 

@@ -101,7 +101,8 @@ class ReleaseDirNotEmptyError(ValueError):
         super().__init__(
             f"Release folder {str(path)!r} is not empty and is not a previous hf-lambda-gelu release "
             f"(it holds {shown}). Choose an empty or new folder, or pass overwrite=True (CLI: --overwrite) to "
-            "write the release next to those files (they are left alone and never uploaded)."
+            "write the release next to those files (same-named ones are replaced by the release's, the others are left "
+            "alone and never uploaded)."
         )
 
 
