@@ -16,7 +16,9 @@ Decisions:
   config and forward signature (text, image, audio features/values, encoder-decoder, two-tower).
 - The worker reloads on the CPU in the model's dtype; the batch runs on the model's device in the
   caller. A half-precision model gets a tolerance of 4 ulps of its dtype (CPU and GPU round
-  differently); the module check below does not depend on it.
+  differently); the module check below does not depend on it. The reload needs CPU memory for one
+  more copy of the model, and the worker runs one thread (a small batch; it must not compete with a
+  training run's threads).
 - Mismatch: max |Δ| over all output tensors / max |output| > ``tolerance`` (1e-4 relative). The
   message names the modules whose type (or λ) differs after the reload, e.g.
   ``distilbert.transformer.layer.0.ffn.activation: ReLU in memory, GELUActivation after reload``.
