@@ -13,7 +13,8 @@ Decisions:
   in a fresh process with stock transformers and compares outputs with the model in memory on a batch
   (``inputs``, default a dummy batch); a mismatch raises :class:`~hf_lambda_gelu.errors.ReleaseReloadError`
   naming the modules that came back non-ReLU, and the target folder is left untouched. The manifest
-  records the check; :func:`upload_release` refuses a manifest without a passed check.
+  records the check and the SHA-256 of the model files it reloaded; :func:`upload_release` refuses a
+  folder without a passed check, or whose model files changed since (the card may be edited).
 - GELUs no config field controls (hard-coded modules, functional calls; :mod:`hf_lambda_gelu.remnants`)
   stay GELU. Such a model is not called "ReLU" unless ``allow_gelu_remnants=True``; then the report
   (``gelu_remnants``) and the card list them.
@@ -36,6 +37,7 @@ Decisions:
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -189,6 +191,14 @@ def reluize_for_release(
     return report
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _release_files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
@@ -335,6 +345,7 @@ def save_release(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     try:
         model.save_pretrained(staging)
+        checked = {name: _sha256(staging / name) for name in sorted(_release_files(staging))}
         gate = check_reload(model, staging, inputs=inputs if inputs is not None else dummy_inputs(model))
         remnants = {**hard_coded_gelus(model), **gate.functional_gelus}
         if remnants:
@@ -346,7 +357,12 @@ def save_release(
         manifest = {
             "format": _MANIFEST_FORMAT,
             "files": files,
-            "reload_check": {"passed": True, "max_rel_diff": gate.max_rel_diff, "tolerance": gate.tolerance},
+            "reload_check": {
+                "passed": True,
+                "max_rel_diff": gate.max_rel_diff,
+                "tolerance": gate.tolerance,
+                "sha256": checked,  # the model files the gate reloaded: upload_release refuses them changed
+            },
         }
         (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         for name in previous:
@@ -408,7 +424,8 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
     Raises:
         FileNotFoundError: the folder does not exist.
         NotAReleaseError: no ``config.json``, a config that does not say ``"relu"``, no manifest or one
-            without a passed reload check, or a file listed in the manifest is missing.
+            without a passed reload check, a file listed in the manifest is missing, or a model file
+            changed since the reload check (its SHA-256 is in the manifest).
 
     >>> check_release_dir("release")  # doctest: +SKIP
     ['README.md', 'config.json', 'hardness_profile.json', ..., 'model.safetensors']
@@ -438,6 +455,10 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
     missing = [name for name in files if not (folder / name).is_file()]
     if missing:
         raise NotAReleaseError(folder, f"files listed in {MANIFEST_FILENAME} are missing: {missing}")
+    checked = manifest["reload_check"].get("sha256") or {}
+    changed = sorted(name for name, digest in checked.items() if _sha256(folder / name) != digest)
+    if changed:
+        raise NotAReleaseError(folder, f"{changed} changed after the reload check; write the release again")
     return sorted(files)
 
 

@@ -25,7 +25,14 @@ from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_mod
 from hf_lambda_gelu.cli import main as cli_main
 from hf_lambda_gelu.errors import GELURemnantsError, ReleaseReloadError, UnhardenedSwapWarning
 from hf_lambda_gelu.output_dirs import OutputDirError, check_run_output_dir
-from hf_lambda_gelu.publishing import MANIFEST_FILENAME, PushError, push_reluized, save_release, upload_release
+from hf_lambda_gelu.publishing import (
+    MANIFEST_FILENAME,
+    NotAReleaseError,
+    PushError,
+    push_reluized,
+    save_release,
+    upload_release,
+)
 
 
 def _hardened(name: str, seed: int = 0):
@@ -224,3 +231,13 @@ def test_recipe_refuses_hard_coded_gelus_before_training_unless_allowed(bert_cas
     report = json.loads((out / "reluization_report.json").read_text())
     assert report["gelu_remnants"] == {"classifier.activation": "GELUActivation (hard-coded module)"}
     assert "`classifier.activation`: GELUActivation (hard-coded module)" in (out / "README.md").read_text()
+
+
+def test_upload_refuses_model_files_changed_after_the_gate(tmp_path, monkeypatch):
+    folder = save_release(_hardened("bert"), tmp_path / "release")
+    build("bert", seed=1).save_pretrained(tmp_path / "other")  # GELU weights of another model
+    (folder / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    (folder / "README.md").write_text((folder / "README.md").read_text() + "\nEdited by hand.\n")  # allowed
+    install_fake_hub(monkeypatch, tmp_path / "remote")
+    with pytest.raises(NotAReleaseError, match=r"\['model.safetensors'\] changed after the reload check"):
+        upload_release(folder, "me/bert-relu")
