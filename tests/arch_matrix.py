@@ -45,6 +45,7 @@ _CLIP_VISION = dict(
 #: case → (model class, config class, config kwargs)
 ARCHS: dict[str, tuple[str, str, dict]] = {
     "bert": ("BertForMaskedLM", "BertConfig", _BERTLIKE),
+    "bert_gelu_python_tanh": ("BertModel", "BertConfig", dict(_BERTLIKE, hidden_act="gelu_python_tanh")),
     "roberta": ("RobertaForSequenceClassification", "RobertaConfig", dict(_BERTLIKE, pad_token_id=1)),
     "distilbert": (
         "DistilBertForMaskedLM",
