@@ -242,8 +242,7 @@ def verify_reloads(cases: list[ReloadCase], *, tolerance: float = DEFAULT_TOLERA
     Returns:
         One :class:`ReloadResult` per case, in order (check ``.ok``).
 
-    >>> results = verify_reloads([ReloadCase(model, "release")])  # doctest: +SKIP
-    >>> results[0].ok
+    >>> verify_reloads([ReloadCase(model, "release")])[0].ok  # doctest: +SKIP
     True
     """
     expected, functional = [], []
