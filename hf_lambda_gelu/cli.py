@@ -11,6 +11,13 @@ Decisions:
 - Tokenizer/processor files are recognized by name (transformers 5 builds an empty tokenizer from a
   folder that has none, so "try to load it" is not a test): ``convert`` copies them byte for byte,
   ``reluize`` loads them and saves them with the release.
+- ``convert`` reloads what it wrote in a fresh process (package imported) and refuses a checkpoint
+  that does not come back with its λ (:mod:`hf_lambda_gelu.release_gate`); ``reluize`` writes through
+  :func:`~hf_lambda_gelu.publishing.save_release` (stock-transformers reload check). Each costs one
+  interpreter start (a few seconds) per command.
+- ``reluize`` refuses a swap whose bound c/min λ exceeds ε = 1e-3 (λ never hardened: a naive swap)
+  unless ``--allow-unhardened``, and a model with GELUs no config field controls unless
+  ``--allow-gelu-remnants``; the card then says so.
 - ``reluize --eval-file`` evaluates sequence classification only (accuracy, cross-entropy loss and
   the logit/prediction disruption of the swap); other tasks are released without a disruption figure.
 """
@@ -38,9 +45,16 @@ from transformers import AutoConfig, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
 from .activation import LambdaGELU
-from .conversion import ACTIVATION_CONFIG_KEYS, from_pretrained
+from .config_fields import activation_fields, is_lambda_gelu_config
+from .conversion import from_pretrained
 from .disruption import compare_predictions
-from .errors import NoGELUFoundError, NotLambdaGELUModelError
+from .errors import (
+    GELURemnantsError,
+    NoGELUFoundError,
+    NotLambdaGELUModelError,
+    ReleaseReloadError,
+    UnhardenedSwapError,
+)
 from .model_card import infer_pipeline_tag, resolve_target_lambda
 from .ops import RELU_DISTANCE_CONSTANT
 from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
@@ -56,8 +70,8 @@ from .publishing import (
     save_release,
     upload_release,
 )
-from .registration import ACTIVATION_NAMES
-from .reluize import hardness_profile
+from .release_gate import check_reload
+from .reluize import DEFAULT_RELU_TOLERANCE, exceeds_tolerance, hardness_profile
 
 __all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main", "register_command"]
 
@@ -120,6 +134,9 @@ _USER_ERRORS = (
     NotAReleaseError,
     ReleaseDirNotEmptyError,
     PushError,
+    GELURemnantsError,
+    ReleaseReloadError,
+    UnhardenedSwapError,
     OSError,
 )
 
@@ -188,14 +205,6 @@ def _model_class(name: str | None, config: Any) -> Any:
     return cls
 
 
-def _activations(config: Any) -> dict[str, str]:
-    return {k: getattr(config, k) for k in ACTIVATION_CONFIG_KEYS if isinstance(getattr(config, k, None), str)}
-
-
-def _is_lambda_gelu(config: Any) -> bool:
-    return bool(set(_activations(config).values()) & set(ACTIVATION_NAMES.values()))
-
-
 def _check_empty(folder: Path, overwrite: bool) -> None:
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise CLIError(f"Destination {str(folder)!r} is not empty; choose another folder or pass --overwrite.")
@@ -203,9 +212,9 @@ def _check_empty(folder: Path, overwrite: bool) -> None:
 
 def _load_lambda_checkpoint(source: str, model_class: str | None = None) -> Any:
     config = AutoConfig.from_pretrained(source)
-    if not _is_lambda_gelu(config):
+    if not is_lambda_gelu_config(config):
         raise CLIError(
-            f"{source!r} is not a λ-GELU checkpoint (config activation fields: {_activations(config) or 'none'}); "
+            f"{source!r} is not a λ-GELU checkpoint (config activation fields: {activation_fields(config) or 'none'}); "
             f"convert it first with `{PROG} convert {source} DST`."
         )
     return _model_class(model_class, config).from_pretrained(source)
@@ -332,6 +341,7 @@ def _convert(args: argparse.Namespace) -> None:
         model_class, source, lambda_config={k: v for k, v in lambda_config.items() if v is not None}
     )
     model.save_pretrained(destination)
+    check_reload(model, destination, with_package=True)  # λ must come back from the saved checkpoint
     processor_dir = _processor_dir(source)
     if processor_dir is not None and processor_dir.resolve() == destination.resolve():
         processor_dir = None  # converted in place: the files are already there
@@ -361,6 +371,24 @@ def _reluize_arguments(parser: argparse.ArgumentParser) -> None:
     card.add_argument("--model-name", default=None, help="Title of the card and model-index name.")
     card.add_argument("--license", default=None, help="License id for the card, e.g. apache-2.0.")
     parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty DST that is not a release.")
+    parser.add_argument(
+        "--allow-unhardened",
+        action="store_true",
+        help=f"Release even if the swap bound c/min λ exceeds ε = {DEFAULT_RELU_TOLERANCE:g} (λ never hardened): a "
+        "naive GELU → ReLU swap, and the model card says so.",
+    )
+    parser.add_argument(
+        "--allow-gelu-remnants",
+        action="store_true",
+        help="Release a model that keeps GELUs no config field controls (hard-coded heads, functional calls); the "
+        "report and the model card list them.",
+    )
+
+
+def _refuse_unhardened(model: Any, allowed: bool) -> None:
+    bound = RELU_DISTANCE_CONSTANT / min(hardness_profile(model).values())
+    if exceeds_tolerance(bound, DEFAULT_RELU_TOLERANCE) and not allowed:
+        raise UnhardenedSwapError(bound, DEFAULT_RELU_TOLERANCE)
 
 
 def _reluize(args: argparse.Namespace) -> None:
@@ -377,6 +405,7 @@ def _reluize(args: argparse.Namespace) -> None:
             raise CLIError(f"--eval-file needs a tokenizer, and {source!r} has no tokenizer files.")
         texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
         labels = _label_ids(raw_labels, model.config)
+        _refuse_unhardened(model, args.allow_unhardened)
         before = _predict(model, processor, texts, args.max_length, args.batch_size)
         report = reluize_for_release(model)
         after = _predict(model, processor, texts, args.max_length, args.batch_size)
@@ -388,6 +417,7 @@ def _reluize(args: argparse.Namespace) -> None:
             **compare_predictions(before, after),
         )
     else:
+        _refuse_unhardened(model, args.allow_unhardened)
         report = reluize_for_release(model)
     card_kwargs = {
         "dataset_names": args.dataset,
@@ -403,6 +433,7 @@ def _reluize(args: argparse.Namespace) -> None:
         report=report,
         card_kwargs=card_kwargs,
         overwrite=args.overwrite,
+        allow_gelu_remnants=args.allow_gelu_remnants,
     )
     print(f"Wrote the ReLU release of {source} to {destination}")
     print(f"Worst-case per-activation change of the swap (c/min λ): {report['max_error_bound']:.3g}")

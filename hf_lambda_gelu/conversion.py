@@ -9,34 +9,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
-from transformers import PreTrainedModel, activations
+from transformers import PreTrainedModel
 
 from .activation import DEFAULT_TEMPERATURE, LambdaGELU, check_lambda_settings
-from .errors import NoGELUFoundError
-from .registration import ACTIVATION_NAMES, CONFIG_KEY
+from .config_fields import gelu_module_form, set_activation_fields, to_lambda_gelu_value
+from .errors import NoGELUFoundError, UncontrolledGELUError
+from .registration import CONFIG_KEY
+from .remnants import config_controlled, gelu_modules
 from .walker import FilterFn, swap_modules
 
-__all__ = ["ACTIVATION_CONFIG_KEYS", "convert_to_lambda_gelu", "from_pretrained", "patch_from_pretrained"]
+__all__ = ["convert_to_lambda_gelu", "from_pretrained", "patch_from_pretrained"]
 
 logger = logging.getLogger(__name__)
-
-#: Config fields that name a model's activation (BERT/ViT, GPT-2, Gemma-style).
-ACTIVATION_CONFIG_KEYS = ("hidden_act", "activation_function", "hidden_activation")
-_GELU_CONFIG_VALUES = {"gelu", "gelu_new", "gelu_fast", "gelu_python", "gelu_pytorch_tanh", "gelu_accurate"}
-
-
-def _gelu_form(module: nn.Module) -> str | None:
-    """'none' or 'tanh' for a GELU flavor λ-GELU reproduces exactly at λ = 1, else None."""
-    if isinstance(module, nn.GELU):
-        return module.approximate
-    if isinstance(module, activations.GELUActivation):
-        return "none"
-    tanh_types = tuple(
-        getattr(activations, n)
-        for n in ("NewGELUActivation", "GELUTanh", "PytorchGELUTanh", "FastGELUActivation", "AccurateGELUActivation")
-        if hasattr(activations, n)
-    )
-    return "tanh" if isinstance(module, tanh_types) else None
 
 
 def _activation_like(module: nn.Module) -> bool:
@@ -60,17 +44,6 @@ def _infer_channels(model: nn.Module, name: str) -> int:
     )
 
 
-def _set_config_activation(config: Any, value: str, previous: set[str] | None = None) -> list[str]:
-    """Point the config's activation field(s) at ``value``; returns the fields changed."""
-    changed = []
-    for key in ACTIVATION_CONFIG_KEYS:
-        current = getattr(config, key, None)
-        if isinstance(current, str) and (previous is None or current in previous):
-            setattr(config, key, value)
-            changed.append(key)
-    return changed
-
-
 def convert_to_lambda_gelu(
     model: nn.Module,
     *,
@@ -82,9 +55,14 @@ def convert_to_lambda_gelu(
     """Replace the model's GELU activations with per-layer :class:`LambdaGELU`, in place.
 
     The λ-GELU form follows the GELU flavor found (erf → ``"none"``, tanh flavors → ``"tanh"``), so
-    with the default initial λ the converted model reproduces the original. The config's activation
-    field becomes ``"lambda_gelu"`` / ``"lambda_gelu_tanh"`` and ``config.lambda_gelu`` records the λ
-    settings, so ``save_pretrained`` → ``from_pretrained`` (package imported) rebuilds the same model.
+    with the default initial λ the converted model reproduces the original. Every activation field of
+    the config (:mod:`hf_lambda_gelu.config_fields`, nested sub-configs included) becomes
+    ``"lambda_gelu"`` / ``"lambda_gelu_tanh"`` and ``config.lambda_gelu`` records the λ settings, so
+    ``save_pretrained`` → ``from_pretrained`` (package imported) rebuilds the same model.
+
+    Only GELU modules the config builds are converted (:func:`hf_lambda_gelu.remnants.config_controlled`):
+    a hard-coded GELU (ELECTRA's classification head, BLOOM's ``BloomGelu``) would come back as GELU
+    after a reload, so it stays GELU, is logged, and a release lists it as a GELU remnant.
 
     Args:
         model: a transformers model (or any nn.Module; then no config is updated).
@@ -100,6 +78,7 @@ def convert_to_lambda_gelu(
 
     Raises:
         NoGELUFoundError: nothing was converted; the message lists the activation types found.
+        UncontrolledGELUError: the model has GELUs, but no config field builds any of them (BLOOM).
         ValueError: ``init_lambda`` < 1 or ``temperature`` ≤ 0.
 
     >>> from transformers import BertConfig, BertModel
@@ -111,28 +90,35 @@ def convert_to_lambda_gelu(
     check_lambda_settings(init_lambda, temperature)
     init_lambda = 1.0 if init_lambda is None else float(init_lambda)
     temperature = DEFAULT_TEMPERATURE if temperature is None else float(temperature)
-    forms: set[str] = set()
+    controlled = config_controlled(model)
 
     def replace(module: nn.Module, name: str) -> nn.Module | None:
-        form = _gelu_form(module)
-        if form is None:
+        form = gelu_module_form(module)
+        if form is None or (controlled is not None and name not in controlled):
             return None
-        forms.add(form)
         channels = _infer_channels(model, name) if per_channel else None
         new = LambdaGELU(init_lambda, temperature, approximate=form, num_channels=channels)
         param = next(model.parameters(), None)
         return new.to(param.device) if param is not None else new
 
     swaps = swap_modules(model, replace, filter_fn)
+    left = {n: c for n, c in gelu_modules(model).items() if controlled is not None and n not in controlled}
     if not swaps:
+        if left:
+            raise UncontrolledGELUError(type(model).__name__, left)
         found = sorted({type(m).__name__ for _, m in model.named_modules() if _activation_like(m) and m is not model})
         raise NoGELUFoundError(found)
+    if left:
+        logger.warning(
+            "%d GELU module(s) of %s are hard-coded (no config field builds them) and stay GELU: %s. A ReLU release "
+            "of this model lists them as GELU remnants.",
+            len(left),
+            type(model).__name__,
+            ", ".join(f"{n} ({c})" for n, c in left.items()),
+        )
     config = getattr(model, "config", None)
     if config is not None:
-        if len(forms) > 1:
-            logger.warning("Model mixes erf and tanh GELU flavors; the config names the erf form.")
-        name = ACTIVATION_NAMES["none" if "none" in forms else "tanh"]
-        _set_config_activation(config, name, previous=_GELU_CONFIG_VALUES | set(ACTIVATION_NAMES.values()))
+        set_activation_fields(config, to_lambda_gelu_value)
         settings = {"init_lambda": init_lambda, "temperature": temperature}
         if per_channel:
             settings["num_channels"] = {s.name: s.new.num_channels for s in swaps}

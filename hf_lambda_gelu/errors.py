@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["DataFileError", "NoGELUFoundError", "NotLambdaGELUModelError", "UnseenLabelError"]
+__all__ = [
+    "DataFileError",
+    "GELURemnantsError",
+    "NoGELUFoundError",
+    "NotLambdaGELUModelError",
+    "ReleaseReloadError",
+    "UncontrolledGELUError",
+    "UnhardenedSwapError",
+    "UnhardenedSwapWarning",
+    "UnseenLabelError",
+]
 
 
 class NoGELUFoundError(ValueError):
@@ -47,3 +57,61 @@ class UnseenLabelError(ValueError):
             f"Labels {labels} of column {column!r} appear in {where} but not in {train}: the model would get "
             "classes it never trains on. Fix those labels, or add training examples for them."
         )
+
+
+class UncontrolledGELUError(NoGELUFoundError):
+    """The model's GELUs are all hard-coded: no config field builds them, so no checkpoint could keep λ or ReLU."""
+
+    def __init__(self, what: str, modules: dict[str, str]) -> None:
+        self.modules = modules
+        listed = ", ".join(f"{name} ({cls})" for name, cls in modules.items())
+        ValueError.__init__(
+            self,
+            f"{what}'s GELU activations [{listed}] are hard-coded: no config field builds them, so a λ-GELU or ReLU "
+            "checkpoint of this model would reload as GELU in stock transformers. Nothing was converted. Fields "
+            "the package knows: hf_lambda_gelu.config_fields.ACTIVATION_FIELDS.",
+        )
+
+
+class GELURemnantsError(ValueError):
+    """A release would keep GELUs no config field controls and still be called "ReLU"."""
+
+    def __init__(self, what: str, remnants: dict[str, str]) -> None:
+        self.remnants = remnants
+        listed = "; ".join(f"{name or '<model>'}: {kind}" for name, kind in remnants.items())
+        super().__init__(
+            f"{what} keeps GELUs that no config field controls ({listed}); they stay GELU in the release, so it is "
+            "not a plain ReLU model. Pass allow_gelu_remnants=True (CLI: --allow-gelu-remnants; recipes: "
+            "--allow_gelu_remnants true) to release it anyway: the report and the model card then list these GELUs."
+        )
+
+
+class ReleaseReloadError(ValueError):
+    """A saved checkpoint does not reload (fresh process) as the model in memory."""
+
+    def __init__(self, folder: str, details: str, *, with_package: bool = False) -> None:
+        self.folder = folder
+        how = "with hf_lambda_gelu imported" if with_package else "with stock transformers"
+        super().__init__(
+            f"The checkpoint in {folder!r} does not reload {how} as the model that was saved: {details}. The folder "
+            "is not a valid release; report the architecture (its activation config field may be missing from "
+            "hf_lambda_gelu.config_fields.ACTIVATION_FIELDS)."
+        )
+
+
+class UnhardenedSwapError(ValueError):
+    """A λ-GELU → ReLU swap whose bound c/λ exceeds the tolerance (a naive swap) was not explicitly allowed."""
+
+    def __init__(self, bound: float, tolerance: float) -> None:
+        self.bound = bound
+        self.tolerance = tolerance
+        super().__init__(
+            f"The swap to ReLU changes activations by up to c/min λ = {bound:.3g}, above the tolerance {tolerance:g}: "
+            "the checkpoint was not hardened, so this is a naive GELU → ReLU swap. Harden it first "
+            "(LambdaGELUTrainer / HardeningCallback), or pass --allow-unhardened to release a naive swap "
+            "(the model card then says so)."
+        )
+
+
+class UnhardenedSwapWarning(UserWarning):
+    """reluize() swapped λ-GELU layers whose bound c/λ exceeds the tolerance (a naive swap)."""

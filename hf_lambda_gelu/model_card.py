@@ -30,8 +30,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.models.auto import modeling_auto
 
-from .conversion import ACTIVATION_CONFIG_KEYS
+from .config_fields import activation_fields
 from .ops import RELU_DISTANCE_CONSTANT
+from .reluize import DEFAULT_RELU_TOLERANCE
 
 __all__ = [
     "CARD_TAGS",
@@ -385,11 +386,7 @@ def build_model_card(
         eval_results=eval_results,
         model_name=(model_name or title) if eval_results else None,  # model-index name, only with results
     )
-    activations = [
-        f"`{key}: {getattr(config, key)}`"
-        for key in ACTIVATION_CONFIG_KEYS
-        if isinstance(getattr(config, key, None), str)
-    ]
+    activations = [f"`{key}: {value}`" for key, value in activation_fields(config).items()]
     return ModelCard.from_template(
         card_data,
         template_str=load_template(),
@@ -418,4 +415,8 @@ def build_model_card(
         processor_variable="tokenizer" if processor_auto_class == "AutoTokenizer" else "processor",
         repo_id_literal=json.dumps(repo_id) if repo_id else '"<repo_id or local folder>"',
         extra_text=extra_text.strip() if extra_text else None,
+        naive_swap=bool(report.get("unhardened")),
+        relu_tolerance=f"{settings.get('relu_tolerance') or DEFAULT_RELU_TOLERANCE:g}",
+        gelu_remnants=sorted((report.get("gelu_remnants") or {}).items()),
+        type_name=f"{architecture or 'model'} (top level)",
     )

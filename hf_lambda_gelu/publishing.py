@@ -6,9 +6,22 @@ A release folder holds exactly one ReLU-ized model: the ``save_pretrained`` file
 manifest listing the release's files (it marks the folder as a release and is written last).
 
 Decisions:
+- The manifest is exactly the release: every file ``save_release`` writes is listed, whether or not a
+  file of that name was in the folder before. The release is written to a staging folder next to
+  the target, checked there, then moved in; the manifest lists the staging folder's files.
+- Before the release is moved in, the release gate (:mod:`hf_lambda_gelu.release_gate`) reloads it
+  in a fresh process with stock transformers and compares outputs with the model in memory on a batch
+  (``inputs``, default a dummy batch); a mismatch raises :class:`~hf_lambda_gelu.errors.ReleaseReloadError`
+  naming the modules that came back non-ReLU, and the target folder is left untouched. The manifest
+  records the check and the SHA-256 of the model files it reloaded; :func:`upload_release` refuses a
+  folder without a passed check, or whose model files changed since (the card may be edited).
+- GELUs no config field controls (hard-coded modules, functional calls; :mod:`hf_lambda_gelu.remnants`)
+  stay GELU. Such a model is not called "ReLU" unless ``allow_gelu_remnants=True``; then the report
+  (``gelu_remnants``) and the card list them.
 - Writing into a folder that holds a previous release replaces that release (its listed files are
   removed first, so nothing stale is left); any other non-empty folder is refused unless
-  ``overwrite=True``, and even then its other files are left alone and are never uploaded.
+  ``overwrite=True``; then same-named files are replaced by the release's, the others are left alone
+  and are never uploaded.
 - The upload sends exactly the manifest's files and deletes every other file of the Hub repo
   (``delete_patterns="*"``; the Hub always keeps ``.gitattributes``). A repo therefore holds one
   release, never a mix: a stale ``model.safetensors.index.json`` or old shard of a previous release
@@ -24,6 +37,7 @@ Decisions:
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -39,11 +53,14 @@ from torch import nn
 from transformers import BaseImageProcessor, FeatureExtractionMixin, PreTrainedTokenizerBase, ProcessorMixin
 
 from .activation import LambdaGELU
-from .conversion import ACTIVATION_CONFIG_KEYS
+from .config_fields import activation_fields, says_relu
+from .errors import GELURemnantsError
 from .model_card import build_model_card, resolve_target_lambda
 from .profile_plot import save_profile_json, save_profile_plot
-from .registration import ACTIVATION_NAMES, CONFIG_KEY
-from .reluize import reluize
+from .registration import CONFIG_KEY
+from .release_gate import check_reload, dummy_inputs
+from .reluize import DEFAULT_RELU_TOLERANCE, reluize
+from .remnants import hard_coded_gelus
 
 __all__ = [
     "CARD_FILENAME",
@@ -86,7 +103,8 @@ class ReleaseDirNotEmptyError(ValueError):
         super().__init__(
             f"Release folder {str(path)!r} is not empty and is not a previous hf-lambda-gelu release "
             f"(it holds {shown}). Choose an empty or new folder, or pass overwrite=True (CLI: --overwrite) to "
-            "write the release next to those files (they are left alone and never uploaded)."
+            "write the release next to those files (same-named ones are replaced by the release's, the others are left "
+            "alone and never uploaded)."
         )
 
 
@@ -131,27 +149,20 @@ def _has_lambda_gelu(model: nn.Module) -> bool:
     return any(isinstance(m, LambdaGELU) for m in model.modules())
 
 
-def _activations(config: Any) -> dict[str, Any]:
-    if isinstance(config, dict):
-        return {k: config[k] for k in ACTIVATION_CONFIG_KEYS if isinstance(config.get(k), str)}
-    return {k: getattr(config, k) for k in ACTIVATION_CONFIG_KEYS if isinstance(getattr(config, k, None), str)}
-
-
-def _says_relu(activations: dict[str, Any]) -> bool:
-    values = set(activations.values())
-    return "relu" in values and not values & set(ACTIVATION_NAMES.values())
-
-
-def reluize_for_release(model: nn.Module, *, report: dict | None = None) -> dict:
+def reluize_for_release(
+    model: nn.Module, *, report: dict | None = None, tolerance: float | None = DEFAULT_RELU_TOLERANCE
+) -> dict:
     """ReLU-ize ``model`` in place and return the release report completed with what the swap knows.
 
     Adds, where ``report`` lacks them: ``lambdas`` (the hardness profile at the swap),
-    ``error_bounds`` (c/λ per layer), ``max_error_bound``, and under ``settings`` the ``lambda_init``
-    and ``lambda_temperature`` recorded in the model's config.
+    ``error_bounds`` (c/λ per layer), ``max_error_bound``, ``unhardened`` (the bound exceeds
+    ``tolerance``: a naive swap, warned about), and under ``settings`` the ``lambda_init`` and
+    ``lambda_temperature`` recorded in the model's config.
 
     Args:
         model: a model with λ-GELU activations.
         report: the training's report (``reluization_report.json`` shape), if any; not modified.
+        tolerance: ε for the hardened/naive verdict (see :func:`hf_lambda_gelu.reluize`).
 
     Raises:
         NotLambdaGELUModelError: the model has no λ-GELU module.
@@ -160,16 +171,19 @@ def reluize_for_release(model: nn.Module, *, report: dict | None = None) -> dict
     >>> import hf_lambda_gelu
     >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg))
-    >>> sorted(reluize_for_release(model))
-    ['error_bounds', 'lambdas', 'max_error_bound', 'settings']
+    >>> sorted(reluize_for_release(model, tolerance=None))
+    ['error_bounds', 'lambdas', 'max_error_bound', 'settings', 'unhardened']
     """
     report = dict(report or {})
     recorded = getattr(getattr(model, "config", None), CONFIG_KEY, None) or {}
-    swap = reluize(model)
+    swap = reluize(model, tolerance=tolerance)
     report.setdefault("lambdas", swap.lambdas)
     report.setdefault("error_bounds", swap.error_bounds)
     report.setdefault("max_error_bound", swap.max_error_bound)
+    report.setdefault("unhardened", swap.unhardened)
     settings = dict(report.get("settings") or {})
+    if swap.tolerance is not None:
+        settings.setdefault("relu_tolerance", swap.tolerance)
     for ours, theirs in (("lambda_init", "init_lambda"), ("lambda_temperature", "temperature")):
         if theirs in recorded:
             settings.setdefault(ours, recorded[theirs])
@@ -177,20 +191,31 @@ def reluize_for_release(model: nn.Module, *, report: dict | None = None) -> dict
     return report
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _release_files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
-def _read_manifest(folder: Path) -> list[str] | None:
-    """Files of the release in ``folder`` (manifest included), or None if it holds no release manifest."""
-    path = folder / MANIFEST_FILENAME
+def _load_manifest(folder: Path) -> dict | None:
+    """The release manifest in ``folder``, or None if it holds none."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads((folder / MANIFEST_FILENAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(manifest, dict) or manifest.get("format") != _MANIFEST_FORMAT:
-        return None
-    return [*manifest.get("files", []), MANIFEST_FILENAME]
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == _MANIFEST_FORMAT else None
+
+
+def _read_manifest(folder: Path) -> list[str] | None:
+    """Files of the release in ``folder`` (manifest included), or None if it holds no release manifest."""
+    manifest = _load_manifest(folder)
+    return None if manifest is None else [*manifest.get("files", []), MANIFEST_FILENAME]
 
 
 def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) -> list[str]:
@@ -222,7 +247,10 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) 
         raise ReleaseDirNotEmptyError(folder, foreign)
     if foreign:
         logger.warning(
-            "Writing the release next to %d unrelated file(s) in %s; they will not be uploaded.", len(foreign), folder
+            "Writing the release next to %d unrelated file(s) in %s: same-named ones are replaced by the release's, "
+            "the others are left alone and not uploaded.",
+            len(foreign),
+            folder,
         )
     return sorted(previous)
 
@@ -256,11 +284,15 @@ def save_release(
     profile: dict[str, float] | None = None,
     card_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
+    allow_gelu_remnants: bool = False,
+    inputs: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a complete ReLU release folder (model, processor, card, profile plot/JSON, report, manifest).
+    """Write a complete, checked ReLU release folder (model, processor, card, profile plot/JSON, report, manifest).
 
     A model that still has λ-GELU modules is ReLU-ized **in place** first (its hardness profile is
-    recorded before the swap, see :func:`reluize_for_release`).
+    recorded before the swap, see :func:`reluize_for_release`). The release is written to a staging
+    folder, reloaded there in a fresh process with stock transformers and compared with ``model``
+    (the release gate), and only then moved into ``output_dir`` with its manifest.
 
     Args:
         model: the trained λ-GELU model, or an already ReLU-ized one (config must say ``"relu"``).
@@ -274,6 +306,9 @@ def save_release(
             (``dataset_names``, ``eval_dataset``, ``pipeline_tag``, ``license``, ``model_name``,
             ``repo_id``, ``settings``, ``extra_text``).
         overwrite: also write into a non-empty folder that is not a previous release.
+        allow_gelu_remnants: release a model that keeps GELUs no config field controls (listed in
+            the report and the card) instead of refusing it.
+        inputs: a real batch for the release gate (default: a dummy batch from the config).
 
     Returns:
         The release folder.
@@ -281,12 +316,14 @@ def save_release(
     Raises:
         ReleaseDirNotEmptyError: ``output_dir`` holds other files and ``overwrite`` is False.
         NotReluModelError: the model has no λ-GELU module and its config does not say ``"relu"``.
+        GELURemnantsError: GELUs no config field controls remain and ``allow_gelu_remnants`` is False.
+        ReleaseReloadError: the saved release does not reload as ``model`` (nothing is written to ``output_dir``).
         ValueError: ``card_kwargs`` names an argument this function sets itself.
 
     >>> import hf_lambda_gelu
     >>> from transformers import BertConfig, BertModel
     >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg))
+    >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg), init_lambda=170.0)
     >>> save_release(model, "release", base_model="google-bert/bert-base-uncased")  # doctest: +SKIP
     PosixPath('release')
     """
@@ -299,29 +336,70 @@ def save_release(
     if _has_lambda_gelu(model):
         report = reluize_for_release(model, report=report)
     config = getattr(model, "config", None)
-    if not _says_relu(_activations(config)) or _has_lambda_gelu(model):
-        raise NotReluModelError(type(model).__name__, _activations(config))
+    if not says_relu(config) or _has_lambda_gelu(model):
+        raise NotReluModelError(type(model).__name__, activation_fields(config))
     profile = profile if profile is not None else (report or {}).get("lambdas") or None
 
-    for name in previous:
-        (output_dir / name).unlink()
-    before = _release_files(output_dir) if output_dir.exists() else set()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
+    target = output_dir.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        checked = {name: _sha256(staging / name) for name in sorted(_release_files(staging))}
+        gate = check_reload(model, staging, inputs=inputs if inputs is not None else dummy_inputs(model))
+        remnants = {**hard_coded_gelus(model), **gate.functional_gelus}
+        if remnants:
+            if not allow_gelu_remnants:
+                raise GELURemnantsError(type(model).__name__, remnants)
+            report = {**(report or {}), "gelu_remnants": remnants}
+        _write_release_extras(staging, model, processing_class, base_model, report, profile, card_kwargs)
+        files = sorted(_release_files(staging))
+        manifest = {
+            "format": _MANIFEST_FORMAT,
+            "files": files,
+            "reload_check": {
+                "passed": True,
+                "max_rel_diff": gate.max_rel_diff,
+                "tolerance": gate.tolerance,
+                "sha256": checked,  # the model files the gate reloaded: upload_release refuses them changed
+            },
+        }
+        (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        for name in previous:
+            (output_dir / name).unlink()
+        for name in [*files, MANIFEST_FILENAME]:  # the manifest last: it marks a complete release
+            (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, output_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Wrote the ReLU release (%d files, reload check passed) to %s.", len(files) + 1, output_dir)
+    return output_dir
+
+
+def _write_release_extras(
+    folder: Path,
+    model: nn.Module,
+    processing_class: Any,
+    base_model: str | None,
+    report: dict | None,
+    profile: dict[str, float] | None,
+    card_kwargs: dict[str, Any],
+) -> None:
+    """The processor, profile plot/JSON, report and card of a release, next to the saved model."""
     processor_auto_class = None
     if processing_class is not None:
-        processing_class.save_pretrained(output_dir)
+        processing_class.save_pretrained(folder)
         processor_auto_class = _processor_auto_class(processing_class)
     plot_filename = None
     if profile:
         target = resolve_target_lambda(report, card_kwargs.get("settings"))
         learned = (report or {}).get("learned_lambdas")
-        save_profile_plot(profile, output_dir / PROFILE_PLOT_FILENAME, target_lambda=target, learned=learned)
-        save_profile_json(profile, output_dir / PROFILE_JSON_FILENAME, target_lambda=target, learned=learned)
+        save_profile_plot(profile, folder / PROFILE_PLOT_FILENAME, target_lambda=target, learned=learned)
+        save_profile_json(profile, folder / PROFILE_JSON_FILENAME, target_lambda=target, learned=learned)
         plot_filename = PROFILE_PLOT_FILENAME
     if report is not None:
         text = json.dumps(report, indent=2, ensure_ascii=False, default=_json_scalar)
-        (output_dir / REPORT_FILENAME).write_text(text + "\n", encoding="utf-8")
+        (folder / REPORT_FILENAME).write_text(text + "\n", encoding="utf-8")
     card = build_model_card(
         model=model,
         base_model=base_model,
@@ -331,27 +409,23 @@ def save_release(
         processor_auto_class=processor_auto_class,
         **card_kwargs,
     )
-    card.save(output_dir / CARD_FILENAME)
-    files = sorted(_release_files(output_dir) - before - {MANIFEST_FILENAME})
-    manifest = {"format": _MANIFEST_FORMAT, "files": files}
-    (output_dir / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    logger.info("Wrote the ReLU release (%d files) to %s.", len(files) + 1, output_dir)
-    return output_dir
+    card.save(folder / CARD_FILENAME)
 
 
 def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
-    """Check that a folder is a complete ReLU release and return the files to upload.
+    """Check that a folder is a complete, gate-checked ReLU release and return the files to upload.
 
-    The files are the manifest's (when the folder was written by :func:`save_release`), else every
-    file in the folder.
+    The files are exactly the manifest's: only a folder written by :func:`save_release` (whose
+    manifest records the passed reload check) is a release; nothing else in the folder is uploaded.
 
     Args:
         release_dir: the folder.
 
     Raises:
         FileNotFoundError: the folder does not exist.
-        NotAReleaseError: no ``config.json``, a config that does not say ``"relu"``, or a file listed
-            in the manifest is missing.
+        NotAReleaseError: no ``config.json``, a config that does not say ``"relu"``, no manifest or one
+            without a passed reload check, a file listed in the manifest is missing, or a model file
+            changed since the reload check (its SHA-256 is in the manifest).
 
     >>> check_release_dir("release")  # doctest: +SKIP
     ['README.md', 'config.json', 'hardness_profile.json', ..., 'model.safetensors']
@@ -363,17 +437,28 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
     if not config_path.is_file():
         raise NotAReleaseError(folder, "it has no config.json")
     try:
-        activations = _activations(json.loads(config_path.read_text(encoding="utf-8")))
+        config = json.loads(config_path.read_text(encoding="utf-8"))
     except ValueError as err:
         raise NotAReleaseError(folder, f"its config.json is not valid JSON ({err})") from None
-    if not _says_relu(activations):
-        raise NotAReleaseError(folder, f"its config.json does not say 'relu' (activation fields: {activations})")
+    if not says_relu(config):
+        raise NotAReleaseError(
+            folder, f"its config.json does not say 'relu' (activation fields: {activation_fields(config)})"
+        )
+    manifest = _load_manifest(folder)
+    if manifest is None or not (manifest.get("reload_check") or {}).get("passed"):
+        raise NotAReleaseError(
+            folder,
+            f"it has no {MANIFEST_FILENAME} recording a passed reload check (stock transformers reloads it as the "
+            "model that was saved), so nobody checked what users would download",
+        )
     files = _read_manifest(folder)
-    if files is None:
-        return sorted(_release_files(folder))
     missing = [name for name in files if not (folder / name).is_file()]
     if missing:
         raise NotAReleaseError(folder, f"files listed in {MANIFEST_FILENAME} are missing: {missing}")
+    checked = manifest["reload_check"].get("sha256") or {}
+    changed = sorted(name for name, digest in checked.items() if _sha256(folder / name) != digest)
+    if changed:
+        raise NotAReleaseError(folder, f"{changed} changed after the reload check; write the release again")
     return sorted(files)
 
 
@@ -388,8 +473,34 @@ def _redact(text: str, secrets: set[str]) -> str:
     return _TOKEN_SHAPE.sub("hf_***", text)
 
 
+def _texts_of(obj: Any) -> list[str]:
+    """What an attribute object shows: its repr and the headers of it and of its request (HTTP responses)."""
+    texts = [repr(obj)]
+    holders = [obj]
+    try:
+        holders.append(obj.request)
+    except Exception:  # noqa: BLE001 - no request, or httpx's Response.request raising when unset
+        pass
+    for holder in holders:
+        headers = getattr(holder, "headers", None)
+        if headers is not None and hasattr(headers, "items"):
+            texts += [f"{key}: {value}" for key, value in headers.items()]
+    return texts
+
+
+def _scrub_attributes(err: BaseException, secrets: set[str]) -> None:
+    """Redact string attributes (``server_message``...); drop objects that carry a secret (an HTTP response
+    whose request kept the ``Authorization`` header)."""
+    for name, value in list(vars(err).items()):
+        if isinstance(value, str):
+            setattr(err, name, _redact(value, secrets))
+        elif value is not None and not isinstance(value, BaseException):
+            if any(_redact(text, secrets) != text for text in _texts_of(value)):
+                setattr(err, name, None)
+
+
 def _scrub_exception_chain(err: BaseException, secrets: set[str]) -> None:
-    """Remove secrets from the messages of ``err`` and of every exception chained to it, in place."""
+    """Remove secrets from ``err`` and every exception chained to it, in place: messages, notes, attributes."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [err]
     while stack:
@@ -400,6 +511,7 @@ def _scrub_exception_chain(err: BaseException, secrets: set[str]) -> None:
         current.args = tuple(_redact(a, secrets) if isinstance(a, str) else a for a in current.args)
         if hasattr(current, "__notes__"):
             current.__notes__ = [_redact(str(note), secrets) for note in current.__notes__]
+        _scrub_attributes(current, secrets)
         stack += [current.__cause__, current.__context__]
 
 
@@ -468,6 +580,8 @@ def push_reluized(
     card_kwargs: dict[str, Any] | None = None,
     release_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    allow_gelu_remnants: bool = False,
+    inputs: dict[str, Any] | None = None,
     private: bool | None = None,
     token: str | None = None,
     commit_message: str | None = None,
@@ -482,7 +596,8 @@ def push_reluized(
     Args:
         model: the trained λ-GELU model (ReLU-ized in place) or an already ReLU-ized one.
         repo_id: ``"user/name"`` on the Hub; also the name in the card's loading snippet.
-        processing_class, base_model, report, profile, card_kwargs, overwrite: see :func:`save_release`.
+        processing_class, base_model, report, profile, card_kwargs, overwrite, allow_gelu_remnants, inputs:
+            see :func:`save_release`.
         release_dir: where to write the release (kept); default a fresh temporary folder.
         private, token, commit_message, delete_stale: see :func:`upload_release`.
 
@@ -509,6 +624,8 @@ def push_reluized(
             profile=profile,
             card_kwargs=card_kwargs,
             overwrite=overwrite,
+            allow_gelu_remnants=allow_gelu_remnants,
+            inputs=inputs,
         )
     except BaseException:
         if fresh:  # nothing worth keeping: the release was not written

@@ -51,8 +51,12 @@ import torch
 from .conversion import convert_to_lambda_gelu
 from .data_checks import check_labels_seen_in_training, check_splits_not_empty, diagnose_data_files
 from .disruption import compare_predictions, summary_metrics
+from .errors import GELURemnantsError
+from .output_dirs import check_run_output_dir
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
+from .release_gate import dummy_inputs
 from .reluize import reluize
+from .remnants import find_gelu_remnants
 from .trainer import LambdaGELUTrainer
 
 __all__ = [
@@ -153,6 +157,19 @@ class BaseModelArguments:
         default=False,
         metadata={
             "help": "Re-initialize head weights whose shape differs (e.g. a classifier with another label count)."
+        },
+    )
+    allow_gelu_remnants: bool = field(
+        default=False,
+        metadata={
+            "help": "Release a model that keeps GELUs no config field controls (hard-coded heads, functional calls); "
+            "the card lists them. Without it such a model is refused when it is loaded, before training."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into a non-empty --output_dir (same-named files are replaced). Never the model folder."
         },
     )
 
@@ -308,7 +325,8 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
     Raises:
         ValueError: ``lambda_gelu`` without training, with ``--reluize_at_end false`` or ``--hardening_start
             1.0``; a zero-length run (:func:`check_run_length`); ``--push_to_hub`` of a ReLU release without
-            ``--hub_model_id``; a bad launch (:func:`check_launch`).
+            ``--hub_model_id``; a bad launch (:func:`check_launch`); an output folder that is not empty, is the
+            model folder or cannot be written (:class:`~hf_lambda_gelu.output_dirs.OutputDirError`).
     """
     check_launch(training_args)
     if model_args.activation_mode == "lambda_gelu":
@@ -328,6 +346,13 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
         check_run_length(training_args)
     if training_args.push_to_hub and model_args.activation_mode != "gelu" and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/bert-relu) to name the Hub repo.")
+    # a resume writes into its own run folder on purpose
+    resuming = bool(training_args.resume_from_checkpoint)
+    check_run_output_dir(
+        training_args.output_dir,
+        model_args.model_name_or_path,
+        overwrite=model_args.overwrite_output_dir or resuming,
+    )
 
 
 def check_run_length(training_args) -> None:
@@ -550,28 +575,41 @@ def load_model(auto_class, model_args: BaseModelArguments, training_args, **kwar
 
     ``lambda_gelu`` goes through the patcher (:func:`hf_lambda_gelu.from_pretrained`: GELU → λ-GELU
     with the training arguments' λ settings); the baselines load the stock GELU model.
+
+    Raises:
+        GELURemnantsError: a ReLU mode, a model with GELUs no config field controls (found with one
+            forward on a dummy batch) and no ``--allow_gelu_remnants true``: refused before training.
     """
     from .conversion import from_pretrained
 
     kwargs = {**model_args.hub_kwargs(), **kwargs}
     if model_args.activation_mode == "lambda_gelu":
-        return from_pretrained(
+        model = from_pretrained(
             auto_class, model_args.model_name_or_path, lambda_config=lambda_config(training_args), **kwargs
         )
-    return auto_class.from_pretrained(model_args.model_name_or_path, **kwargs)
+    else:
+        model = auto_class.from_pretrained(model_args.model_name_or_path, **kwargs)
+    if model_args.activation_mode != "gelu" and not model_args.allow_gelu_remnants:
+        remnants = find_gelu_remnants(model, dummy_inputs(model))
+        if remnants:
+            raise GELURemnantsError(type(model).__name__, remnants)
+    return model
 
 
 def take_over_push(model_args: BaseModelArguments, training_args) -> HubTarget | None:
     """For ReLU modes, take ``--push_to_hub`` away from the Trainer and return where to push the release.
 
     The Trainer would push λ-GELU checkpoints during training and the whole output folder at the end;
-    the recipe pushes the finished release instead (:func:`finish_run`). ``gelu`` runs keep the
-    Trainer's push (``None`` is returned).
+    the recipe pushes the finished release instead (:func:`finish_run`). The Hub token moves to the
+    returned target and out of ``training_args`` (which the Trainer pickles into every checkpoint's
+    ``training_args.bin``). ``gelu`` runs keep the Trainer's push (``None`` is returned).
     """
     if model_args.activation_mode == "gelu" or not training_args.push_to_hub:
         return None
+    target = HubTarget(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     training_args.push_to_hub = False
-    return HubTarget(training_args.hub_model_id, training_args.hub_token, training_args.hub_private_repo)
+    training_args.hub_token = None  # never pickled into checkpoint-*/training_args.bin
+    return target
 
 
 @dataclass(frozen=True)
@@ -680,6 +718,7 @@ def finish_run(
     dataset_names: Sequence[str] = (),
     hub_target: HubTarget | None = None,
     card_text: str | None = None,
+    allow_gelu_remnants: bool = False,
 ) -> Path:
     """Write the output folder (model, processor, card, profile, report, ``all_results.json``) and push.
 
@@ -695,6 +734,7 @@ def finish_run(
         dataset_names: the data sets, for the card.
         hub_target: from :func:`take_over_push` (ReLU modes with ``--push_to_hub``).
         card_text: extra Markdown for the card ("Notes").
+        allow_gelu_remnants: release GELUs no config field controls (``--allow_gelu_remnants``).
 
     Returns:
         The output folder.
@@ -720,6 +760,7 @@ def finish_run(
             report=report,
             card_kwargs=card_kwargs,
             overwrite=True,
+            allow_gelu_remnants=allow_gelu_remnants,
         )
     trainer.log_metrics("all", {k: v for k, v in metrics.items() if v is not None})  # null: not applicable
     trainer.save_metrics("all", metrics, combined=False)

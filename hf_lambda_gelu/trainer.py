@@ -266,7 +266,8 @@ class LambdaGELUTrainer(DistillationTrainer):
             token: Hub token (default ``args.hub_token``, then the stored login); never logged.
             private: create the repo private (default ``args.hub_private_repo``).
             **kwargs: card fields for :func:`hf_lambda_gelu.model_card.build_model_card`
-                (``dataset_names``, ``license``, ``model_name``, ``extra_text``, ...), and ``base_model``.
+                (``dataset_names``, ``license``, ``model_name``, ``extra_text``, ...), ``base_model``, and
+                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.publishing.save_release`).
 
         Returns:
             The Hub commit URL on the main process, None elsewhere.
@@ -282,6 +283,7 @@ class LambdaGELUTrainer(DistillationTrainer):
         if not self.is_world_process_zero():
             return None
         repo_id = self.args.hub_model_id or os.path.basename(os.path.normpath(self.args.output_dir))
+        allow_gelu_remnants = kwargs.pop("allow_gelu_remnants", False)
         base_model = kwargs.pop("base_model", None) or getattr(
             getattr(self.model, "config", None), "_name_or_path", None
         )
@@ -297,6 +299,7 @@ class LambdaGELUTrainer(DistillationTrainer):
             report=self.reluization_report,
             profile=self.final_profile,
             card_kwargs={"repo_id": repo_id, "settings": settings, **kwargs},
+            allow_gelu_remnants=allow_gelu_remnants,
         )
         return upload_release(
             release,
@@ -329,7 +332,8 @@ class LambdaGELUTrainer(DistillationTrainer):
                 module.unpin()
                 module.relu_forward = False
         before = self.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
-        swap = reluize(self.model)
+        # hardened to this run's own (possibly per-layer) targets: the bound is checked only if hardening never ran
+        swap = reluize(self.model, tolerance=None if self.hardening.started else self.args.relu_tolerance)
         report: dict[str, Any] = {
             **swap.to_dict(),
             "target_lambda": self.args.target_lambda,
@@ -349,7 +353,7 @@ class LambdaGELUTrainer(DistillationTrainer):
             flat.update({f"reluize_after_{k}": v for k, v in report["after_swap"].items()})
         if naive_model is not None:
             naive_before = self._predict_with(naive_model, dataset)
-            reluize(naive_model)
+            reluize(naive_model, tolerance=None)  # the naive baseline, measured on purpose
             naive_after = self._predict_with(naive_model, dataset)
             naive = compare_predictions(naive_before.predictions, naive_after.predictions, naive_before.label_ids)
             report["naive_swap"] = {

@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         base_model=model_args.model_name_or_path,
         dataset_names=[data_args.dataset_name or data_args.train_dir or data_args.train_file or "images"],
         hub_target=hub_target,
+        allow_gelu_remnants=model_args.allow_gelu_remnants,
     )
     return metrics
 

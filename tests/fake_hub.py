@@ -26,6 +26,15 @@ class FakeHub:
         return self
 
     def _maybe_fail(self, method: str) -> None:
+        if self.fail_on == f"{method}:http":  # what huggingface_hub raises: the response keeps the request headers
+            import httpx2
+            from huggingface_hub.errors import HfHubHTTPError
+
+            request = httpx2.Request(
+                "POST", "https://huggingface.co/api/x", headers={"authorization": f"Bearer {TOKEN}"}
+            )
+            response = httpx2.Response(401, request=request, json={"error": f"Invalid token {TOKEN}"})
+            raise HfHubHTTPError(f"401 Unauthorized for {TOKEN}", response=response, server_message=f"bad {TOKEN}")
         if self.fail_on == method:
             try:
                 raise ConnectionError(f"connection reset, Authorization: Bearer {TOKEN}")

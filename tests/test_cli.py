@@ -98,6 +98,7 @@ def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
         "reluize", lg, release,
         "--eval-file", work.eval, "--text-column", "sentence", "--label-column", "sentiment", "--batch-size", "5",
         "--base-model", "google-bert/bert-base-uncased", "--dataset", "stanfordnlp/sst2", "--repo-id", "me/bert-relu",
+        "--allow-unhardened",  # λ = 30 was never hardened: c/λ ≈ 5.7e-3 > ε = 1e-3
     )  # fmt: skip
     assert code == 0, err
     assert "prediction agreement" in out
@@ -107,8 +108,10 @@ def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
     assert set(report["before_swap"]) == set(report["after_swap"]) == {"eval_accuracy", "eval_loss"}
     assert 0.0 <= report["prediction_agreement"] <= 1.0
     assert 0.0 < report["max_abs_logit_diff"] < 1.0 and report["mean_abs_logit_diff"] <= report["max_abs_logit_diff"]
-    assert report["settings"] == {"lambda_init": 30.0, "lambda_temperature": 0.2}
+    assert report["settings"] == {"lambda_init": 30.0, "lambda_temperature": 0.2, "relu_tolerance": 1e-3}
+    assert report["unhardened"] is True
     card = ModelCard.load(release / "README.md")
+    assert "**Naive swap.**" in card.text and "ε = 0.001" in card.text
     assert card.data.base_model == "google-bert/bert-base-uncased" and card.data.datasets == ["stanfordnlp/sst2"]
     assert {(r.dataset_name, r.dataset_type) for r in card.data.eval_results} == {("eval.csv (local file)", "custom")}
     assert [r.metric_name for r in card.data.eval_results] == [
@@ -150,12 +153,13 @@ def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
         ("busy_destination", ["is not empty", "--overwrite"]),
         ("bad_eval_column", ["has no column(s) ['text', 'label']", "--text-column"]),
         ("bad_model_class", ["'NoSuchModel' is not a transformers model class"]),
+        ("unhardened", ["c/min λ = 0.17", "naive GELU → ReLU swap", "--allow-unhardened"]),
     ],
 )
 def test_user_errors_print_one_line(work, tmp_path, capsys, case, fragments):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x.txt").write_text("x")
-    if case == "bad_eval_column":  # needs a λ-GELU checkpoint
+    if case in ("bad_eval_column", "unhardened"):  # needs a λ-GELU checkpoint (λ = 1: never hardened)
         assert main(["convert", str(work.gelu), str(tmp_path / "lg")]) == 0
         capsys.readouterr()
     argv = {
@@ -166,6 +170,7 @@ def test_user_errors_print_one_line(work, tmp_path, capsys, case, fragments):
         "busy_destination": ["convert", work.gelu, tmp_path / "busy"],
         "bad_eval_column": ["reluize", tmp_path / "lg", tmp_path / "out", "--eval-file", work.eval],
         "bad_model_class": ["convert", work.gelu, tmp_path / "out", "--model-class", "NoSuchModel"],
+        "unhardened": ["reluize", tmp_path / "lg", tmp_path / "out"],
     }[case]
     code, _, err = run_cli(capsys, *argv)
     assert code == 1

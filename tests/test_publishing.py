@@ -90,7 +90,8 @@ def test_save_release_writes_a_complete_relu_release(tmp_path):
     report = json.loads((out / "reluization_report.json").read_text())
     assert report["lambdas"] == pytest.approx(expected_profile)  # taken before the swap
     assert report["max_error_bound"] == pytest.approx(0.16997120158912 / 40.0)
-    assert report["settings"] == {"lambda_init": 1.0, "lambda_temperature": 0.1}
+    assert report["settings"] == {"lambda_init": 1.0, "lambda_temperature": 0.1, "relu_tolerance": 1e-3}
+    assert report["unhardened"] is True  # λ = 40 and 90 were set, never hardened to 170
     assert report["metric_name"] == "accuracy"
     assert json.loads((out / "hardness_profile.json").read_text())["lambdas"] == pytest.approx(expected_profile)
     assert (out / "hardness_profile.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -143,8 +144,14 @@ def test_check_release_dir_rejects_non_releases(tmp_path):
     with pytest.raises(NotAReleaseError, match="does not say 'relu'"):
         check_release_dir(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"hidden_act": "relu"}))
-    assert check_release_dir(tmp_path) == ["config.json"]  # no manifest: the whole folder
-    (tmp_path / MANIFEST_FILENAME).write_text(json.dumps({"format": "hf-lambda-gelu-release", "files": ["a.bin"]}))
+    with pytest.raises(NotAReleaseError, match="recording a passed reload check"):
+        check_release_dir(tmp_path)  # no manifest: never checked by the release gate, never uploaded
+    manifest = {"format": "hf-lambda-gelu-release", "files": ["a.bin"]}
+    (tmp_path / MANIFEST_FILENAME).write_text(json.dumps(manifest))
+    with pytest.raises(NotAReleaseError, match="recording a passed reload check"):
+        check_release_dir(tmp_path)
+    manifest["reload_check"] = {"passed": True}
+    (tmp_path / MANIFEST_FILENAME).write_text(json.dumps(manifest))
     with pytest.raises(NotAReleaseError, match=r"missing: \['a.bin'\]"):
         check_release_dir(tmp_path)
 
