@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NoGELUFoundError", "NotLambdaGELUModelError"]
+__all__ = ["NoGELUFoundError", "NotLambdaGELUModelError", "ReluModelRequiredError"]
 
 
 class NoGELUFoundError(ValueError):
@@ -25,4 +25,16 @@ class NotLambdaGELUModelError(ValueError):
         super().__init__(
             f"{what} has no LambdaGELU module. Convert it first with hf_lambda_gelu.convert_to_lambda_gelu(model) "
             "or load a λ-GELU checkpoint."
+        )
+
+
+class ReluModelRequiredError(ValueError):
+    """A ReLU-only operation (ONNX export, sparsity) got a model that still has GELU or λ-GELU activations."""
+
+    def __init__(self, what: str, found: list[str], action: str) -> None:
+        self.found = found
+        super().__init__(
+            f"{what} still has GELU / λ-GELU activations ({', '.join(found)}); {action} needs the ReLU release. "
+            "Make it with `hf-lambda-gelu reluize SRC DST` (Python: hf_lambda_gelu.save_release(model, DST)) "
+            "and pass DST."
         )
