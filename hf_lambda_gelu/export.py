@@ -57,6 +57,7 @@ __all__ = [
     "ExportAuditError",
     "check_relu_only",
     "deployment_markdown",
+    "export_graph",
     "export_onnx",
     "export_release",
     "load_relu_model",
@@ -260,6 +261,44 @@ def _run_onnx(path: Path, inputs: dict[str, torch.Tensor]) -> Any:
     return session.run(None, {name: tensor.numpy() for name, tensor in inputs.items()})[0]
 
 
+def export_graph(
+    model: nn.Module, path: str | os.PathLike, inputs: dict[str, torch.Tensor], *, opset: int | None = None
+) -> str:
+    """Export ``model`` to the ONNX file ``path`` as is: no activation check, no audit (see :func:`export_onnx`).
+
+    For comparisons (the GELU reference of ``benchmarks/relu_payoff.py``); releases go through
+    :func:`export_onnx`. Inputs are named after ``inputs``' keys, batch and sequence axes are dynamic.
+
+    Args:
+        model: a transformers model (text: ``input_ids`` + ``attention_mask``; vision: ``pixel_values``).
+        path: the ``.onnx`` file to write.
+        inputs: example inputs (at least 2 rows and 2 tokens, or the exporter fixes those sizes).
+        opset: ONNX opset (default: the exporter's).
+
+    Returns:
+        The output's name: ``"logits"``, or ``"last_hidden_state"`` for a bare encoder.
+
+    >>> export_graph(model, "gelu.onnx", {"input_ids": ids, "attention_mask": mask})  # doctest: +SKIP
+    'logits'
+    """
+    output_name = _output_name(model, inputs)
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    dynamic = {name: {0: batch} if name == "pixel_values" else {0: batch, 1: sequence} for name in inputs}
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            _wrap(model),
+            tuple(inputs.values()),
+            input_names=list(inputs),
+            output_names=[output_name],
+            dynamic_shapes=dynamic,
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+        program.save(str(path))
+    return output_name
+
+
 def export_onnx(
     model: nn.Module,
     output_dir: str | os.PathLike,
@@ -313,21 +352,7 @@ def export_onnx(
     if inputs is None:
         inputs, batch_text = _default_inputs(model, tokenizer)
     wrapped = _wrap(model)
-    output_name = _output_name(model, inputs)
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    dynamic = {name: {0: batch} if name == "pixel_values" else {0: batch, 1: sequence} for name in inputs}
-    with _quiet_exporter():
-        program = torch.onnx.export(
-            wrapped,
-            tuple(inputs.values()),
-            input_names=list(inputs),
-            output_names=[output_name],
-            dynamic_shapes=dynamic,
-            opset_version=opset,
-            dynamo=True,
-            verbose=False,
-        )
-        program.save(str(path))
+    output_name = export_graph(model, path, inputs, opset=opset)
     proto = onnx.load(str(path), load_external_data=False)
     nodes = list(_nodes(proto))
     op_types = dict(sorted(Counter(node.op_type for node in nodes).items(), key=lambda kv: (-kv[1], kv[0])))
@@ -362,7 +387,7 @@ def export_onnx(
         "versions": _versions(),
         "inputs": {name: list(tensor.shape) for name, tensor in inputs.items()},
         "output": output_name,
-        "dynamic_axes": {name: ["batch", "sequence"][: len(axes)] for name, axes in dynamic.items()},
+        "dynamic_axes": {name: ["batch"] if name == "pixel_values" else ["batch", "sequence"] for name in inputs},
         "nodes": len(nodes),
         "op_types": op_types,
         "forbidden_ops": list(FORBIDDEN_OPS),
