@@ -33,6 +33,7 @@ import inspect
 import json
 import logging
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,13 +222,16 @@ def _default_inputs(model: nn.Module, tokenizer: Any) -> tuple[dict[str, torch.T
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """The exporter logs warnings about optional packages (torchvision) and optimizer probes; keep them out."""
+    """The exporter logs and warns about optional packages (torchvision), optimizer probes and axis names."""
     names = ("torch.onnx", "onnxscript", "onnx_ir")
     levels = {name: logging.getLogger(name).level for name in names}
     for name in names:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used")
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
