@@ -213,15 +213,19 @@ def _bound(dense: float, skip: float, zeros: float) -> dict:
     }
 
 
+def speed_variants(models: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    """GELU, dense ReLU, sparse ReLU, and ReLU without its down-projection (for the bound)."""
+    return {
+        "gelu": models["gelu"],
+        "relu_dense": models["relu"],
+        "relu_sparse": with_sparse_mlp(models["relu"]),
+        "relu_no_down_projection": with_sparse_mlp(models["relu"], "skip"),
+    }
+
+
 def decode_section(task: reluization.Task, models: dict[str, nn.Module], zeros: float, settings: dict) -> dict:
     """Batch-1 greedy decoding: GELU vs dense ReLU vs sparse ReLU (and the skip run for the bound)."""
-    relu = models["relu"]
-    variants = {
-        "gelu": models["gelu"],
-        "relu_dense": relu,
-        "relu_sparse": with_sparse_mlp(relu),
-        "relu_no_down_projection": with_sparse_mlp(relu, "skip"),
-    }
+    relu, variants = models["relu"], speed_variants(models)
     n, length = settings["new_tokens"], settings["prompt_len"]
     prompts = [task.eval[i]["input_ids"][:length][None] for i in range(settings["prompts"])]
 
@@ -263,13 +267,7 @@ def classifier_section(
 
     ``zeros[size]``: the fraction of neurons zero for every token of a batch of that size (the bound's z).
     """
-    relu = models["relu"]
-    variants = {
-        "gelu": models["gelu"],
-        "relu_dense": relu,
-        "relu_sparse": with_sparse_mlp(relu),
-        "relu_no_down_projection": with_sparse_mlp(relu, "skip"),
-    }
+    relu, variants = models["relu"], speed_variants(models)
     result: dict = {}
     with torch.inference_mode():
         for size in (1, 32):
