@@ -176,6 +176,8 @@ def int8_section(task: reluization.Task, models: dict[str, nn.Module], settings:
         else:
             fp32.parent.mkdir(parents=True, exist_ok=True)
             export_graph(model, fp32, example)
+            export_graph(model, fp32.with_name("opset18.onnx"), example, opset=18)  # GELU below opset 20: Erf
+            out["gelu_opset18_graph_ops"] = _erf_nodes(fp32.with_name("opset18.onnx"))
         int8 = folder / arm / "model.int8.onnx"
         quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
         for precision, path in (("fp32", fp32), ("int8", int8)):

@@ -647,7 +647,7 @@ def _sparsity(args: argparse.Namespace) -> None:
 
     source = _source(args.model)
     try:
-        model, processor = load_relu_model(source)
+        model, processor = load_relu_model(source, "measuring activation sparsity")
         batches = _sparsity_batches(args, processor)
         report = measure_sparsity(
             model, batches, data=f"{Path(args.data).name} (first {args.max_examples} examples at most)"

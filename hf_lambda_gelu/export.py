@@ -108,12 +108,13 @@ def _gelu_modules(model: nn.Module) -> list[str]:
     ]
 
 
-def check_relu_only(model: nn.Module | Any, action: str = "ONNX export") -> None:
+def check_relu_only(model: nn.Module | Any, action: str = "ONNX export", what: str | None = None) -> None:
     """Refuse a model (or config) that still has GELU or λ-GELU activations.
 
     Args:
         model: a model, or a config (its activation fields are read).
         action: what needs the ReLU model, for the message.
+        what: how to name the model in the message (default: its class name).
 
     Raises:
         ReluModelRequiredError: GELU / λ-GELU modules or config values were found; the message names
@@ -134,14 +135,15 @@ def check_relu_only(model: nn.Module | Any, action: str = "ONNX export") -> None
     if isinstance(model, nn.Module):
         found += _gelu_modules(model)
     if found:
-        raise ReluModelRequiredError(type(model).__name__, found, action)
+        raise ReluModelRequiredError(what or type(model).__name__, found, action)
 
 
-def load_relu_model(source: str | os.PathLike) -> tuple[nn.Module, Any]:
+def load_relu_model(source: str | os.PathLike, action: str = "ONNX export") -> tuple[nn.Module, Any]:
     """Load a ReLU checkpoint folder (a release) with its class from ``config.architectures``, and its processor.
 
     Args:
         source: a local checkpoint folder or a Hub model id.
+        action: what the model is loaded for (named in the refusal message).
 
     Returns:
         ``(model in eval mode, tokenizer/processor or None)``.
@@ -152,7 +154,7 @@ def load_relu_model(source: str | os.PathLike) -> tuple[nn.Module, Any]:
     >>> model, tokenizer = load_relu_model("my-release")  # doctest: +SKIP
     """
     config = AutoConfig.from_pretrained(source)
-    check_relu_only(config, "this")
+    check_relu_only(config, action, what=repr(str(source)))
     name = next(iter(getattr(config, "architectures", None) or []), None)
     model_class = getattr(transformers, name, None) if name else None
     model = (model_class or transformers.AutoModel).from_pretrained(source).eval()
