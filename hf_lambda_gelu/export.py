@@ -194,11 +194,11 @@ def _output_name(model: nn.Module, inputs: dict[str, torch.Tensor]) -> str:
 
 
 def _wrap(model: nn.Module) -> nn.Module:
-    """The model with positional tensor inputs and one output (causal LMs without their KV cache)."""
+    """The model in eval mode with positional tensor inputs and one output (causal LMs without their KV cache)."""
     if getattr(model, "main_input_name", "input_ids") == "pixel_values":
-        return _ImageModel(model)
+        return _ImageModel(model).eval()
     takes_cache = "use_cache" in inspect.signature(model.forward).parameters
-    return _TextModel(model, False if takes_cache else None)
+    return _TextModel(model, False if takes_cache else None).eval()
 
 
 def _default_inputs(model: nn.Module, tokenizer: Any) -> tuple[dict[str, torch.Tensor], str]:
