@@ -11,7 +11,7 @@ Then:
 
 1. **int8** (``sentiment_minilm``, the real all-MiniLM-L6-v2 on the VADER lexicon): both models are
    exported to ONNX (the ReLU one through the package's audited ``export_onnx``), quantized with ONNX
-   Runtime's ``quantize_dynamic`` (int8 weights, dynamic int8 activations), and evaluated on the same
+   Runtime's ``quantize_dynamic`` (``hf_lambda_gelu.export.quantize_int8``: int8 weights, dynamic int8 activations), and evaluated on the same
    eval set in fp32 and int8; ONNX Runtime CPU latency at batch 1 and 32 for the four graphs, and the
    ``Erf`` nodes left in each graph.
 2. **sparsity** (both tasks): ``hf_lambda_gelu.sparsity.measure_sparsity`` on the eval set.
@@ -53,7 +53,7 @@ from transformers import logging as hf_logging
 from transformers.pytorch_utils import Conv1D
 
 from hf_lambda_gelu import swap_modules
-from hf_lambda_gelu.export import export_graph, export_onnx
+from hf_lambda_gelu.export import export_graph, export_onnx, quantize_int8
 from hf_lambda_gelu.sparsity import measure_sparsity
 
 DEFAULT_OUT = common.RESULTS_DIR / "relu_payoff.json"
@@ -161,8 +161,6 @@ def _erf_nodes(path: Path) -> dict[str, int]:
 
 def int8_section(task: reluization.Task, models: dict[str, nn.Module], settings: dict, folder: Path) -> dict:
     """fp32 vs int8 accuracy and ONNX Runtime latency (batch 1 and 32) of the GELU and ReLU classifiers."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     eval_batches = _batches(task, 64)
     example = {k: v for k, v in task.collator(task.eval[:4]).items() if k in ("input_ids", "attention_mask")}
     latency_sets = {b: _batches(task, b)[: settings["latency_batches"]] for b in (1, 32)}
@@ -179,7 +177,7 @@ def int8_section(task: reluization.Task, models: dict[str, nn.Module], settings:
             export_graph(model, fp32.with_name("opset18.onnx"), example, opset=18)  # GELU below opset 20: Erf
             out["gelu_opset18_graph_ops"] = _erf_nodes(fp32.with_name("opset18.onnx"))
         int8 = folder / arm / "model.int8.onnx"
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        quantize_int8(fp32, int8)
         for precision, path in (("fp32", fp32), ("int8", int8)):
             session = _ort_session(path)
             correct = n = 0

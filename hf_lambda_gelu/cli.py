@@ -528,6 +528,11 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         "--atol", type=_positive_float, default=1e-4, help="Max |Δ| of ONNX Runtime vs PyTorch (default 1e-4)."
     )
     parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="Also write model.int8.onnx (ONNX Runtime dynamic int8 quantization) and audit it.",
+    )
+    parser.add_argument(
         "--no-update-release",
         action="store_true",
         help="Do not write the audit into the release folder and its model card.",
@@ -543,7 +548,12 @@ def _export(args: argparse.Namespace) -> None:
         raise CLIError(f"ONNX export needs the onnx extra ({err}): pip install 'hf-lambda-gelu[onnx]'.") from err
     try:
         audit = export_release(
-            args.release, args.out, opset=args.opset, atol=args.atol, update_release=not args.no_update_release
+            args.release,
+            args.out,
+            opset=args.opset,
+            atol=args.atol,
+            int8=args.int8,
+            update_release=not args.no_update_release,
         )
     except (ReluModelRequiredError, ExportAuditError, ValueError) as err:
         raise CLIError(str(err)) from err
@@ -555,6 +565,10 @@ def _export(args: argparse.Namespace) -> None:
     print(f"MLP activations as Relu: {sum(v == ['Relu'] for v in audit['mlp_activations'].values())} of "
           f"{len(audit['mlp_activations'])}; other activations: {audit['other_activations'] or 'none'}")  # fmt: skip
     print(f"ONNX Runtime vs PyTorch: max |Δ {audit['output']}| = {parity['max_abs_diff']:.3g} (≤ {parity['atol']:g})")
+    if audit["int8"]:
+        int8 = audit["int8"]
+        print(f"int8: {Path(args.out) / int8['onnx_file']}; max |Δ| vs PyTorch {int8['max_abs_diff_vs_pytorch']:.3g}, "
+              f"argmax agreement {int8['argmax_agreement']:.0%} on the parity batch")  # fmt: skip
 
 
 def _read_texts(path: Path, column: str) -> list[str]:

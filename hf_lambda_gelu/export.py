@@ -53,6 +53,7 @@ from .publishing import CARD_FILENAME, add_release_files
 __all__ = [
     "AUDIT_FILENAME",
     "FORBIDDEN_OPS",
+    "INT8_FILENAME",
     "ONNX_FILENAME",
     "SAMPLE_TEXTS",
     "ExportAuditError",
@@ -62,11 +63,13 @@ __all__ = [
     "export_onnx",
     "export_release",
     "load_relu_model",
+    "quantize_int8",
 ]
 
 logger = logging.getLogger(__name__)
 
 ONNX_FILENAME = "model.onnx"
+INT8_FILENAME = "model.int8.onnx"
 AUDIT_FILENAME = "onnx_export_audit.json"
 #: Ops that mean "GELU is still there": ONNX's Erf (GELU below opset 20) and Gelu, ONNX Runtime's fused forms.
 FORBIDDEN_OPS = ("Erf", "Gelu", "FastGelu", "BiasGelu")
@@ -255,6 +258,42 @@ def _nodes(graph_proto: Any) -> Iterator[Any]:
         yield from function.node
 
 
+def _op_types(proto: Any) -> dict[str, int]:
+    """Count per op type (graph and functions), most frequent first."""
+    counts = Counter(node.op_type for node in _nodes(proto))
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+class _DropPreprocessingHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing before quantization")
+
+
+def quantize_int8(onnx_path: str | os.PathLike, int8_path: str | os.PathLike) -> dict[str, int]:
+    """Dynamic int8 quantization with ONNX Runtime (int8 weights, activations quantized at run time).
+
+    Args:
+        onnx_path: the fp32 ONNX file.
+        int8_path: the quantized file to write.
+
+    Returns:
+        The op-type counts of the quantized graph.
+
+    >>> quantize_int8("onnx/model.onnx", "onnx/model.int8.onnx")["MatMulInteger"]  # doctest: +SKIP
+    12
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    hint = _DropPreprocessingHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8)
+    finally:
+        logging.getLogger().removeFilter(hint)
+    return _op_types(onnx.load(str(int8_path), load_external_data=False))
+
+
 def _versions() -> dict[str, str]:
     names = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime")
     return {name: importlib.metadata.version(name) for name in names}
@@ -313,6 +352,7 @@ def export_onnx(
     tokenizer: Any = None,
     opset: int | None = None,
     atol: float = 1e-4,
+    int8: bool = False,
 ) -> dict[str, Any]:
     """Export a ReLU model to ``output_dir/model.onnx``, audit the graph, check ONNX Runtime parity.
 
@@ -329,6 +369,8 @@ def export_onnx(
         tokenizer: used for the default text batch.
         opset: ONNX opset (default: the exporter's, 20; ≥ 18).
         atol: largest allowed max |Δ| between ONNX Runtime and PyTorch outputs.
+        int8: also write ``model.int8.onnx`` (:func:`quantize_int8`), audit its ops and report (not
+            check) its difference to PyTorch on the parity batch: max |Δ| and argmax agreement.
 
     Raises:
         ReluModelRequiredError: the model still has GELU / λ-GELU (nothing is exported).
@@ -361,7 +403,7 @@ def export_onnx(
     output_name = export_graph(model, path, inputs, opset=opset)
     proto = onnx.load(str(path), load_external_data=False)
     nodes = list(_nodes(proto))
-    op_types = dict(sorted(Counter(node.op_type for node in nodes).items(), key=lambda kv: (-kv[1], kv[0])))
+    op_types = _op_types(proto)
     by_module: dict[str, set[str]] = {}
     for node in nodes:
         if node.op_type in ACTIVATION_OPS:
@@ -382,6 +424,20 @@ def export_onnx(
     problems += [f"{name} exported as {ops or 'nothing'}" for name, ops in mlp_activations.items() if ops != ["Relu"]]
     if not max_abs_diff <= atol:
         problems.append(f"ONNX Runtime differs from PyTorch by {max_abs_diff:.3g} > {atol:g}")
+    int8_audit = None
+    if int8:
+        int8_ops = quantize_int8(path, output_dir / INT8_FILENAME)
+        int8_forbidden = {op: int8_ops[op] for op in FORBIDDEN_OPS if op in int8_ops}
+        problems += [f"{count} {op} node(s) in the int8 graph" for op, count in int8_forbidden.items()]
+        quantized = _run_onnx(output_dir / INT8_FILENAME, inputs)
+        int8_audit = {
+            "onnx_file": INT8_FILENAME,
+            "quantization": "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)",
+            "op_types": int8_ops,
+            "forbidden_ops_found": int8_forbidden,
+            "max_abs_diff_vs_pytorch": float(abs(quantized - expected[0]).max()),
+            "argmax_agreement": float((quantized.argmax(-1) == expected[0].argmax(-1)).mean()),
+        }
     audit = {
         "format": _AUDIT_FORMAT,
         "onnx_file": ONNX_FILENAME,
@@ -407,6 +463,7 @@ def export_onnx(
             "atol": atol,
             "passed": max_abs_diff <= atol,
         },
+        "int8": int8_audit,
         "problems": problems,
         "passed": not problems,
     }
@@ -446,10 +503,22 @@ def deployment_markdown(audit: dict[str, Any]) -> str:
             f"| other activation nodes (not MLP activations) | {other} |",
             f"| ONNX Runtime vs PyTorch, max \\|Δ {audit['output']}\\| | {parity['max_abs_diff']:.3g} "
             f"(tolerance {parity['atol']:g}; {parity['batch']}; shapes {parity['shapes']}) |",
+            *_int8_rows(audit.get("int8"), audit["output"]),
             "",
             f"Op types: {ops}.",
         ]
     )
+
+
+def _int8_rows(int8: dict[str, Any] | None, output: str) -> list[str]:
+    if not int8:
+        return []
+    forbidden = ", ".join(f"{op} × {n}" for op, n in int8["forbidden_ops_found"].items()) or "none"
+    return [
+        f"| int8 (`{int8['onnx_file']}`, ONNX Runtime dynamic quantization) | GELU nodes: {forbidden}; "
+        f"`Relu` × {int8['op_types'].get('Relu', 0)}; max \\|Δ {output}\\| vs PyTorch {int8['max_abs_diff_vs_pytorch']:.3g}, "
+        f"argmax agreement {int8['argmax_agreement']:.0%} on the parity batch |"
+    ]
 
 
 def export_release(
@@ -459,6 +528,7 @@ def export_release(
     opset: int | None = None,
     atol: float = 1e-4,
     inputs: dict[str, torch.Tensor] | None = None,
+    int8: bool = False,
     update_release: bool = True,
 ) -> dict[str, Any]:
     """Export a ReLU release folder to ONNX (:func:`export_onnx`) and add the audit to the release.
@@ -474,6 +544,7 @@ def export_release(
         opset: ONNX opset (default: the exporter's).
         atol: parity tolerance (max |Δ| of the outputs).
         inputs: the parity batch (default: the release's tokenizer on :data:`SAMPLE_TEXTS`...).
+        int8: also write and audit the dynamic int8 model (see :func:`export_onnx`).
         update_release: write the audit into the release folder and its card.
 
     Raises:
@@ -491,7 +562,7 @@ def export_release(
         raise FileNotFoundError(f"Release folder {str(release)!r} does not exist (or is not a folder).")
     model, processor = load_relu_model(release)
     tokenizer = getattr(processor, "tokenizer", processor)
-    audit = export_onnx(model, output_dir, inputs=inputs, tokenizer=tokenizer, opset=opset, atol=atol)
+    audit = export_onnx(model, output_dir, inputs=inputs, tokenizer=tokenizer, opset=opset, atol=atol, int8=int8)
     if update_release:
         (release / AUDIT_FILENAME).write_text(json.dumps(audit, indent=2) + "\n", encoding="utf-8")
         card = release / CARD_FILENAME

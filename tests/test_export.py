@@ -26,7 +26,14 @@ from transformers import (
 import hf_lambda_gelu
 from hf_lambda_gelu.cli import main
 from hf_lambda_gelu.errors import ReluModelRequiredError
-from hf_lambda_gelu.export import AUDIT_FILENAME, ONNX_FILENAME, ExportAuditError, export_onnx, export_release
+from hf_lambda_gelu.export import (
+    AUDIT_FILENAME,
+    INT8_FILENAME,
+    ONNX_FILENAME,
+    ExportAuditError,
+    export_onnx,
+    export_release,
+)
 from hf_lambda_gelu.publishing import check_release_dir
 
 RELEASES = {
@@ -63,10 +70,10 @@ def onnx_ops(path) -> list[str]:
     return [node.op_type for node in onnx.load(str(path)).graph.node]
 
 
-@pytest.mark.parametrize(("name", "opset"), [("bert", None), ("vit", 18), ("gpt2", 18)])
-def test_export_release_audits_and_matches_pytorch(tmp_path, name, opset):
+@pytest.mark.parametrize(("name", "opset", "int8"), [("bert", None, True), ("vit", 18, False), ("gpt2", 18, False)])
+def test_export_release_audits_and_matches_pytorch(tmp_path, name, opset, int8):
     release, out = make_release(name, tmp_path / "release"), tmp_path / "onnx"
-    audit = export_release(release, out, opset=opset)
+    audit = export_release(release, out, opset=opset, int8=int8)
     _, _, mlp, other = RELEASES[name]
 
     assert audit["passed"] and audit["problems"] == []
@@ -88,6 +95,13 @@ def test_export_release_audits_and_matches_pytorch(tmp_path, name, opset):
     with torch.no_grad():
         want = model.eval()(**inputs).logits.numpy()
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    if int8:  # a quantized graph (integer matmuls), still without any GELU op
+        ops = onnx_ops(out / INT8_FILENAME)
+        assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops and ops.count("Relu") == len(mlp)
+        assert not {"Erf", "Gelu", "FastGelu"} & set(ops) and audit["int8"]["forbidden_ops_found"] == {}
+        assert 0.0 <= audit["int8"]["argmax_agreement"] <= 1.0 and audit["int8"]["max_abs_diff_vs_pytorch"] < 1.0
+    else:
+        assert audit["int8"] is None and not (out / INT8_FILENAME).exists()
     # The release carries the audit: JSON, card section, manifest.
     assert json.loads((release / AUDIT_FILENAME).read_text()) == audit
     assert AUDIT_FILENAME in check_release_dir(release)
@@ -104,9 +118,10 @@ def test_real_minilm_release_exports_through_the_cli_and_gets_its_sparsity(minil
     release, out = tmp_path / "minilm-relu", tmp_path / "onnx"
     hf_lambda_gelu.save_release(model, release, processing_class=AutoTokenizer.from_pretrained(minilm_path))
 
-    assert main(["export", str(release), str(out)]) == 0, capsys.readouterr().err
+    assert main(["export", str(release), str(out), "--int8"]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "MLP activations as Relu: 6 of 6" in printed and "'bert.pooler.activation': ['Tanh']" in printed
+    assert f"int8: {out / INT8_FILENAME}" in printed
     audit = json.loads((out / AUDIT_FILENAME).read_text())
     assert audit["passed"] and audit["forbidden_ops_found"] == {} and audit["parity"]["max_abs_diff"] <= 1e-4
     assert audit["parity"]["batch"].startswith("the release's tokenizer")
@@ -125,6 +140,7 @@ def test_real_minilm_release_exports_through_the_cli_and_gets_its_sparsity(minil
     assert {"activation_sparsity.json", "activation_sparsity.png", AUDIT_FILENAME} <= set(files)
     card = ModelCard.load(release / "README.md").text
     assert "### ONNX export" in card and "### Activation sparsity" in card and "](activation_sparsity.png)" in card
+    assert "| int8 (`model.int8.onnx`, ONNX Runtime dynamic quantization) | GELU nodes: none; `Relu` × 6;" in card
 
 
 def test_gelu_and_lambda_gelu_models_are_refused_with_the_release_command(tmp_path, capsys):
