@@ -663,9 +663,8 @@ def _sparsity(args: argparse.Namespace) -> None:
     try:
         model, processor = load_relu_model(source, "measuring activation sparsity")
         batches = _sparsity_batches(args, processor)
-        report = measure_sparsity(
-            model, batches, data=f"{Path(args.data).name} (first {args.max_examples} examples at most)"
-        )
+        examples = sum(len(next(iter(batch.values()))) for batch in batches)
+        report = measure_sparsity(model, batches, data=f"`{Path(args.data).name}` ({examples} examples)")
     except (ReluModelRequiredError, ValueError) as err:
         raise CLIError(str(err)) from err
     print(f"Activation sparsity of {source} over {report.tokens} tokens (batches of {report.batch_size}):")
