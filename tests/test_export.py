@@ -34,7 +34,8 @@ from hf_lambda_gelu.export import (
     export_onnx,
     export_release,
 )
-from hf_lambda_gelu.publishing import check_release_dir
+from hf_lambda_gelu.model_card import set_card_section
+from hf_lambda_gelu.publishing import MANIFEST_FILENAME, add_release_files, check_release_dir
 
 RELEASES = {
     # name: (model class, config factory, expected MLP activation modules, expected other activations)
@@ -187,3 +188,45 @@ def test_bad_export_arguments(tmp_path, kwargs, message):
     model = BertForSequenceClassification(tiny_bert_config(num_labels=2, hidden_act="relu"))
     with pytest.raises(ValueError, match=message):
         export_onnx(model, tmp_path, **kwargs)
+
+
+# -- the helpers that add results to a release (used by export and sparsity) ------------------------
+OLD_CARD = """---
+license: mit
+---
+
+# old-release
+
+```python
+## not a heading: inside a code block
+```
+
+## Limitations
+
+- none
+"""
+
+
+def test_set_card_section_adds_under_deployment_then_replaces():
+    text = set_card_section(OLD_CARD, "### ONNX export", "first")
+    assert text.index("## Deployment") < text.index("### ONNX export\n\nfirst") < text.index("## Limitations")
+    assert "## not a heading: inside a code block" in text  # fenced lines are not section boundaries
+    text = set_card_section(text, "### Activation sparsity", "| a |\n|---|")
+    text = set_card_section(text, "### ONNX export", "second")
+    assert text.count("### ONNX export") == 1 and "first" not in text and "second" in text
+    assert text.count("## Deployment") == 1
+    assert text.index("### ONNX export") < text.index("### Activation sparsity") < text.index("## Limitations")
+
+
+def test_add_release_files_updates_the_manifest_only_of_a_release(tmp_path):
+    release = make_release("vit", tmp_path / "release")
+    (release / "extra.json").write_text("{}")
+    files = add_release_files(release, ["extra.json"])
+    assert "extra.json" in files and json.loads((release / MANIFEST_FILENAME).read_text())["files"] == files
+    assert add_release_files(release, ["extra.json"]) == files  # idempotent
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        add_release_files(release, ["missing.json"])
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.txt").write_text("a")
+    assert add_release_files(plain, ["a.txt"]) == ["a.txt"] and not (plain / MANIFEST_FILENAME).exists()
