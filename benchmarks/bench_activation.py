@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import os
 import platform
@@ -249,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small tensor and few repetitions (smoke test)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default cpu)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output path (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"JSON output path (default {DEFAULT_OUT}; --quick: a temporary file)"
+    )
     parser.add_argument("--reps", type=int, default=None, help="measured repetitions per variant (default 15; quick 5)")
     parser.add_argument("--warmup", type=int, default=None, help="warmup steps per variant (default 3; quick 2)")
     parser.add_argument("--shape", type=int, nargs="+", default=None, help="input shape (default 64 128 1536)")
@@ -282,9 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     report["meta"]["quick"] = args.quick
     print(format_table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    common.write_json(report, common.output_path(args.out, args.quick, DEFAULT_OUT))
     return 0
 
 

@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,13 +31,28 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def add_common_args(parser: argparse.ArgumentParser, default_out: Path, default_threads: int | None) -> None:
     """``--quick``, ``--out`` and ``--threads``, the same in every benchmark script."""
     parser.add_argument("--quick", action="store_true", help="a few steps on tiny settings (smoke test, seconds)")
-    parser.add_argument("--out", type=Path, default=default_out, help=f"JSON output path (default {default_out})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"JSON output path (default {default_out}; with --quick a new temporary file)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
         default=default_threads,
         help=f"torch intra-op threads (default {default_threads or 'torch: one per core'})",
     )
+
+
+def output_path(out: Path | None, quick: bool, default: Path) -> Path:
+    """``--out`` if given; else ``default`` (the committed results) for a full run and a new temporary
+    file for ``--quick``, so that a smoke test never overwrites the committed full-run results."""
+    if out is not None:
+        return out
+    if not quick:
+        return default
+    return Path(tempfile.mkdtemp(prefix="hf_lambda_gelu_bench_")) / default.name
 
 
 def apply_threads(threads: int | None) -> None:

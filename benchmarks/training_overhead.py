@@ -11,6 +11,10 @@ Training variants, all from the same initial weights:
   (one learnable λ per layer), AdamW with λ in its own group (``lambda_param_groups``) and the
   optimizer-aware λ update (``install_lambda_update``), i.e. what ``LambdaGELUTrainer`` runs while λ
   learns. One step = zero_grad + forward + backward + optimizer step.
+- ``lambda_gelu_distill_eager``: ``lambda_gelu_eager`` plus feature distillation to the frozen GELU
+  original (``distill_alpha``: the student returns its hidden states, the teacher runs one extra
+  no-grad forward, masked MSE of every layer): the cost of that lever. Its ``saved_bytes`` counts
+  the student's forward with hidden states (the teacher saves nothing).
 
 Inference variants (eval mode, ``torch.no_grad``, forward only): ``gelu_*`` (the original) and
 ``relu_*`` (the λ-GELU model after ``reluize``: what training ends with), eager and compiled.
@@ -61,6 +65,7 @@ from transformers import BertConfig, BertForSequenceClassification
 from transformers import logging as hf_logging
 
 from hf_lambda_gelu import convert_to_lambda_gelu, install_lambda_update, lambda_param_groups, reluize
+from hf_lambda_gelu.distillation import Distiller, frozen_copy
 
 DEFAULT_OUT = common.RESULTS_DIR / "training_overhead.json"
 #: Targets from the issue: λ-GELU / GELU in the same mode.
@@ -103,8 +108,18 @@ def make_batch(config: BertConfig, settings: Settings) -> dict[str, torch.Tensor
     }
 
 
-def training_variant(model: torch.nn.Module, batch: dict, compile_backend: str | None) -> Variant:
-    """One training step per call: AdamW over ``lambda_param_groups`` (+ the λ update when λ exists)."""
+def _loss(model: torch.nn.Module, batch: dict, distiller: Distiller | None) -> torch.Tensor:
+    if distiller is None:
+        return model(**batch).loss
+    out = model(**batch, output_hidden_states=True)
+    return out.loss + distiller.loss(out, batch)
+
+
+def training_variant(
+    model: torch.nn.Module, batch: dict, compile_backend: str | None, distiller: Distiller | None = None
+) -> Variant:
+    """One training step per call: AdamW over ``lambda_param_groups`` (+ the λ update when λ exists, + the
+    distillation term when ``distiller`` is given)."""
     optimizer = torch.optim.AdamW(lambda_param_groups(model, lr=1e-4, weight_decay=0.01, lambda_lr=1e-2))
     install_lambda_update(optimizer, model)  # a no-op for a model without λ
     model.train()
@@ -112,7 +127,7 @@ def training_variant(model: torch.nn.Module, batch: dict, compile_backend: str |
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = runnable(**batch).loss
+        loss = _loss(runnable, batch, distiller)
         loss.backward()
         optimizer.step()
         return loss
@@ -177,7 +192,7 @@ def _add_time_ratios(ours: dict, base: dict) -> None:
     ours["median_time_ratio_to_gelu"] = ours["median_ms"] / base["median_ms"]
 
 
-def saved_bytes(model: torch.nn.Module, batch: dict) -> int:
+def saved_bytes(model: torch.nn.Module, batch: dict, distiller: Distiller | None = None) -> int:
     """Bytes of the distinct storages autograd saves for backward during one forward (eager models)."""
     storages: dict[tuple[int, int], int] = {}
 
@@ -187,7 +202,7 @@ def saved_bytes(model: torch.nn.Module, batch: dict) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(**batch).loss
+        loss = _loss(model, batch, distiller)
     del loss
     return int(sum(storages.values()))
 
@@ -205,18 +220,22 @@ def run(settings: Settings, compile_backend: str) -> dict:
         "lambda_gelu_eager": lam,
         "gelu_compiled": copy.deepcopy(gelu),
         "lambda_gelu_compiled": copy.deepcopy(lam),
+        "lambda_gelu_distill_eager": copy.deepcopy(lam),
     }
+    distillers = {"lambda_gelu_distill_eager": Distiller(frozen_copy(gelu), alpha=1.0)}
     train = {
-        name: training_variant(m, batch, compile_backend if name.endswith("_compiled") else None)
+        name: training_variant(m, batch, compile_backend if name.endswith("_compiled") else None, distillers.get(name))
         for name, m in models.items()
     }
     t0 = time.perf_counter()
     training, training_recompiles = time_interleaved(train, settings.warmup, settings.reps)
     for name, r in training.items():
         r["peak_bytes"] = common.cpu_peak_bytes(train[name].run)
-        r["saved_bytes"] = saved_bytes(models[name], batch) if name.endswith("_eager") else None
-    for mode in ("eager", "compiled"):
-        base, ours = training[f"gelu_{mode}"], training[f"lambda_gelu_{mode}"]
+        r["saved_bytes"] = saved_bytes(models[name], batch, distillers.get(name)) if name.endswith("_eager") else None
+    for base_name, name in [(f"gelu_{m}", f"lambda_gelu_{m}") for m in ("eager", "compiled")] + [
+        ("gelu_eager", "lambda_gelu_distill_eager")
+    ]:
+        base, ours = training[base_name], training[name]
         _add_time_ratios(ours, base)
         ours["peak_ratio_to_gelu"] = ours["peak_bytes"] / max(base["peak_bytes"], 1)
         if ours["saved_bytes"] is not None:
@@ -244,6 +263,7 @@ def run(settings: Settings, compile_backend: str) -> dict:
         checks[f"{mode}_time_ok"] = r["time_ratio_to_gelu"] <= TARGETS["train_time_ratio_max"]
         checks[f"{mode}_peak_ratio"] = r["peak_ratio_to_gelu"]
         checks[f"{mode}_peak_ok"] = r["peak_ratio_to_gelu"] <= TARGETS["train_peak_memory_ratio_max"]
+    checks["distill_eager_time_ratio"] = training["lambda_gelu_distill_eager"]["time_ratio_to_gelu"]
     return {
         "settings": {**settings.__dict__, "compile_backend": compile_backend, "dtype": "float32"},
         "parameters": {
@@ -330,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["runtime_s"] = time.perf_counter() - start
     meta["load_average_at_end"] = common.load_average()
     print(format_report(report))
-    common.write_json(report, args.out)
+    common.write_json(report, common.output_path(args.out, args.quick, DEFAULT_OUT))
     return 0
 
 

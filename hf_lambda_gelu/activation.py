@@ -5,11 +5,22 @@ parameter ``s`` (shape (1,) — FSDP rejects 0-dim parameters — or (C,) with o
 
 Decisions where METHOD.md is silent:
 - The default initial λ is 1 (exact GELU). Because softplus never reaches 0, any initial λ is
-  floored at 1 + ``MIN_LAMBDA_OFFSET`` (1e-6), which keeps dλ/ds > 0 (λ stays learnable) while the
-  activation differs from GELU by at most 0.25·1e-6·x²·φ(x)-scale amounts (far below 1e-5 on logits).
+  floored at 1 + ``MIN_LAMBDA_OFFSET`` (1e-8). That offset is below half a float32 ulp of 1 (5.96e-8),
+  so λ = 1 + softplus(s/τ) evaluates to exactly 1.0 in float32/bfloat16/float16 (the converted model
+  is bitwise GELU), while dλ/ds = sigmoid(s/τ)/τ ≈ 1e-8/τ stays > 0: λ gets a gradient, and the
+  optimizer-aware update (:mod:`.lambda_update`) steps it in λ-space, off 1 in one step.
+- Under FSDP2 (``fully_shard``) ``lambda_raw`` is a DTensor sharded on dim 0 outside forward/backward.
+  Reading λ there (:attr:`LambdaGELU.lambda_`, hence ``hardness_profile``) gathers the full tensor
+  (a collective: every rank must read), and :meth:`LambdaGELU.set_lambda` writes each rank's shard
+  in place, so plain tensors and DTensors are never mixed.
 - Pinning (used by the hardening schedule) is tensor state: a ``pinned`` buffer (0 or 1) mixes in
   a detached copy of λ, so a pinned λ gets an exact-zero gradient but stays in the autograd graph
   (DDP sees a gradient-producing path) and changing it never changes a torch.compile guard.
+- The ReLU forward (``relu_forward``, set by the hardening schedule once λ reached λ* before the
+  end of training: "consolidation") is a plain attribute, not tensor state: the forward is then
+  exactly ``relu(x)`` (values and input gradient, :func:`.ops.relu_keep_lambda`) with no λ-GELU
+  work at all, while λ stays in the graph with a zero gradient (DDP-safe). Switching it costs one
+  torch.compile recompile; it is not saved (the schedule re-applies it on resume).
 """
 
 from __future__ import annotations
@@ -18,12 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import _check_approximate, lambda_gelu
+try:
+    from torch.distributed.tensor import DTensor, distribute_tensor
+except ImportError:  # a torch built without distributed support: no λ is ever a DTensor
+    DTensor = ()
+
+from .ops import _check_approximate, lambda_gelu, relu_keep_lambda
 
 __all__ = ["DEFAULT_TEMPERATURE", "MIN_LAMBDA_OFFSET", "LambdaGELU", "lambda_to_raw", "raw_to_lambda"]
 
 DEFAULT_TEMPERATURE = 0.1
-MIN_LAMBDA_OFFSET = 1e-6
+MIN_LAMBDA_OFFSET = 1e-8
 
 
 def check_lambda_settings(init_lambda: float | None = None, temperature: float | None = None) -> None:
@@ -83,6 +99,8 @@ class LambdaGELU(nn.Module):
         shape = (num_channels or 1,)
         self.lambda_raw = nn.Parameter(torch.empty(shape))
         self.register_buffer("pinned", torch.zeros(shape), persistent=False)
+        #: Forward exactly as ReLU (consolidation after hardening); see the module docstring.
+        self.relu_forward = False
         self.reset_parameters()
 
     @torch.no_grad()
@@ -107,19 +125,32 @@ class LambdaGELU(nn.Module):
         init.zeros_(self.pinned)
 
     def _raw_like(self, lam: torch.Tensor | float) -> torch.Tensor:
+        if isinstance(lam, DTensor):
+            lam = lam.full_tensor()
         raw = lambda_to_raw(lam, self.temperature)
-        return raw.to(self.lambda_raw.dtype).expand_as(self.lambda_raw).to(self.lambda_raw.device)
+        return raw.to(self.lambda_raw.dtype).expand(self.lambda_raw.shape).to(self.lambda_raw.device)
 
     @property
     def lambda_(self) -> torch.Tensor:
-        """λ as a tensor (shape (1,) or (C,)); gradient-free where pinned."""
-        lam = raw_to_lambda(self.lambda_raw, self.temperature)
+        """λ as a tensor (shape (1,) or (C,)); gradient-free where pinned.
+
+        A DTensor-sharded λ (FSDP2, outside forward) is gathered first: every rank must read it.
+        """
+        raw = self.lambda_raw
+        if isinstance(raw, DTensor):
+            raw = raw.full_tensor()
+        lam = raw_to_lambda(raw, self.temperature)
         return lam + self.pinned * (lam.detach() - lam)
 
     @torch.no_grad()
     def set_lambda(self, value: torch.Tensor | float) -> None:
-        """Write λ in place (the raw parameter's storage is kept: optimizers and DDP keep working)."""
-        self.lambda_raw.copy_(self._raw_like(value))
+        """Write λ in place (the raw parameter's storage is kept: optimizers, DDP and FSDP2 keep working)."""
+        raw, target = self._raw_like(value), self.lambda_raw
+        if isinstance(target, DTensor):  # FSDP2: write this rank's shard, with the same placement
+            shard = distribute_tensor(raw, target.device_mesh, target.placements, src_data_rank=None)
+            target.to_local().copy_(shard.to_local())
+        else:
+            target.copy_(raw)
 
     @torch.no_grad()
     def pin(self, value: torch.Tensor | float | None = None) -> None:
@@ -138,10 +169,15 @@ class LambdaGELU(nn.Module):
         return bool(self.pinned.bool().all())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relu_forward:
+            return relu_keep_lambda(x, self.lambda_)
         return lambda_gelu(x, self.lambda_, self.approximate)
 
     def extra_repr(self) -> str:
+        if isinstance(self.lambda_raw, DTensor):  # reading would be a collective
+            return f"lambda=<sharded>, approximate={self.approximate!r}, temperature={self.temperature}"
         lam = self.lambda_.detach()
         shown = f"{lam.item():.6g}" if lam.numel() == 1 else f"[{lam.min().item():.4g}..{lam.max().item():.4g}]"
         pinned = ", pinned" if self.is_pinned else ""
-        return f"lambda={shown}, approximate={self.approximate!r}, temperature={self.temperature}{pinned}"
+        relu = ", relu_forward" if self.relu_forward else ""
+        return f"lambda={shown}, approximate={self.approximate!r}, temperature={self.temperature}{pinned}{relu}"

@@ -12,27 +12,41 @@ optionally per layer, λ*_l = λ*/s_l with s_l the RMS of the layer's pre-activa
 training batches seen before hardening (all-reduced across ranks, so every rank agrees).
 Decision: a gate that already learned a λ above its target is not softened (target_l = max(λ*_l, λ_start)).
 
+``end`` (``hardening_end``, default 1) moves the arrival earlier: T above becomes E = end_step =
+round(end·T) (p capped at 1), so λ = λ* exactly at step E, and every later step ("consolidation")
+runs the λ-GELU modules as exact ReLU (``LambdaGELU.relu_forward``: relu(x), λ kept in the graph with
+a zero gradient, so DDP and the optimizer see no change of parameters); the final ``reluize`` then
+swaps them for ``nn.ReLU`` at zero cost.
+
 The schedule is a pure function of (λ_start, λ*, step), whose inputs are kept as exact floats in the
 callback state (``state()``, saved in ``trainer_state.json``), so a resumed run follows the same
-trajectory as an uninterrupted one. Usable without the Trainer: call ``update(model, step, max_steps)``
-before each forward (step = number of optimizer steps done so far).
+trajectory as an uninterrupted one. The weights taken when hardening starts (``pre_hardening_state``,
+for the naive-swap baseline) go into every checkpoint ``LambdaGELUTrainer`` saves after that, as
+``pre_hardening_weights.safetensors`` (written before the checkpoint's ``trainer_state.json``), so the
+baseline survives a resume too. Usable without the
+Trainer: call ``update(model, step, max_steps)`` before each forward (step = number of optimizer steps
+done so far).
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from .activation import DTensor
 from .ops import RELU_DISTANCE_CONSTANT
 from .param_groups import lambda_modules
 
-__all__ = ["HARDENING_SHAPES", "HardeningCallback", "target_lambda_for_tolerance"]
+__all__ = ["HARDENING_SHAPES", "PRE_HARDENING_WEIGHTS_NAME", "HardeningCallback", "target_lambda_for_tolerance"]
 
 HARDENING_SHAPES = ("linear", "cosine")
+#: File in each checkpoint written after hardening started: the weights of its start (naive-swap baseline).
+PRE_HARDENING_WEIGHTS_NAME = "pre_hardening_weights.safetensors"
 
 
 def target_lambda_for_tolerance(tolerance: float) -> float:
@@ -43,16 +57,34 @@ def target_lambda_for_tolerance(tolerance: float) -> float:
 
 
 def _check(start: float, shape: str, target_lambda: float | None) -> None:
-    if not 0.0 <= start < 1.0:
-        raise ValueError(f"hardening_start={start!r} is invalid: use a fraction of training in [0, 1).")
+    if not 0.0 <= start <= 1.0:
+        raise ValueError(
+            f"hardening_start={start!r} is invalid: use a fraction of training in [0, 1), or 1.0 for no hardening."
+        )
     if shape not in HARDENING_SHAPES:
         raise ValueError(f"hardening_shape={shape!r} is invalid: use one of {HARDENING_SHAPES}.")
     if target_lambda is not None and not target_lambda >= 1.0:
         raise ValueError(f"relu_target_lambda={target_lambda!r} is invalid: λ* must be ≥ 1.")
 
 
+def check_hardening_end(start: float, end: float) -> None:
+    """Raise ValueError unless ``hardening_start < end ≤ 1`` (``end`` = 1: harden to the last step)."""
+    if not (0.0 < end <= 1.0) or end <= start < 1.0:
+        raise ValueError(
+            f"hardening_end={end!r} is invalid: use a fraction of training in (hardening_start={start!r}, 1] "
+            "(1.0 = λ reaches λ* at the last step; less = train as ReLU after it)."
+        )
+
+
 def _to_list(t: torch.Tensor) -> list[float]:
     return [float(v) for v in t.detach().double().reshape(-1)]
+
+
+def _full_cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of a weight; a DTensor shard (FSDP2) is gathered first (a collective: every rank calls)."""
+    if isinstance(tensor, DTensor):
+        tensor = tensor.full_tensor()
+    return tensor.detach().cpu().clone()
 
 
 def _all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
@@ -67,15 +99,21 @@ class HardeningCallback(TrainerCallback, ExportableState):
     """Pin λ at ``start`` of training and drive it to λ* along a log-space path.
 
     Args:
-        start: fraction of the run (0 ≤ start < 1) at which hardening begins.
+        start: fraction of the run (0 ≤ start < 1) at which hardening begins; ``1.0`` means no
+            hardening (λ is learned to the end and never pinned; see :attr:`enabled`).
         shape: ``"linear"`` or ``"cosine"`` interpolation weight in log-space.
         tolerance: ε, worst-case activation error of the final ReLU swap (λ* = c/ε).
         target_lambda: explicit λ* (overrides ``tolerance``).
         per_layer: scale each layer's target by 1/RMS of its pre-activation (measured on training batches).
+        end: fraction of the run (start < end ≤ 1) at which λ reaches λ*; the steps after it train the
+            model with exact ReLU forwards (consolidation). 1.0 = harden until the last step.
 
     >>> cb = HardeningCallback(start=0.5, tolerance=1e-3)
     >>> round(cb.reference_target, 1)
     170.0
+    >>> cb = HardeningCallback(start=0.05, end=0.25)
+    >>> cb.start_step_for(100), cb.end_step_for(100)
+    (5, 25)
     """
 
     def __init__(
@@ -85,9 +123,12 @@ class HardeningCallback(TrainerCallback, ExportableState):
         tolerance: float = 1e-3,
         target_lambda: float | None = None,
         per_layer: bool = False,
+        end: float = 1.0,
     ) -> None:
         _check(start, shape, target_lambda)
+        check_hardening_end(start, end)
         self.start = float(start)
+        self.end = float(end)
         self.shape = shape
         self.tolerance = float(tolerance)
         self.target_lambda = None if target_lambda is None else float(target_lambda)
@@ -113,6 +154,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
                 "tolerance": self.tolerance,
                 "target_lambda": self.target_lambda,
                 "per_layer": self.per_layer,
+                "end": self.end,
             },
             "attributes": {
                 "start_step": self.start_step,
@@ -132,13 +174,27 @@ class HardeningCallback(TrainerCallback, ExportableState):
     def started(self) -> bool:
         return self.start_step is not None
 
+    @property
+    def enabled(self) -> bool:
+        """False for ``start=1.0``: λ is learned to the end, nothing is pinned or hardened."""
+        return self.start < 1.0
+
     # -- the schedule ------------------------------------------------------------------------
     def start_step_for(self, max_steps: int) -> int:
         return min(int(round(self.start * max_steps)), max(max_steps - 1, 0))
 
+    def end_step_for(self, max_steps: int) -> int:
+        """Step (1-based) whose forward first runs at λ*: round(end·T), after the start step, at most T."""
+        start_step = self.start_step if self.started else self.start_step_for(max_steps)
+        return min(max(int(round(self.end * max_steps)), start_step + 1), max(max_steps, 1))
+
+    def consolidating(self, step: int, max_steps: int) -> bool:
+        """True if the forward of step ``step`` (1-based) runs as exact ReLU (after ``end``)."""
+        return self.started and step > self.end_step_for(max_steps)
+
     def weight(self, step: int, max_steps: int) -> float:
         """Interpolation weight in [0, 1] for the forward of step ``step`` (1-based)."""
-        span = max(max_steps - self.start_step, 1)
+        span = max(self.end_step_for(max_steps) - self.start_step, 1)
         p = min(max((step - self.start_step) / span, 0.0), 1.0)
         return p if self.shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * p))
 
@@ -161,7 +217,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
             self.targets[name] = _to_list(torch.maximum(target.clamp_min(1.0), lam))
         self._remove_hooks()
         if self.keep_pre_hardening_state:
-            self.pre_hardening_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            self.pre_hardening_state = {k: _full_cpu_copy(v) for k, v in model.state_dict().items()}
 
     def update(self, model: nn.Module, step: int, max_steps: int) -> bool:
         """Apply the schedule for the forward of the next step; ``step`` = optimizer steps done.
@@ -169,12 +225,14 @@ class HardeningCallback(TrainerCallback, ExportableState):
         Returns True while hardening is active. Safe to call repeatedly (idempotent per step).
         """
         if not self.started:
-            if step < self.start_step_for(max_steps):
+            if not self.enabled or step < self.start_step_for(max_steps):
                 return False
             self._begin(model, step)
+        relu = self.consolidating(step + 1, max_steps)
         for name, module in lambda_modules(model):
             if name in self.targets:
                 module.pin(self.lambda_at(name, step + 1, max_steps).to(torch.float32))
+                module.relu_forward = relu
         return True
 
     # -- pre-activation RMS ------------------------------------------------------------------
@@ -224,3 +282,21 @@ class HardeningCallback(TrainerCallback, ExportableState):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._remove_hooks()
+
+    # -- the naive-swap baseline's weights in checkpoints (LambdaGELUTrainer.save_model) --------
+    def save_pre_hardening_state(self, folder: str) -> None:
+        """Write the weights taken when hardening started to ``folder/`` :data:`PRE_HARDENING_WEIGHTS_NAME`."""
+        from safetensors.torch import save_file
+
+        tensors = {k: v.contiguous() for k, v in (self.pre_hardening_state or {}).items()}
+        save_file(tensors, os.path.join(folder, PRE_HARDENING_WEIGHTS_NAME))
+
+    def load_pre_hardening_state(self, folder: str) -> bool:
+        """Read the weights saved by :meth:`save_pre_hardening_state`; False if ``folder`` has none."""
+        from safetensors.torch import load_file
+
+        path = os.path.join(folder, PRE_HARDENING_WEIGHTS_NAME)
+        if not os.path.isfile(path):
+            return False
+        self.pre_hardening_state = load_file(path)
+        return True

@@ -18,11 +18,11 @@ The rule. For the parameters of the λ group, around every ``optimizer.step()``:
    Adam-family optimizers normalize by themselves, so they get g_λ unchanged.
 2. (optimizer step) the optimizer computes its step δ = s_new − s_old from that gradient, with the
    λ group's learning rate η_λ: δ ≈ −η_λ·(unit-scale direction) for both families.
-3. (post-step) apply δ in λ-space and map back: λ_new = max(λ(s_old) + δ, 1 + 1e-6),
+3. (post-step) apply δ in λ-space and map back: λ_new = max(λ(s_old) + δ, 1 + 1e-8),
    s_new = softplus⁻¹(λ_new − 1)·τ (numerically stable). Pinned λ are restored to λ(s_old).
 
 Hence |Δλ| ≈ η_λ per step while the gradient sign is consistent, for Adam-family and SGD-family
-optimizers alike, at λ = 1 + 1e-6 as at λ = 10; λ never leaves [1, ∞). Momentum and the LR schedule
+optimizers alike, at λ = 1 (the default start) as at λ = 10; λ never leaves [1, ∞). Momentum and the LR schedule
 work as usual (in λ units). Any other optimizer needs ``family`` given explicitly.
 """
 

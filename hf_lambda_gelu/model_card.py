@@ -74,7 +74,14 @@ _SETTING_LABELS = {
     "lambda_temperature": "Softplus temperature τ (λ = 1 + softplus(s/τ))",
     "lambda_learning_rate": "λ learning rate",
     "hardening_start": "Hardening starts at (fraction of training)",
+    "hardening_end": "λ reaches λ* at (fraction of training; ReLU forwards after it)",
     "hardening_shape": "Hardening schedule shape (log-space)",
+    "hardening_lr_floor": "Learning-rate floor in the hardening window (fraction of the learning rate)",
+    "hardness_pressure": "Hardness pressure β (β·Σ c/λ while λ learns; 0 = off)",
+    "distill_alpha": "Feature distillation to the original model (weight; 0 = off)",
+    "distill_logits_alpha": "Logit distillation to the original model (weight; 0 = off)",
+    "self_distill_alpha": "Self-distillation to the hardening-start snapshot (weight; 0 = off)",
+    "distill_temperature": "Distillation temperature T",
     "relu_tolerance": "Tolerance ε (worst-case per-activation error)",
     "relu_target_lambda": "Explicit target λ*",
 }
@@ -315,7 +322,8 @@ def build_model_card(
             field; anything else (a local path) is only named in the text.
         report: the ReLU-ization report (shape of ``reluization_report.json``; every key optional):
             ``metric_name``, ``before_swap``/``after_swap`` metrics, ``max_abs_logit_diff``,
-            ``mean_abs_logit_diff``, ``prediction_agreement``, ``naive_swap``, ``lambdas``,
+            ``mean_abs_logit_diff``, ``prediction_agreement``, ``naive_swap`` (or ``naive_swap_unavailable``:
+            why not), ``lambdas``,
             ``max_error_bound``, ``target_lambda``, ``settings``, ``eval_dataset``.
         profile: layer → λ at the swap (default: ``report["lambdas"]``).
         settings: λ/hardening settings, merged over ``report["settings"]`` (``lambda_init``,
@@ -402,6 +410,7 @@ def build_model_card(
         plot_filename=plot_filename,
         eval_dataset_text=_linked(eval_dataset, "datasets/") if eval_dataset else "the evaluation set",
         has_naive=has_naive,
+        naive_swap_unavailable=None if has_naive else report.get("naive_swap_unavailable"),
         metric_rows=_metric_rows(report, metric_name, has_naive),
         diff_rows=_diff_rows(report, has_naive),
         max_error_bound=f"{max_error_bound:.3g}" if max_error_bound else None,

@@ -1,4 +1,9 @@
-"""The hardness profile (λ per layer) as a PNG plot and as JSON.
+"""The hardness profile (λ per layer) as a PNG plot and as JSON; with a log history, the road too.
+
+The road panel (``log_history``: the Trainer's ``state.log_history``) shows λ of every layer over the
+training steps (the ``lambda/<layer>`` entries ``LambdaGELUTrainer`` logs), the training and eval
+loss on a second axis, and the hardening window (and where λ* was reached, ``hardening_end``), so a
+user sees where the road cost them.
 
 Plots are drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas: no pyplot, no display
 and no change to the process-wide matplotlib backend (safe inside notebooks and training jobs).
@@ -13,7 +18,7 @@ from pathlib import Path
 
 from .ops import RELU_DISTANCE_CONSTANT
 
-__all__ = ["load_profile_json", "save_profile_json", "save_profile_plot", "short_layer_labels"]
+__all__ = ["load_profile_json", "road_from_log_history", "save_profile_json", "save_profile_plot", "short_layer_labels"]
 
 _MAX_LABEL_CHARS = 24
 
@@ -65,6 +70,62 @@ def short_layer_labels(names: list[str]) -> list[str]:
     return compact if len(set(compact)) == len(compact) else stripped
 
 
+def road_from_log_history(log_history: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """The road in a Trainer log history: ``{"lambda": {layer: [(step, λ)]}, "loss": {...}}``.
+
+    ``"loss"`` holds the ``"train"`` (``loss``) and ``"eval"`` (``eval_loss``) series; entries
+    without a ``step`` are skipped.
+
+    Args:
+        log_history: ``trainer.state.log_history`` (or the same list read from ``trainer_state.json``).
+
+    >>> road_from_log_history([{"step": 2, "loss": 0.7, "lambda/layer.0.act": 1.01}])
+    {'lambda': {'layer.0.act': [(2, 1.01)]}, 'loss': {'train': [(2, 0.7)], 'eval': []}}
+    """
+    lambdas: dict[str, list[tuple[int, float]]] = {}
+    losses: dict[str, list[tuple[int, float]]] = {"train": [], "eval": []}
+    for entry in log_history:
+        step = entry.get("step")
+        if step is None:
+            continue
+        for key, value in entry.items():
+            if key.startswith("lambda/"):
+                lambdas.setdefault(key.removeprefix("lambda/"), []).append((int(step), float(value)))
+        for series, key in (("train", "loss"), ("eval", "eval_loss")):
+            if key in entry:
+                losses[series].append((int(step), float(entry[key])))
+    return {"lambda": lambdas, "loss": losses}
+
+
+def _draw_road(ax, road: dict, hardening_steps: tuple[int, int] | None, max_step: int | None) -> None:
+    layers = list(road["lambda"])
+    for label, name in zip(short_layer_labels(layers), layers):
+        steps, values = zip(*road["lambda"][name])
+        ax.plot(steps, values, linewidth=1.2, label=f"λ {label}")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("λ (log scale)")
+    if hardening_steps is not None:
+        start, end = hardening_steps
+        ax.axvspan(start, end, color="tab:orange", alpha=0.15, label=f"hardening window (steps {start}–{end})")
+        if max_step is not None and end < max_step:
+            ax.axvline(end, color="tab:red", linestyle=":", label=f"λ* reached: ReLU forwards from step {end + 1}")
+    handles, labels = ax.get_legend_handles_labels()
+    series = [(k, v) for k, v in road["loss"].items() if v]
+    if series:
+        loss_ax = ax.twinx()
+        for (name, points), color in zip(series, ("black", "tab:purple")):
+            steps, values = zip(*points)
+            marker = "." if name == "eval" else None
+            loss_ax.plot(steps, values, color=color, linestyle="--", marker=marker, label=f"{name} loss")
+        loss_ax.set_ylabel("loss")
+        more_handles, more_labels = loss_ax.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, loc="best", fontsize="x-small", ncol=2)
+    ax.set_title("The road: λ per layer over training, with the loss")
+    ax.grid(True, which="major", alpha=0.3)
+
+
 def save_profile_plot(
     profile: dict[str, float],
     path: str | os.PathLike,
@@ -72,8 +133,13 @@ def save_profile_plot(
     target_lambda: float | None = None,
     title: str | None = None,
     learned: dict[str, float] | None = None,
+    log_history: list[dict] | None = None,
+    hardening_steps: tuple[int, int] | None = None,
 ) -> Path:
     """Plot λ per layer (depth order, log-scale y axis) with the target λ* as a horizontal line.
+
+    With a ``log_history`` holding ``lambda/<layer>`` entries, a second panel shows the road: λ per
+    layer over the training steps, the training/eval loss and the hardening window.
 
     Args:
         profile: layer name → λ, in depth order (``hf_lambda_gelu.hardness_profile(model)``, taken
@@ -83,6 +149,9 @@ def save_profile_plot(
         title: figure title (default "λ-GELU hardness profile").
         learned: the profile learned before hardening (layer → λ), drawn as a second series; after
             hardening every layer sits at λ*, so this is the informative, depth-structured one.
+        log_history: the Trainer's ``state.log_history`` (see :func:`road_from_log_history`).
+        hardening_steps: (start_step, end_step) of the hardening window, shaded on the road panel;
+            an end before the last logged step is marked as the start of the ReLU forwards.
 
     Returns:
         The path written.
@@ -106,9 +175,12 @@ def save_profile_plot(
     values = list(profile.values())
     positions = list(range(len(values)))
 
-    fig = Figure(figsize=(max(5.0, min(14.0, 0.45 * len(values) + 3.0)), 3.8), dpi=120, layout="constrained")
+    road = road_from_log_history(log_history or [])
+    panels = 2 if road["lambda"] else 1
+    width = max(5.0, min(14.0, 0.45 * len(values) + 3.0)) if panels == 1 else 8.0
+    fig = Figure(figsize=(width, 3.8 * panels), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax = fig.add_subplot(panels, 1, 1)
     ax.plot(positions, values, marker="o", color="tab:blue", label="λ per layer (final)")
     shown = list(values)
     if learned:
@@ -136,6 +208,9 @@ def save_profile_plot(
     ax.set_title(title or "λ-GELU hardness profile")
     ax.grid(True, which="both", axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize="small")
+    if panels == 2:
+        max_step = max(step for points in road["lambda"].values() for step, _ in points)
+        _draw_road(fig.add_subplot(2, 1, 2), road, hardening_steps, max_step)
     fig.savefig(path, format="png")
     return path
 

@@ -11,8 +11,11 @@ does the same way lives here, so the recipes stay thin:
 - the three activation modes for A/B runs (:data:`ACTIVATION_MODES`): the model loading
   (:func:`load_model`), the trainer class (:func:`build_trainer`), training and the swap
   (:func:`train_and_evaluate`), all writing one metrics layout (:func:`swap_metrics`);
-- the output folder and the push (:func:`finish_run`), and a clean exit of distributed workers
-  (:func:`exit_if_distributed`).
+- the output folder and the push (:func:`finish_run`), and the scripts' entry point: bad input as one
+  line without traceback, exit code 1, and a clean exit of distributed workers (:func:`run_recipe`,
+  :func:`exit_if_distributed`); data problems name the file and line (:mod:`.data_checks`), a run of
+  zero length is refused (:func:`check_run_length`), sequence lengths are capped at the model's
+  positions (:func:`cap_sequence_length`).
 
 Decisions:
 - The recipes train and evaluate by default (``do_train``/``do_eval`` default to True): the method is
@@ -46,6 +49,7 @@ from typing import Any
 import torch
 
 from .conversion import convert_to_lambda_gelu
+from .data_checks import check_labels_seen_in_training, check_splits_not_empty, diagnose_data_files
 from .disruption import compare_predictions, summary_metrics
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
 from .reluize import reluize
@@ -61,9 +65,12 @@ __all__ = [
     "HubTarget",
     "MissingDataError",
     "build_trainer",
+    "cap_sequence_length",
     "check_launch",
     "check_run",
+    "check_run_length",
     "collate_images",
+    "data_sources",
     "exit_if_distributed",
     "finish_run",
     "image_transform",
@@ -71,10 +78,12 @@ __all__ = [
     "lambda_config",
     "load_model",
     "load_raw_datasets",
+    "model_max_positions",
     "naive_relu_swap",
     "parse_args",
     "recipe_defaults",
     "require_columns",
+    "run_recipe",
     "select_samples",
     "setup_logging",
     "split_validation",
@@ -104,11 +113,11 @@ class MissingDataError(ValueError):
 class ColumnNotFoundError(ValueError):
     """A column named by a flag is not in the data set."""
 
-    def __init__(self, flag: str, column: str, columns: Sequence[str]) -> None:
+    def __init__(self, flag: str, column: str, columns: Sequence[str], source: str | None = None) -> None:
         self.column = column
         self.columns = list(columns)
         super().__init__(
-            f"Column {column!r} (--{flag}) not found in the data set; its columns are {self.columns}. "
+            f"Column {column!r} (--{flag}) not found in {source or 'the data set'}; its columns are {self.columns}. "
             f"Pass --{flag} with one of them."
         )
 
@@ -181,6 +190,12 @@ class BaseDataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for the preprocessing (datasets.map)."}
     )
+
+    def __post_init__(self) -> None:
+        for flag in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, flag)
+            if value is not None and value < 1:
+                raise ValueError(f"--{flag} {value} leaves no examples: pass a positive count, or leave it unset.")
 
 
 # -- parsing, logging, checks ------------------------------------------------------------------------------------
@@ -291,8 +306,9 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
     """Reject flag combinations the recipes cannot honour, before anything is loaded.
 
     Raises:
-        ValueError: ``lambda_gelu`` without training or with ``--reluize_at_end false``; ``--push_to_hub``
-            of a ReLU release without ``--hub_model_id``; a bad launch (:func:`check_launch`).
+        ValueError: ``lambda_gelu`` without training, with ``--reluize_at_end false`` or ``--hardening_start
+            1.0``; a zero-length run (:func:`check_run_length`); ``--push_to_hub`` of a ReLU release without
+            ``--hub_model_id``; a bad launch (:func:`check_launch`).
     """
     check_launch(training_args)
     if model_args.activation_mode == "lambda_gelu":
@@ -302,13 +318,61 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
                 "training. Use --activation_mode gelu (evaluate the checkpoint) or naive_relu_swap (evaluate its "
                 "naive ReLU swap) for evaluation-only runs."
             )
-        if not training_args.reluize_at_end:
+        if not training_args.reluize_at_end or training_args.hardening_start >= 1.0:
+            flag = "--reluize_at_end false" if not training_args.reluize_at_end else "--hardening_start 1.0"
             raise ValueError(
-                "--reluize_at_end false: the recipes always end with the ReLU swap (their output is a ReLU "
+                f"{flag}: the recipes always end with the ReLU swap (their output is a ReLU "
                 "checkpoint). Use LambdaGELUTrainer directly to keep the λ-GELU model."
             )
+    if training_args.do_train:
+        check_run_length(training_args)
     if training_args.push_to_hub and model_args.activation_mode != "gelu" and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/bert-relu) to name the Hub repo.")
+
+
+def check_run_length(training_args) -> None:
+    """Refuse a training run of zero length (``--max_steps 0``, ``--num_train_epochs 0``).
+
+    With no steps there is nothing to learn λ from and hardening would jump to λ* in one step.
+
+    Raises:
+        ValueError: naming the flag and what to pass.
+    """
+    if training_args.max_steps == 0:
+        raise ValueError(
+            "--max_steps 0 trains nothing: pass a positive number of steps (or -1 to use --num_train_epochs)."
+        )
+    if training_args.max_steps < 0 and not training_args.num_train_epochs > 0:
+        raise ValueError(
+            f"--num_train_epochs {training_args.num_train_epochs} trains nothing: pass a positive number of epochs "
+            "(or --max_steps N)."
+        )
+
+
+def model_max_positions(config) -> int | None:
+    """The longest input the model's position embeddings allow (``n_positions``/``max_position_embeddings``)."""
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def cap_sequence_length(requested: int, tokenizer, config, flag: str) -> int:
+    """``requested`` capped at the tokenizer's ``model_max_length`` and the model's positions, with a log line.
+
+    >>> from transformers import GPT2Config
+    >>> cap_sequence_length(1024, None, GPT2Config(n_positions=64), "--block_size")
+    64
+    """
+    limits = {"the tokenizer's model_max_length": getattr(tokenizer, "model_max_length", None)}
+    limits["the model's position embeddings"] = model_max_positions(config)
+    length = requested
+    for what, limit in limits.items():
+        if isinstance(limit, int) and 0 < limit < length:
+            logger.warning("%s=%d is longer than %s (%d): using %d.", flag, requested, what, limit, limit)
+            length = limit
+    return length
 
 
 # -- data --------------------------------------------------------------------------------------------------------
@@ -336,6 +400,7 @@ def load_raw_datasets(
 
     Raises:
         MissingDataError: no data set and no files.
+        DataFileError: a file that cannot be read or has no examples (file, line and fix named).
         ValueError: files of different kinds, or a kind not in ``builders``.
     """
     from datasets import load_dataset
@@ -359,20 +424,48 @@ def load_raw_datasets(
         accepted = [f".{ext}" if ext else "a folder" for ext in builders]
         raise ValueError(f"Unsupported data file {next(iter(data_files.values()))!r}: use {accepted}.")
     builder = builders[kind]
+    patterns = data_files
     if kind == "":  # folder-based builders (imagefolder) take glob patterns
-        data_files = {split: os.path.join(path, "**") for split, path in data_files.items()}
-    return load_dataset(builder, data_files=data_files, cache_dir=model_args.cache_dir, **builder_kwargs)
+        patterns = {split: os.path.join(path, "**") for split, path in data_files.items()}
+    try:
+        raw = load_dataset(builder, data_files=patterns, cache_dir=model_args.cache_dir, **builder_kwargs)
+    except Exception as err:  # datasets names neither the file nor the line: find them
+        raise diagnose_data_files(data_files, builder, err) from err
+    check_splits_not_empty(raw, data_files)
+    return raw
 
 
-def require_columns(dataset, **columns: str | None) -> None:
+def data_sources(data_args: BaseDataArguments, splits) -> dict[str, str]:
+    """Split → what it was read from, for error messages: the local file or folder, or the Hub data set.
+
+    >>> data_sources(BaseDataArguments(train_file="train.csv"), ["train", "validation"])["validation"]
+    "'train.csv' (the part held out for validation)"
+    """
+    if data_args.dataset_name is not None:
+        name = " ".join(filter(None, [data_args.dataset_name, data_args.dataset_config_name]))
+        return {split: f"the {split} split of the Hub data set {name!r}" for split in splits}
+    train = getattr(data_args, "train_dir", None) or data_args.train_file
+    given = {"train": train, "validation": getattr(data_args, "validation_dir", None) or data_args.validation_file}
+    return {
+        split: repr(given[split]) if given.get(split) else f"{train!r} (the part held out for {split})"
+        for split in splits
+    }
+
+
+def require_columns(dataset, source: str | None = None, **columns: str | None) -> None:
     """Check that each named column exists: ``require_columns(ds, text_column_name="sentence")``.
 
+    Args:
+        dataset: the split to check.
+        source: what it was read from (:func:`data_sources`), named in the error.
+        **columns: flag name → column name (None: not checked).
+
     Raises:
-        ColumnNotFoundError: naming the flag, the column and the columns the data set has.
+        ColumnNotFoundError: naming the flag, the column, the file and the columns the data set has.
     """
     for flag, column in columns.items():
         if column is not None and column not in dataset.column_names:
-            raise ColumnNotFoundError(flag, column, dataset.column_names)
+            raise ColumnNotFoundError(flag, column, dataset.column_names, source)
 
 
 def split_validation(raw, fraction: float, seed: int):
@@ -389,22 +482,28 @@ def select_samples(dataset, max_samples: int | None):
     return dataset if max_samples is None else dataset.select(range(min(max_samples, len(dataset))))
 
 
-def label_list(raw, label_column: str) -> tuple[list[str], dict | None]:
+def label_list(raw, label_column: str, sources: dict[str, str] | None = None) -> tuple[list[str], dict | None]:
     """Class names and the raw-label → id map (``None`` when labels already are ids of a ``ClassLabel``).
+
+    ``sources`` (split → file, :func:`data_sources`) names the files in errors.
 
     Raises:
         ValueError: float labels (regression is not what these recipes do).
+        UnseenLabelError: labels that only evaluation splits have (listed).
     """
     from datasets import ClassLabel
 
     feature = next(iter(raw.values())).features[label_column]
     if isinstance(feature, ClassLabel):
+        check_labels_seen_in_training(raw, label_column, list(feature.names), sources=sources)
         return list(feature.names), None
     if getattr(feature, "dtype", "").startswith("float"):
+        where = f" in {(sources or {}).get(next(iter(raw)))}" if sources else ""
         raise ValueError(
-            f"Label column {label_column!r} holds floats ({feature.dtype}): the recipes do classification; give "
-            "class labels (ints or strings)."
+            f"Label column {label_column!r}{where} holds floats ({feature.dtype}): the recipes do classification; "
+            "give class labels (ints or strings)."
         )
+    check_labels_seen_in_training(raw, label_column, sources=sources)
     values = sorted({value for split in raw.values() for value in split[label_column]})
     return [str(v) for v in values], {v: i for i, v in enumerate(values)}
 
@@ -630,6 +729,23 @@ def finish_run(
         trainer.push_to_hub(finetuned_from=base_model, dataset=list(dataset_names) or None)
     trainer.accelerator.wait_for_everyone()
     return output_dir
+
+
+def run_recipe(main: Callable[[], Any]) -> None:
+    """A recipe's ``__main__`` entry: run ``main()``; bad input ends with ONE line on stderr and exit code 1.
+
+    Bad input is a ``ValueError`` (the package's errors name the value, the file and line, and the fix);
+    the line is printed without traceback. ``HF_LAMBDA_GELU_TRACEBACK=1`` re-raises it with its traceback.
+    Then :func:`exit_if_distributed`.
+    """
+    try:
+        main()
+    except ValueError as err:
+        if os.environ.get("HF_LAMBDA_GELU_TRACEBACK", "") not in ("", "0"):
+            raise
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    exit_if_distributed()
 
 
 def exit_if_distributed() -> None:

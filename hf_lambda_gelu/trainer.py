@@ -8,13 +8,16 @@ import logging
 import os
 from typing import Any
 
-from transformers import Trainer
+from transformers import TrainingArguments
 
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
-from .hardening import HardeningCallback
+from .distillation import DistillationTrainer, Distiller, frozen_copy
+from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
 from .lambda_update import install_lambda_update
+from .lr_floor import with_lr_floor
 from .param_groups import lambda_modules, lambda_param_groups
+from .pressure import hardness_pressure_term
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
 from .reluize import hardness_profile, reluize
 from .training_args import LambdaGELUTrainingArguments
@@ -26,15 +29,23 @@ logger = logging.getLogger(__name__)
 RELEASE_DIRNAME = "release"
 
 
-class LambdaGELUTrainer(Trainer):
+class LambdaGELUTrainer(DistillationTrainer):
     """A ``transformers.Trainer`` that trains λ-GELU models and ends with a ReLU model.
 
     - A model that still has GELU activations is converted first (``lambda_init``, ``lambda_temperature``).
     - The optimizer gets λ in its own group (``lambda_learning_rate``, no weight decay) and the
       optimizer-aware λ update (:mod:`hf_lambda_gelu.lambda_update`).
-    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ*.
+    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ*
+      (``hardening_start=1.0``: no hardening, no swap; λ is learned to the end and the λ-GELU model is kept).
     - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
       ``hardness_profile.json`` and ``hardness_profile.png``.
+    - The road (issue 10, all off by default): λ reaches λ* at ``hardening_end`` and the steps after
+      it train with exact ReLU forwards (consolidation); ``hardening_lr_floor`` floors the learning-rate
+      multiplier in the hardening window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`);
+      ``distill_alpha`` / ``distill_logits_alpha`` add distillation to a frozen copy of the model as
+      given (the original checkpoint, taken before conversion and training), ``self_distill_alpha`` to
+      a snapshot taken at hardening start (:mod:`hf_lambda_gelu.distillation`; training loss only);
+      ``hardness_pressure`` adds β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.pressure`).
     - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
       (metric before/after, |Δlogits|, agreement, and the naive-swap baseline) is written to
       ``reluization_report.json``, logged, and added to the metrics ``train()`` returns.
@@ -44,6 +55,8 @@ class LambdaGELUTrainer(Trainer):
     Args:
         model: a transformers model (GELU or λ-GELU), PEFT-wrapped or not.
         args: :class:`LambdaGELUTrainingArguments` (default: one with ``output_dir="trainer_output"``).
+            Plain ``TrainingArguments`` are upgraded (every value kept, the Hub token included; λ-GELU
+            settings at their defaults).
         **kwargs: everything ``transformers.Trainer`` takes.
 
     >>> trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=train, eval_dataset=val)  # doctest: +SKIP
@@ -54,10 +67,10 @@ class LambdaGELUTrainer(Trainer):
         if args is None:
             args = LambdaGELUTrainingArguments(output_dir="trainer_output")
         if not isinstance(args, LambdaGELUTrainingArguments):
-            raise TypeError(
-                f"LambdaGELUTrainer needs LambdaGELUTrainingArguments, got {type(args).__name__}; build them with "
-                "LambdaGELUTrainingArguments(**your_args.to_dict()) or HfArgumentParser(LambdaGELUTrainingArguments)."
-            )
+            args = _upgrade_training_args(args)
+        teacher = None
+        if model is not None and (args.distill_alpha > 0 or args.distill_logits_alpha > 0):
+            teacher = frozen_copy(model)  # the original checkpoint, before conversion and training
         if model is not None and not lambda_modules(model):
             convert_to_lambda_gelu(
                 model,
@@ -70,19 +83,32 @@ class LambdaGELUTrainer(Trainer):
                 args.lambda_init,
                 args.lambda_temperature,
             )
-        super().__init__(model, args, *pos, **kwargs)
+        distiller = None
+        if args.distillation_enabled:
+            distiller = Distiller(
+                teacher,
+                alpha=args.distill_alpha,
+                logits_alpha=args.distill_logits_alpha,
+                self_alpha=args.self_distill_alpha,
+                temperature=args.distill_temperature,
+            )
+        super().__init__(model, args, *pos, distiller=distiller, **kwargs)
         self.hardening = HardeningCallback(
             start=args.hardening_start,
             shape=args.hardening_shape,
             tolerance=args.relu_tolerance,
             target_lambda=args.relu_target_lambda,
             per_layer=args.relu_target_per_layer,
+            end=args.hardening_end,
         )
         self.hardening.keep_pre_hardening_state = args.reluize_at_end and args.naive_swap_baseline
         self.add_callback(self.hardening)
         self.lambda_update = None
         self.final_profile: dict[str, float] | None = None
         self.reluization_report: dict[str, Any] | None = None
+        #: Why the naive-swap baseline could not be measured (None when it was, or was not asked for).
+        self.naive_swap_unavailable: str | None = None
+        self._resume_folder: str | None = None
 
     # -- optimizer ---------------------------------------------------------------------------
     def create_optimizer(self, model=None):
@@ -103,30 +129,93 @@ class LambdaGELUTrainer(Trainer):
             )
         return self.optimizer
 
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        created = self.lr_scheduler is None
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if created and self.args.hardening_lr_floor is not None and self.hardening.enabled:
+            start = self.hardening.start_step_for(num_training_steps)
+            end = self.hardening.end_step_for(num_training_steps)
+            self.lr_scheduler = with_lr_floor(scheduler, self.args.hardening_lr_floor, start, end)
+        return self.lr_scheduler
+
+    # -- distillation ------------------------------------------------------------------------
+    def prepare_teachers(self) -> None:
+        if self.distiller is not None and self.distiller.wants_snapshot and self.hardening.started:
+            self.distiller.take_snapshot(self.model, self.hardening.start_lambdas)
+
+    def _pressure_active(self) -> bool:
+        return self.args.hardness_pressure > 0 and not self.hardening.started
+
+    def extra_loss_active(self) -> bool:
+        return super().extra_loss_active() or self._pressure_active()
+
+    def extra_loss(self, outputs, batch):
+        """Distillation terms (if any) plus, while λ learns, ``hardness_pressure``·Σ_l c/λ_l."""
+        terms = [super().extra_loss(outputs, batch)] if self.distiller is not None else []
+        if self._pressure_active():
+            terms.append(self.args.hardness_pressure * hardness_pressure_term(self.model))
+        return sum(terms)
+
     # -- logging -----------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.model is not None:
             logs.update({f"lambda/{name}": lam for name, lam in hardness_profile(self.model).items()})
         super().log(logs, start_time)
 
-    # -- resume ------------------------------------------------------------------------------
+    # -- checkpoints and resume --------------------------------------------------------------
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        # A checkpoint (saved before its trainer_state.json, so any checkpoint a resume can use) written
+        # after hardening started carries the weights of its start: the naive-swap baseline survives.
+        if _internal_call and self.hardening.pre_hardening_state is not None and self.args.should_save:
+            self.hardening.save_pre_hardening_state(output_dir or self.args.output_dir)
+
     def _load_callback_state(self) -> None:
-        saved = self.state.stateful_callbacks.pop(type(self.hardening).__name__, None)
-        if saved:
-            self.hardening.load_state(saved[0] if isinstance(saved, list) else saved)
-        super()._load_callback_state()
+        # The hardening schedule always resumes (whatever restore_callback_states_from_checkpoint says),
+        # into self.hardening itself: transformers' own restore would replace it by a new instance.
+        # Its entry stays in stateful_callbacks: _save_checkpoint indexes it at every later save.
+        callbacks, name = self.state.stateful_callbacks, type(self.hardening).__name__
+        saved = callbacks.pop(name, None)
+        try:
+            if saved:
+                self.hardening.load_state(saved[0] if isinstance(saved, list) else saved)
+                self._load_pre_hardening_state()
+            super()._load_callback_state()
+        finally:
+            if saved is not None:
+                callbacks[name] = saved
+
+    def _load_pre_hardening_state(self) -> None:
+        if not (self.hardening.started and self.hardening.keep_pre_hardening_state):
+            return
+        folder = self._resume_folder
+        if folder and self.hardening.load_pre_hardening_state(folder):
+            return
+        self.naive_swap_unavailable = (
+            f"the run resumed from {folder} after hardening had started, and that checkpoint has no "
+            f"{PRE_HARDENING_WEIGHTS_NAME} (the weights at hardening start, which the swap baseline needs)"
+        )
+        logger.warning("No naive-swap baseline: %s.", self.naive_swap_unavailable)
 
     # -- training ----------------------------------------------------------------------------
-    def train(self, *args: Any, **kwargs: Any):
-        output = super().train(*args, **kwargs)
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        if resume_from_checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            self._resume_folder = get_last_checkpoint(self.args.output_dir)
+        else:
+            self._resume_folder = resume_from_checkpoint or None
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
         profile = hardness_profile(self.model)
         if not profile:
             return output
         self.final_profile = profile
         if self.is_world_process_zero():
             self._save_profile(profile)
-        if self.args.reluize_at_end:
+        if self.args.reluize_at_end and self.hardening.enabled:
             output.metrics.update(self.reluize_and_report())
+        elif self.args.reluize_at_end:
+            logger.info("hardening_start=1.0: no hardening and no ReLU swap; the model stays λ-GELU.")
         return output
 
     def _save_profile(self, profile: dict[str, float]) -> None:
@@ -136,7 +225,17 @@ class LambdaGELUTrainer(Trainer):
         target, learned = self.args.target_lambda, self.learned_profile()
         out = self.args.output_dir
         save_profile_json(profile, os.path.join(out, PROFILE_JSON_FILENAME), target_lambda=target, learned=learned)
-        save_profile_plot(profile, os.path.join(out, PROFILE_PLOT_FILENAME), target_lambda=target, learned=learned)
+        window = None
+        if self.hardening.started:
+            window = (self.hardening.start_step, self.hardening.end_step_for(self.state.max_steps))
+        save_profile_plot(
+            profile,
+            os.path.join(out, PROFILE_PLOT_FILENAME),
+            target_lambda=target,
+            learned=learned,
+            log_history=self.state.log_history,
+            hardening_steps=window,
+        )
 
     def learned_profile(self) -> dict[str, float] | None:
         """Layer → λ learned before hardening started (smallest λ of a per-channel layer), if it started."""
@@ -172,6 +271,12 @@ class LambdaGELUTrainer(Trainer):
         Returns:
             The Hub commit URL on the main process, None elsewhere.
         """
+        if lambda_modules(self.model) and not self.hardening.enabled:
+            raise ValueError(
+                "push_to_hub() publishes a ReLU release, but hardening_start=1.0 kept the λ-GELU model unhardened "
+                "(swapping it to ReLU now would change its outputs). Save it with trainer.save_model() instead, or "
+                "train with hardening_start < 1."
+            )
         if lambda_modules(self.model):
             self.reluize_and_report()  # every rank: evaluation gathers across ranks
         if not self.is_world_process_zero():
@@ -222,6 +327,7 @@ class LambdaGELUTrainer(Trainer):
             naive_model.load_state_dict(self.hardening.pre_hardening_state)
             for _, module in lambda_modules(naive_model):
                 module.unpin()
+                module.relu_forward = False
         before = self.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
         swap = reluize(self.model)
         report: dict[str, Any] = {
@@ -253,6 +359,8 @@ class LambdaGELUTrainer(Trainer):
             }
             flat.update({f"naive_swap_{k}": v for k, v in naive.items()})
             flat.update({f"naive_swap_after_{k}": v for k, v in report["naive_swap"]["after_swap"].items()})
+        elif self.naive_swap_unavailable:
+            report["naive_swap_unavailable"] = self.naive_swap_unavailable
         self.hardening.pre_hardening_state = None
         self.reluization_report = report
         if self.is_world_process_zero():
@@ -268,11 +376,33 @@ _SETTINGS = (
     "lambda_temperature",
     "lambda_learning_rate",
     "hardening_start",
+    "hardening_end",
     "hardening_shape",
+    "hardening_lr_floor",
+    "hardness_pressure",
+    "distill_alpha",
+    "distill_logits_alpha",
+    "self_distill_alpha",
+    "distill_temperature",
     "relu_tolerance",
     "relu_target_lambda",
     "relu_target_per_layer",
 )
+
+
+def _upgrade_training_args(args: Any) -> LambdaGELUTrainingArguments:
+    """Plain ``TrainingArguments`` → ``LambdaGELUTrainingArguments`` with the λ-GELU defaults.
+
+    ``to_dict()`` masks every ``*_token`` field (``<HUB_TOKEN>``); the real values are put back.
+    """
+    if not isinstance(args, TrainingArguments):
+        raise TypeError(
+            f"LambdaGELUTrainer needs LambdaGELUTrainingArguments (or TrainingArguments), got {type(args).__name__}."
+        )
+    values = args.to_dict()
+    values.update({key: getattr(args, key) for key in values if key.endswith("_token")})
+    logger.warning("LambdaGELUTrainer got plain TrainingArguments: the λ-GELU settings take their defaults.")
+    return LambdaGELUTrainingArguments(**values)
 
 
 def _main_metric(metrics: dict[str, float]) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from .activation import check_lambda_settings
-from .hardening import HARDENING_SHAPES, target_lambda_for_tolerance
+from .hardening import HARDENING_SHAPES, check_hardening_end, target_lambda_for_tolerance
 from .lambda_update import OPTIMIZER_FAMILIES
 
 __all__ = ["LambdaGELUTrainingArguments"]
@@ -48,7 +48,60 @@ class LambdaGELUTrainingArguments(TrainingArguments):
     )
     hardening_start: float = field(
         default=0.75,
-        metadata={"help": "Fraction of training after which λ stops learning and is hardened toward λ*."},
+        metadata={
+            "help": "Fraction of training after which λ stops learning and is hardened toward λ*. 1.0 = no "
+            "hardening: λ is learned to the end and the model stays λ-GELU (no ReLU swap; it saves and "
+            "reloads with hf_lambda_gelu imported)."
+        },
+    )
+    hardening_end: float = field(
+        default=1.0,
+        metadata={
+            "help": "Fraction of training at which λ reaches λ* (in (hardening_start, 1]); the remaining steps train "
+            "the model with exact ReLU forwards (consolidation). 1.0 = harden until the last step. With "
+            "reluize_at_end=False the saved λ-GELU checkpoint runs λ-GELU at λ* again when reloaded (within c/λ*)."
+        },
+    )
+    hardening_lr_floor: float | None = field(
+        default=None,
+        metadata={
+            "help": "Floor on the learning-rate multiplier (a fraction of learning_rate, in (0, 1]) during the "
+            "hardening window, so the weights can follow λ; None = the schedule unchanged. Needs a LambdaLR "
+            "schedule (every lr_scheduler_type but reduce_lr_on_plateau)."
+        },
+    )
+    distill_alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of feature distillation to the frozen original model (the checkpoint given to the "
+            "trainer, before training): attention-masked MSE of every layer's hidden states, mean over layers. "
+            "0 = off. Costs one extra no-grad forward per step and one model copy in memory."
+        },
+    )
+    distill_logits_alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of a T²·KL to the frozen original model's logits (e.g. a causal LM's next-token "
+            "distribution; only meaningful when the original head was trained). 0 = off."
+        },
+    )
+    self_distill_alpha: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of a T²·KL to the logits of a snapshot of the model taken when hardening starts "
+            "(self-distillation through the hardening window and after it). 0 = off."
+        },
+    )
+    distill_temperature: float = field(
+        default=2.0,
+        metadata={"help": "Temperature T of the distillation KL terms (distill_logits_alpha, self_distill_alpha)."},
+    )
+    hardness_pressure: float = field(
+        default=0.0,
+        metadata={
+            "help": "β: adds β·Σ_l c/λ_l (each layer's worst-case distance to ReLU) to the training loss while λ "
+            "learns (before hardening), so λ rises where the task loss allows. 0 = off."
+        },
     )
     hardening_shape: str = field(
         default="cosine", metadata={"help": f"Log-space hardening path shape: one of {HARDENING_SHAPES}."}
@@ -87,14 +140,36 @@ class LambdaGELUTrainingArguments(TrainingArguments):
             raise _bad("lambda_temperature", self.lambda_temperature, "τ must be > 0 (default 0.1).")
         if self.lambda_optimizer_family not in OPTIMIZER_FAMILIES:
             raise _bad("lambda_optimizer_family", self.lambda_optimizer_family, f"use one of {OPTIMIZER_FAMILIES}.")
-        if not 0.0 <= self.hardening_start < 1.0:
-            raise _bad("hardening_start", self.hardening_start, "use a fraction of training in [0, 1).")
+        if not 0.0 <= self.hardening_start <= 1.0:
+            raise _bad(
+                "hardening_start",
+                self.hardening_start,
+                "use a fraction of training in [0, 1), or 1.0 for no hardening.",
+            )
         if self.hardening_shape not in HARDENING_SHAPES:
             raise _bad("hardening_shape", self.hardening_shape, f"use one of {HARDENING_SHAPES}.")
         if not self.relu_tolerance > 0:
             raise _bad("relu_tolerance", self.relu_tolerance, "ε must be > 0 (default 1e-3).")
         if self.relu_target_lambda is not None and not self.relu_target_lambda >= 1.0:
             raise _bad("relu_target_lambda", self.relu_target_lambda, "λ* must be ≥ 1, or leave it unset.")
+        try:
+            check_hardening_end(self.hardening_start, self.hardening_end)
+        except ValueError as err:
+            raise _bad("hardening_end", self.hardening_end, str(err).split(": ", 1)[1]) from None
+        if self.hardening_lr_floor is not None and not 0.0 < self.hardening_lr_floor <= 1.0:
+            raise _bad(
+                "hardening_lr_floor", self.hardening_lr_floor, "use a fraction of learning_rate in (0, 1], or None."
+            )
+        for name in ("distill_alpha", "distill_logits_alpha", "self_distill_alpha", "hardness_pressure"):
+            if not getattr(self, name) >= 0.0:
+                raise _bad(name, getattr(self, name), "use a weight ≥ 0 (0 = off).")
+        if not self.distill_temperature > 0.0:
+            raise _bad("distill_temperature", self.distill_temperature, "T must be > 0 (default 2).")
+
+    @property
+    def distillation_enabled(self) -> bool:
+        """True if any distillation term is on."""
+        return self.distill_alpha > 0 or self.distill_logits_alpha > 0 or self.self_distill_alpha > 0
 
     @property
     def target_lambda(self) -> float:

@@ -28,14 +28,16 @@ from hf_lambda_gelu.recipe_utils import (
     BaseDataArguments,
     BaseModelArguments,
     build_trainer,
+    cap_sequence_length,
     check_run,
-    exit_if_distributed,
+    data_sources,
     finish_run,
     load_model,
     load_raw_datasets,
     parse_args,
     recipe_defaults,
     require_columns,
+    run_recipe,
     select_samples,
     setup_logging,
     split_validation,
@@ -63,7 +65,10 @@ class DataTrainingArguments(BaseDataArguments):
     text_column_name: str = field(default="text", metadata={"help": "The text column."})
     block_size: int | None = field(
         default=None,
-        metadata={"help": "Tokens per training block (default: the tokenizer's max length, at most 1024)."},
+        metadata={
+            "help": "Tokens per training block (default 1024; capped at the tokenizer's max length and the "
+            "model's positions, n_positions / max_position_embeddings)."
+        },
     )
     validation_split_percentage: int = field(
         default=5, metadata={"help": "Percent of train held out for validation when there is no validation split."}
@@ -95,8 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     fraction = data_args.validation_split_percentage / 100 if training_args.do_eval else 0.0
     raw = split_validation(raw, fraction, training_args.seed)
-    for split in raw.values():
-        require_columns(split, text_column_name=data_args.text_column_name)
+    sources = data_sources(data_args, raw)
+    for name, split in raw.items():
+        require_columns(split, sources[name], text_column_name=data_args.text_column_name)
 
     # 5. model (through the λ-GELU patcher for --activation_mode lambda_gelu) and tokenizer
     tokenizer = AutoTokenizer.from_pretrained(
@@ -105,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model(AutoModelForCausalLM, model_args, training_args)
 
     # 6. preprocess: tokenize, concatenate, cut into blocks
-    block_size = min(data_args.block_size or 1024, tokenizer.model_max_length)
+    block_size = cap_sequence_length(data_args.block_size or 1024, tokenizer, model.config, "--block_size")
     columns = next(iter(raw.values())).column_names
 
     def tokenize(batch: dict) -> dict:
@@ -164,5 +170,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    exit_if_distributed()
+    run_recipe(main)

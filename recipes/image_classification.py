@@ -31,7 +31,7 @@ from hf_lambda_gelu.recipe_utils import (
     build_trainer,
     check_run,
     collate_images,
-    exit_if_distributed,
+    data_sources,
     finish_run,
     image_transform,
     label_list,
@@ -40,6 +40,7 @@ from hf_lambda_gelu.recipe_utils import (
     parse_args,
     recipe_defaults,
     require_columns,
+    run_recipe,
     select_samples,
     setup_logging,
     split_validation,
@@ -133,11 +134,11 @@ def main(argv: list[str] | None = None) -> dict:
         what="--dataset_name (a Hub data set) or --train_dir (a folder with one subfolder per class)",
     )
     raw = split_validation(raw, data_args.train_val_split if training_args.do_eval else 0.0, training_args.seed)
-    for split in raw.values():
-        require_columns(
-            split, image_column_name=data_args.image_column_name, label_column_name=data_args.label_column_name
-        )
-    labels, label_to_id = label_list(raw, data_args.label_column_name)
+    sources = data_sources(data_args, raw)
+    for name, split in raw.items():
+        columns = {"image_column_name": data_args.image_column_name, "label_column_name": data_args.label_column_name}
+        require_columns(split, sources[name], **columns)
+    labels, label_to_id = label_list(raw, data_args.label_column_name, sources)
     if label_to_id is not None:
         with training_args.main_process_first(desc="label ids"):
             raw = raw.map(
@@ -220,5 +221,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    exit_if_distributed()
+    run_recipe(main)

@@ -27,8 +27,9 @@ from hf_lambda_gelu.recipe_utils import (
     BaseDataArguments,
     BaseModelArguments,
     build_trainer,
+    cap_sequence_length,
     check_run,
-    exit_if_distributed,
+    data_sources,
     finish_run,
     label_list,
     load_model,
@@ -36,6 +37,7 @@ from hf_lambda_gelu.recipe_utils import (
     parse_args,
     recipe_defaults,
     require_columns,
+    run_recipe,
     select_samples,
     setup_logging,
     split_validation,
@@ -92,11 +94,12 @@ def main(argv: list[str] | None = None) -> dict:
     raw = split_validation(raw, data_args.train_val_split if training_args.do_eval else 0.0, training_args.seed)
     columns = raw["train"].column_names if "train" in raw else next(iter(raw.values())).column_names
     text_columns = (data_args.text_column_name or ("sentence" if "sentence" in columns else "text")).split(",")
-    for split in raw.values():
-        require_columns(split, label_column_name=data_args.label_column_name)
+    sources = data_sources(data_args, raw)
+    for name, split in raw.items():
+        require_columns(split, sources[name], label_column_name=data_args.label_column_name)
         for column in text_columns:
-            require_columns(split, text_column_name=column)
-    labels, label_to_id = label_list(raw, data_args.label_column_name)
+            require_columns(split, sources[name], text_column_name=column)
+    labels, label_to_id = label_list(raw, data_args.label_column_name, sources)
 
     # 5. model (through the λ-GELU patcher for --activation_mode lambda_gelu) and tokenizer
     config = AutoConfig.from_pretrained(
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # 6. preprocess
-    max_length = min(data_args.max_seq_length, tokenizer.model_max_length)
+    max_length = cap_sequence_length(data_args.max_seq_length, tokenizer, model.config, "--max_seq_length")
 
     def preprocess(batch: dict) -> dict:
         encoded = tokenizer(*(batch[c] for c in text_columns), truncation=True, max_length=max_length)
@@ -173,5 +176,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
-    exit_if_distributed()
+    run_recipe(main)

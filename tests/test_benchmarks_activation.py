@@ -14,12 +14,17 @@ VARIANTS = {"relu", "gelu_eager", "gelu_compiled", "lambda_gelu_eager", "lambda_
 
 
 def test_quick_benchmark_writes_every_variant(tmp_path):
-    out = tmp_path / "bench.json"
+    committed = SCRIPT.parent / "results" / "bench_activation.json"
+    before = committed.read_bytes()
     # aot_eager keeps the smoke test free of Inductor's C++ compilation; the full run uses Inductor.
-    cmd = [sys.executable, str(SCRIPT), "--quick", "--out", str(out), "--compile-backend", "aot_eager"]
+    # No --out: --quick must write a temporary file, never the committed full-run results.
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--compile-backend", "aot_eager"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert committed.read_bytes() == before
+    out = Path(proc.stdout.rsplit("wrote ", 1)[1].split()[0])
+    assert out.name == "bench_activation.json" and committed.parent not in out.parents
 
     report = json.loads(out.read_text())
     assert set(report["results"]) == VARIANTS

@@ -39,6 +39,9 @@ def test_two_rank_training_keeps_lambda_in_sync_and_swaps_to_relu(tmp_path, laun
     assert all(r["world_size"] == 2 for r in ranks)
     assert ranks[0]["trajectory"] == ranks[1]["trajectory"]  # λ identical on every rank, every step
     assert len(ranks[0]["trajectory"]) == 8
+    # λ* at step 6 = round(0.75·8), then ReLU forwards (λ kept in the graph: no DDP reduction error)
+    assert all(r["relu_forward"] == [False] * 6 + [True] * 2 for r in ranks)
+    assert all(abs(v - 169.97) < 0.01 for v in ranks[0]["trajectory"][5].values())
     final = ranks[0]["trajectory"][-1]
     assert all(abs(v - 169.97) < 0.01 for v in final.values())
     assert all(r["hidden_act"] == "relu" for r in ranks)

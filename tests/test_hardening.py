@@ -99,9 +99,18 @@ def test_state_round_trip_gives_the_same_trajectory():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"start": 1.0}, "hardening_start=1.0"), ({"shape": "step"}, "hardening_shape='step'"),
+    [({"start": 1.5}, "hardening_start=1.5"), ({"shape": "step"}, "hardening_shape='step'"),
      ({"target_lambda": 0.5}, "relu_target_lambda=0.5")],
 )  # fmt: skip
 def test_bad_settings_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HardeningCallback(**kwargs)
+
+
+def test_start_one_never_hardens():
+    model = _model(1.5, 2.0)
+    cb = HardeningCallback(start=1.0, target_lambda=100.0)
+    assert not cb.enabled
+    traj = _trajectory(cb, model, 10)
+    assert not cb.started and traj == [traj[0]] * 10
+    assert not any(m.is_pinned for m in model)

@@ -257,3 +257,11 @@ def test_wheel_ships_the_template_and_the_packaged_copy_is_used(tmp_path, monkey
     )
     assert load_template().endswith("<!-- packaged copy -->\n")
     assert "<!-- packaged copy -->" in build_model_card(model=relu_config()).text
+
+
+def test_road_settings_appear_in_the_settings_table():
+    settings = {"hardening_start": 0.05, "hardening_end": 0.25, "hardening_lr_floor": None, "distill_alpha": 1.0}
+    text = build_model_card(model=relu_config(), settings=settings).content
+    assert re.search(r"\| λ reaches λ\* at \(fraction of training; ReLU forwards after it\) \| 0\.25 \|", text)
+    assert re.search(r"\| Feature distillation to the original model \(weight; 0 = off\) \| 1 \|", text)
+    assert "Learning-rate floor" not in text  # unset settings are left out

@@ -227,6 +227,62 @@ def test_autocast_is_safe(dtype, approximate, lam):
     _assert_all_finite(y=y, z=z, dx=x.grad, dw=weight.grad, dlam=lam_t.grad)
 
 
+# --------------------------------------------------------------------------- saturation (large |λx|, ±inf)
+
+INF = float("inf")
+
+
+def saturating_inputs(dtype: torch.dtype) -> torch.Tensor:
+    big = torch.finfo(dtype).max
+    return torch.tensor([-INF, -big, -1e35, -3e30, -6e4, -3.0, -1e-3, 0.0, 1e-3, 3.0, 6e4, 3e30, 1e35, big, INF]).to(
+        dtype
+    )
+
+
+def _check_saturation(y, gx, glam, x, lam):
+    """Finite wherever ReLU is; exactly ReLU (and its step) where the gate saturates (|λx| ≥ 1e4)."""
+    xd = x.double()
+    saturated = (xd * lam).abs() >= 1e4
+    assert torch.isfinite(y[torch.isfinite(x)]).all(), y
+    assert (y[x == INF] == INF).all() and (y[x == -INF] == 0).all()
+    assert torch.equal(y.double()[saturated], torch.relu(xd)[saturated]), (x[saturated], y[saturated])
+    assert torch.isfinite(gx).all() and torch.isfinite(glam).all(), (gx, glam)
+    assert torch.equal(gx.double()[saturated], (xd[saturated] > 0).double())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("approximate", FORMS)
+def test_saturated_gates_give_relu_and_finite_gradients(dtype, approximate):
+    x = saturating_inputs(dtype).requires_grad_()
+    # λ = 1e4 (x = -1e35 overflows λx), λ* = c/1e-9 ≈ 1.7e8 (x = 3e30 overflows), 1e30 and GELU itself
+    for lam in (1.0, 1e4, RELU_DISTANCE_CONSTANT / 1e-9, 1e30):
+        x.grad = None
+        lam_t = torch.tensor([lam], requires_grad=True)
+        y = lambda_gelu(x, lam_t, approximate)
+        assert y.dtype == dtype
+        y.backward(torch.ones_like(y))
+        _check_saturation(y.detach(), x.grad, lam_t.grad, x.detach(), lam)
+
+
+@pytest.mark.parametrize("approximate", FORMS)
+def test_compiled_saturated_gates_give_relu_and_finite_gradients(approximate):
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x, lam: lambda_gelu(x, lam, approximate), backend="aot_eager", fullgraph=True)
+    x = saturating_inputs(torch.float32).requires_grad_()
+    lam_t = torch.tensor([1e4], requires_grad=True)
+    y = compiled(x, lam_t)
+    y.backward(torch.ones_like(y))
+    _check_saturation(y.detach(), x.grad, lam_t.grad, x.detach(), 1e4)
+
+
+def test_nan_inputs_still_give_nan():
+    x = torch.tensor([float("nan"), 1.0], requires_grad=True)
+    lam = torch.tensor([2.0], requires_grad=True)
+    y = lambda_gelu(x, lam)
+    y.sum().backward()
+    assert y[0].isnan() and not y[1].isnan() and x.grad[0].isnan() and lam.grad.isnan().all()
+
+
 def test_half_precision_lambda_tensor_is_safe():
     x = extreme_inputs().half().requires_grad_()
     lam = torch.tensor([1e4], dtype=torch.float16, requires_grad=True)

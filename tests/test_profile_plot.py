@@ -8,7 +8,13 @@ import matplotlib
 import pytest
 
 from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
-from hf_lambda_gelu.profile_plot import load_profile_json, save_profile_json, save_profile_plot, short_layer_labels
+from hf_lambda_gelu.profile_plot import (
+    load_profile_json,
+    road_from_log_history,
+    save_profile_json,
+    save_profile_plot,
+    short_layer_labels,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BERT_PROFILE = {f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn": 2.0 ** (i + 1) for i in range(6)}
@@ -70,3 +76,29 @@ def test_short_labels():
     assert short_layer_labels(["a.b.act"]) == ["act"]
     # names whose stripped forms would collide keep their full names
     assert short_layer_labels(["x.a", "x.a"]) == ["x.a", "x.a"]
+
+
+def _png_size(path):
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_road_panel_from_a_log_history(tmp_path):
+    layers = list(BERT_PROFILE)[:2]
+    history = [
+        {"step": s, "loss": 1.0 / s, **{f"lambda/{n}": (1.0 if s <= 4 else 170.0 ** ((s - 4) / 4)) for n in layers}}
+        for s in range(1, 11)
+    ] + [{"step": 5, "eval_loss": 0.5}, {"train_runtime": 1.0}]  # fmt: skip
+    road = road_from_log_history(history)
+    assert list(road["lambda"]) == layers and [s for s, _ in road["lambda"][layers[0]]] == list(range(1, 11))
+    assert road["loss"]["eval"] == [(5, 0.5)] and len(road["loss"]["train"]) == 10
+    profile = {n: 170.0 for n in layers}
+    one = save_profile_plot(profile, tmp_path / "one.png", target_lambda=170.0)
+    two = save_profile_plot(
+        profile, tmp_path / "two.png", target_lambda=170.0, log_history=history, hardening_steps=(4, 8)
+    )
+    (_, h1), (_, h2) = _png_size(one), _png_size(two)
+    assert h2 == 2 * h1  # the road panel below the profile
+    # a history without λ entries draws the profile only
+    assert _png_size(save_profile_plot(profile, tmp_path / "x.png", log_history=[{"step": 1, "loss": 1.0}]))[1] == h1

@@ -14,11 +14,12 @@ from tiny_data import (
     tiny_vit,
     training_args,
 )
-from transformers import TrainerCallback, TrainingArguments
+from transformers import AutoModelForSequenceClassification, TrainerCallback, TrainingArguments
 
 from hf_lambda_gelu import (
     LambdaGELU,
     LambdaGELUTrainer,
+    LambdaGELUTrainingArguments,
     add_lambda_modules_to_save,
     convert_to_lambda_gelu,
     hardness_profile,
@@ -98,9 +99,36 @@ def test_zero_lambda_learning_rate_keeps_lambda_until_hardening(tmp_path):
     assert all(v == pytest.approx(trainer.args.target_lambda) for v in logs[8].values())
 
 
-def test_plain_training_arguments_are_rejected(tmp_path):
+def test_plain_training_arguments_are_upgraded_keeping_the_hub_token(tmp_path):
+    plain = TrainingArguments(output_dir=str(tmp_path), report_to="none", hub_token="hf_secret", learning_rate=3e-4)
+    trainer = LambdaGELUTrainer(model=tiny_bert(), args=plain)
+    assert isinstance(trainer.args, LambdaGELUTrainingArguments)
+    assert trainer.args.hub_token == "hf_secret" and trainer.args.learning_rate == 3e-4
+    assert trainer.args.hardening_start == 0.75  # λ-GELU defaults
     with pytest.raises(TypeError, match="LambdaGELUTrainingArguments"):
-        LambdaGELUTrainer(model=tiny_bert(), args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+        LambdaGELUTrainer(model=tiny_bert(), args={"output_dir": str(tmp_path)})
+
+
+def test_hardening_start_one_learns_lambda_to_the_end_and_keeps_a_lambda_gelu_model(tmp_path):
+    data = text_dataset()
+    args = training_args(tmp_path, hardening_start=1.0, max_steps=6)
+    trainer = LambdaGELUTrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data)
+    trainer.train()
+    logs = _lambda_logs(trainer.state.log_history)
+    modules = [m for m in trainer.model.modules() if isinstance(m, LambdaGELU)]
+    assert modules and not any(m.is_pinned for m in modules)  # never hardened, never swapped
+    assert trainer.model.config.hidden_act == "lambda_gelu" and trainer.reluization_report is None
+    assert not trainer.hardening.started and not (tmp_path / "reluization_report.json").exists()
+    assert logs[-1][1] != logs[-2][1]  # λ still learning at the last steps
+    assert all(v < 10 for v in logs[-1][1].values())
+    assert (tmp_path / "hardness_profile.json").is_file()
+    with pytest.raises(ValueError, match="hardening_start=1.0"):
+        trainer.push_to_hub()
+    trainer.save_model(str(tmp_path / "model"))
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")  # the package is imported
+    assert hardness_profile(reloaded) == hardness_profile(trainer.model)
+    ids = torch.randint(1, 64, (2, 8))
+    torch.testing.assert_close(reloaded.eval()(ids).logits, trainer.model.eval()(ids).logits, rtol=0, atol=0)
 
 
 def test_resume_mid_hardening_follows_the_same_trajectory(tmp_path):
@@ -120,6 +148,27 @@ def test_resume_mid_hardening_follows_the_same_trajectory(tmp_path):
     assert worst <= 1e-6
     pa, pb = hardness_profile(full.model), hardness_profile(resumed.model)
     assert max(abs(pa[k] - pb[k]) for k in pa) <= 1e-6
+
+
+def test_resume_without_pre_hardening_weights_says_the_baseline_is_unavailable(tmp_path):
+    from hf_lambda_gelu.hardening import PRE_HARDENING_WEIGHTS_NAME
+    from hf_lambda_gelu.model_card import build_model_card
+
+    common = dict(max_steps=8, hardening_start=0.5, save_strategy="steps", save_steps=6)
+    data = text_dataset(n=32)
+    first = LambdaGELUTrainer(model=tiny_bert(), args=training_args(tmp_path / "a", **common), train_dataset=data)
+    first.train()
+    weights = tmp_path / "a" / "checkpoint-6" / PRE_HARDENING_WEIGHTS_NAME
+    assert weights.is_file()  # written at every save after hardening started
+    weights.unlink()  # e.g. a checkpoint from an older version
+    resumed = LambdaGELUTrainer(
+        model=tiny_bert(), args=training_args(tmp_path / "b", **common), train_dataset=data, eval_dataset=data
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-6"))
+    report = resumed.reluization_report
+    assert "naive_swap" not in report and PRE_HARDENING_WEIGHTS_NAME in report["naive_swap_unavailable"]
+    card = build_model_card(model=resumed.model.config, report=report).text
+    assert "naive GELU → ReLU swap baseline is unavailable" in card and "checkpoint-6" in card
 
 
 def test_compiled_model_does_not_recompile_on_schedule_steps(tmp_path):

@@ -37,3 +37,27 @@ def test_fields_have_help_and_parse_from_cli_and_json(tmp_path):
 def test_bad_values_name_the_field_and_value(tmp_path, field, value):
     with pytest.raises(ValueError, match=f"{field}={value!r}"):
         LambdaGELUTrainingArguments(output_dir=str(tmp_path), report_to="none", **{field: value})
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("hardening_end", 0.5), ("hardening_end", 1.5), ("hardening_lr_floor", 0.0), ("hardening_lr_floor", 2.0),
+     ("distill_alpha", -1.0), ("distill_logits_alpha", -0.5), ("self_distill_alpha", -1.0),
+     ("distill_temperature", 0.0)],
+)  # fmt: skip
+def test_road_fields_reject_bad_values(tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"{field}={value!r}"):
+        LambdaGELUTrainingArguments(output_dir=str(tmp_path), report_to="none", **{field: value})
+
+
+def test_road_fields_have_help_and_parse(tmp_path):
+    names = ("hardening_end", "hardening_lr_floor", "distill_alpha", "distill_logits_alpha", "self_distill_alpha",
+             "distill_temperature")  # fmt: skip
+    fields = LambdaGELUTrainingArguments.__dataclass_fields__
+    assert all(fields[name].metadata.get("help") for name in names)
+    (args,) = HfArgumentParser(LambdaGELUTrainingArguments).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--report_to", "none", "--hardening_start", "0.05", "--hardening_end", "0.25",
+         "--hardening_lr_floor", "0.5", "--distill_alpha", "1"]
+    )  # fmt: skip
+    assert (args.hardening_end, args.hardening_lr_floor, args.distill_alpha) == (0.25, 0.5, 1.0)
+    assert args.distillation_enabled and not LambdaGELUTrainingArguments("o", report_to="none").distillation_enabled
