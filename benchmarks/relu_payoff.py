@@ -303,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         default=["sentiment_minilm", "docstrings_gpt2"], help="tasks to run",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    if args.quick and args.out == DEFAULT_OUT:
-        args.out = Path(tempfile.mkdtemp(prefix="relu_payoff_")) / "relu_payoff.json"
+    args.out = common.output_path(args.out, args.quick, DEFAULT_OUT)
     common.apply_threads(args.threads)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
