@@ -6,7 +6,8 @@ Importing the package registers ``"lambda_gelu"`` and ``"lambda_gelu_tanh"`` in 
 
 from .activation import LambdaGELU
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
-from .errors import NoGELUFoundError, NotLambdaGELUModelError
+from .errors import NoGELUFoundError, NotLambdaGELUModelError, ReluModelRequiredError
+from .export import export_onnx, export_release
 from .hardening import HardeningCallback, target_lambda_for_tolerance
 from .lambda_update import install_lambda_update
 from .model_card import build_model_card
@@ -17,6 +18,7 @@ from .profile_plot import save_profile_plot
 from .publishing import PushError, push_reluized, save_release, upload_release
 from .registration import register
 from .reluize import ReluizeReport, hardness_profile, reluize
+from .sparsity import measure_sparsity
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
 from .walker import swap_modules
@@ -34,15 +36,19 @@ __all__ = [
     "NotLambdaGELUModelError",
     "PushError",
     "RELU_DISTANCE_CONSTANT",
+    "ReluModelRequiredError",
     "ReluizeReport",
     "add_lambda_modules_to_save",
     "build_model_card",
     "convert_to_lambda_gelu",
+    "export_onnx",
+    "export_release",
     "from_pretrained",
     "hardness_profile",
     "install_lambda_update",
     "lambda_gelu",
     "lambda_param_groups",
+    "measure_sparsity",
     "patch_from_pretrained",
     "push_reluized",
     "register",

@@ -25,6 +25,7 @@ Decisions:
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import shutil
@@ -541,6 +542,187 @@ register_command(
         _demo_arguments,
         _demo,
         passthrough=True,
+    )
+)
+
+
+# ------------------------------------------------------------------ deployment: export and sparsity
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("release", help="ReLU release folder (`hf-lambda-gelu reluize` output) or ReLU checkpoint.")
+    parser.add_argument("out", help="Folder for model.onnx and onnx_export_audit.json.")
+    parser.add_argument(
+        "--opset", type=_positive_int, default=None, help="ONNX opset, ≥ 18 (default: the exporter's, 20)."
+    )
+    parser.add_argument(
+        "--atol", type=_positive_float, default=1e-4, help="Max |Δ| of ONNX Runtime vs PyTorch (default 1e-4)."
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="Also write model.int8.onnx (ONNX Runtime dynamic int8 quantization) and audit it.",
+    )
+    parser.add_argument(
+        "--no-update-release",
+        action="store_true",
+        help="Do not write the audit into the release folder and its model card.",
+    )
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .errors import ReluModelRequiredError
+
+    try:
+        from .export import ExportAuditError, export_release
+    except ImportError as err:  # pragma: no cover - the onnx extra is part of the test install
+        raise CLIError(f"ONNX export needs the onnx extra ({err}): pip install 'hf-lambda-gelu[onnx]'.") from err
+    try:
+        audit = export_release(
+            args.release,
+            args.out,
+            opset=args.opset,
+            atol=args.atol,
+            int8=args.int8,
+            update_release=not args.no_update_release,
+        )
+    except (ReluModelRequiredError, ExportAuditError, ValueError) as err:
+        raise CLIError(str(err)) from err
+    parity = audit["parity"]
+    print(
+        f"Exported {args.release} ({audit['model_class']}) -> {Path(args.out) / 'model.onnx'} (opset {audit['opset']})"
+    )
+    print(f"GELU ops ({', '.join(audit['forbidden_ops'])}): {audit['forbidden_ops_found'] or 'none'}")
+    print(f"MLP activations as Relu: {sum(v == ['Relu'] for v in audit['mlp_activations'].values())} of "
+          f"{len(audit['mlp_activations'])}; other activations: {audit['other_activations'] or 'none'}")  # fmt: skip
+    print(f"ONNX Runtime vs PyTorch: max |Δ {audit['output']}| = {parity['max_abs_diff']:.3g} (≤ {parity['atol']:g})")
+    if audit["int8"]:
+        int8 = audit["int8"]
+        print(f"int8: {Path(args.out) / int8['onnx_file']}; max |Δ| vs PyTorch {int8['max_abs_diff_vs_pytorch']:.3g}, "
+              f"argmax agreement {int8['argmax_agreement']:.0%} on the parity batch")  # fmt: skip
+
+
+def _read_texts(path: Path, column: str) -> list[str]:
+    """Texts of a .txt (one per line), .csv/.tsv or .json/.jsonl file (the ``column`` field)."""
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+    elif suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif suffix == ".json":
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        raise CLIError(f"--data {str(path)!r}: use a .txt, .csv, .tsv, .json or .jsonl file, or a folder of images.")
+    if not rows or not isinstance(rows, list) or column not in rows[0]:
+        found = sorted(rows[0]) if rows and isinstance(rows, list) and isinstance(rows[0], dict) else []
+        raise CLIError(
+            f"--data {str(path)!r} has no {column!r} column (columns: {found}); choose it with --text-column."
+        )
+    return [str(row[column]) for row in rows]
+
+
+def _sparsity_batches(args: argparse.Namespace, processor: Any) -> list[dict[str, torch.Tensor]]:
+    """``--data`` prepared by the model's processor: texts through the tokenizer, an image folder through the image processor."""
+    data = Path(args.data)
+    if not data.exists():
+        raise FileNotFoundError(f"--data {args.data!r} does not exist.")
+    if processor is None:
+        raise CLIError(f"{args.model!r} has no tokenizer or image processor files to prepare --data with.")
+    if data.is_dir():
+        from PIL import Image
+
+        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+        if not files:
+            raise CLIError(f"--data folder {args.data!r} holds no .png/.jpg/.jpeg/.bmp/.webp image.")
+        files = files[: args.max_examples]
+        return [
+            dict(
+                processor(
+                    images=[Image.open(p).convert("RGB") for p in files[i : i + args.batch_size]], return_tensors="pt"
+                )
+            )
+            for i in range(0, len(files), args.batch_size)
+        ]
+    texts = _read_texts(data, args.text_column)[: args.max_examples]
+    if getattr(processor, "pad_token", "") is None:
+        processor.pad_token = processor.eos_token  # GPT-2-style tokenizers: padding is masked out anyway
+    return [
+        dict(
+            processor(
+                texts[i : i + args.batch_size],
+                padding=True,
+                truncation=True,
+                max_length=args.max_length,
+                return_tensors="pt",
+            )
+        )
+        for i in range(0, len(texts), args.batch_size)
+    ]
+
+
+def _sparsity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ReLU model: a release folder (updated with the result) or checkpoint.")
+    parser.add_argument("--data", required=True, help="Text file (.txt/.csv/.tsv/.json/.jsonl) or a folder of images.")
+    parser.add_argument(
+        "--text-column", default="text", help="Text column of a .csv/.tsv/.json(l) file (default: text)."
+    )
+    parser.add_argument("--max-length", type=_positive_int, default=128, help="Tokenizer truncation (default: 128).")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=32,
+        help="Batch size (default: 32): the 'whole batch' sparsity depends on it.",
+    )
+    parser.add_argument(
+        "--max-examples", type=_positive_int, default=1024, help="Use the first N examples (default: 1024)."
+    )
+    parser.add_argument("--json", default=None, metavar="OUT.json", help="Also write the report as JSON.")
+    parser.add_argument("--plot", default=None, metavar="OUT.png", help="Also write the plot.")
+    parser.add_argument("--no-update-release", action="store_true", help="Do not write into the release folder.")
+
+
+def _sparsity(args: argparse.Namespace) -> None:
+    from .errors import ReluModelRequiredError
+    from .export import load_relu_model
+    from .publishing import MANIFEST_FILENAME
+    from .sparsity import SparsityReport, add_sparsity_to_release, measure_sparsity, save_sparsity_plot
+
+    source = _source(args.model)
+    try:
+        model, processor = load_relu_model(source, "measuring activation sparsity")
+        batches = _sparsity_batches(args, processor)
+        examples = sum(len(next(iter(batch.values()))) for batch in batches)
+        report = measure_sparsity(model, batches, data=f"`{Path(args.data).name}` ({examples} examples)")
+    except (ReluModelRequiredError, ValueError) as err:
+        raise CLIError(str(err)) from err
+    print(f"Activation sparsity of {source} over {report.tokens} tokens (batches of {report.batch_size}):")
+    width = [
+        max(len(str(r[i])) for r in [SparsityReport.HEADER, *report.rows()]) for i in range(len(SparsityReport.HEADER))
+    ]
+    for row in [SparsityReport.HEADER, *report.rows()]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, width)).rstrip())
+    print(f"mean over layers: {100 * report.mean_token_sparsity:.1f} % zeros per token, "
+          f"{100 * report.mean_aggregated_sparsity:.1f} % zero for a whole batch")  # fmt: skip
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        print(f"JSON: {args.json}")
+    if args.plot:
+        print(f"Plot: {save_sparsity_plot(report, args.plot)}")
+    if not args.no_update_release and (Path(source) / MANIFEST_FILENAME).is_file():
+        names = add_sparsity_to_release(report, source)
+        print(f"Added {', '.join(names)} and a card section to the release {source}")
+
+
+register_command(
+    Command("export", "Export a ReLU release to ONNX and audit the graph (no Erf/GELU).", _export_arguments, _export)
+)
+register_command(
+    Command(
+        "sparsity", "Measure the activation sparsity of a ReLU model on real inputs.", _sparsity_arguments, _sparsity
     )
 )
 

@@ -8,6 +8,7 @@ __all__ = [
     "NoGELUFoundError",
     "NotLambdaGELUModelError",
     "ReleaseReloadError",
+    "ReluModelRequiredError",
     "UncontrolledGELUError",
     "UnhardenedSwapError",
     "UnhardenedSwapWarning",
@@ -115,3 +116,15 @@ class UnhardenedSwapError(ValueError):
 
 class UnhardenedSwapWarning(UserWarning):
     """reluize() swapped λ-GELU layers whose bound c/λ exceeds the tolerance (a naive swap)."""
+
+
+class ReluModelRequiredError(ValueError):
+    """A ReLU-only operation (ONNX export, sparsity) got a model that still has GELU or λ-GELU activations."""
+
+    def __init__(self, what: str, found: list[str], action: str) -> None:
+        self.found = found
+        super().__init__(
+            f"{what} still has GELU / λ-GELU activations ({', '.join(found)}); {action} needs the ReLU release. "
+            "Make it with `hf-lambda-gelu reluize SRC DST` (Python: hf_lambda_gelu.save_release(model, DST)) "
+            "and pass DST."
+        )

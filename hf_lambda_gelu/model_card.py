@@ -42,6 +42,7 @@ __all__ = [
     "infer_pipeline_tag",
     "load_template",
     "resolve_target_lambda",
+    "set_card_section",
 ]
 
 logger = logging.getLogger(__name__)
@@ -420,3 +421,52 @@ def build_model_card(
         gelu_remnants=sorted((report.get("gelu_remnants") or {}).items()),
         type_name=f"{architecture or 'model'} (top level)",
     )
+
+
+def _heading_level(line: str) -> int:
+    """Level of a Markdown ATX heading line (``## x`` → 2), 0 for any other line."""
+    marks = len(line) - len(line.lstrip("#"))
+    return marks if 0 < marks <= 6 and line[marks : marks + 1] == " " else 0
+
+
+def _section_end(lines: list[str], start: int, level: int) -> int:
+    """Index of the first heading of level ≤ ``level`` after line ``start`` (fenced code skipped), or len(lines)."""
+    fenced = False
+    for index in range(start + 1, len(lines)):
+        if lines[index].startswith("```"):
+            fenced = not fenced
+        elif not fenced and 0 < _heading_level(lines[index]) <= level:
+            return index
+    return len(lines)
+
+
+def set_card_section(card_text: str, heading: str, body: str, *, parent: str = "## Deployment") -> str:
+    """Return the card text with section ``heading`` set to ``body`` (replaced if present, else added).
+
+    A new section goes at the end of ``parent`` (a card without ``parent`` gets it before
+    ``## Limitations``, or at the end). Tools that add measured results to a release's card
+    (ONNX export audit, activation sparsity) use it, so running them again replaces their section.
+
+    Args:
+        card_text: the card's Markdown (``README.md`` of a release, YAML header included).
+        heading: the section's heading line, e.g. ``"### ONNX export"``.
+        body: Markdown of the section, without its heading.
+        parent: the heading the new section goes under.
+
+    >>> text = set_card_section("# T\\n\\n## Deployment\\n\\nintro\\n", "### ONNX", "ok")
+    >>> set_card_section(text, "### ONNX", "again").count("### ONNX"), "again" in text
+    (1, False)
+    """
+    lines = card_text.rstrip("\n").split("\n")
+    block = [heading, "", *body.strip("\n").split("\n"), ""]
+    if heading in lines:
+        start = lines.index(heading)
+        end = _section_end(lines, start, _heading_level(heading))
+        return "\n".join([*lines[:start], *block, *lines[end:]]).rstrip("\n") + "\n"
+    if parent not in lines:
+        at = lines.index("## Limitations") if "## Limitations" in lines else len(lines)
+        lines[at:at] = [parent, ""]
+    end = _section_end(lines, lines.index(parent), _heading_level(parent))
+    if end and lines[end - 1] != "":
+        block.insert(0, "")
+    return "\n".join([*lines[:end], *block, *lines[end:]]).rstrip("\n") + "\n"

@@ -72,6 +72,7 @@ __all__ = [
     "PushError",
     "REPORT_FILENAME",
     "ReleaseDirNotEmptyError",
+    "add_release_files",
     "check_output_dir",
     "check_release_dir",
     "push_reluized",
@@ -637,3 +638,36 @@ def push_reluized(
     if fresh:
         shutil.rmtree(folder)
     return url
+
+
+def add_release_files(release_dir: str | os.PathLike, names: list[str]) -> list[str]:
+    """List files written into a release folder after :func:`save_release` in its manifest (so they are uploaded).
+
+    Tools that add results to a release (``hf-lambda-gelu export``, ``hf-lambda-gelu sparsity``) write
+    their files, then call this. The manifest's reload check stays valid: these files are not model
+    files. A folder without a manifest (not written by ``save_release``) is left as it is.
+
+    Args:
+        release_dir: the release folder.
+        names: paths relative to the folder, of files that exist.
+
+    Returns:
+        The release's files after the update (manifest excluded).
+
+    Raises:
+        FileNotFoundError: a listed file does not exist.
+
+    >>> add_release_files("release", ["onnx_export_audit.json"])  # doctest: +SKIP
+    ['README.md', 'config.json', ..., 'onnx_export_audit.json']
+    """
+    folder = Path(release_dir)
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"Cannot add {missing} to the release in {str(folder)!r}: no such file(s).")
+    manifest = _load_manifest(folder)
+    if manifest is None:
+        return sorted(_release_files(folder))
+    # the rest of the manifest (the reload check and its model-file digests) is kept as it is
+    manifest["files"] = files = sorted((set(manifest.get("files", [])) | set(names)) - {MANIFEST_FILENAME})
+    (folder / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return files
