@@ -120,7 +120,7 @@ def training_variant(
 ) -> Variant:
     """One training step per call: AdamW over ``lambda_param_groups`` (+ the λ update when λ exists, + the
     distillation term when ``distiller`` is given)."""
-    optimizer = torch.optim.AdamW(lambda_param_groups(model, lr=1e-4, weight_decay=0.01, lambda_lr=1e-2))
+    optimizer = torch.optim.AdamW(lambda_param_groups(model, lr=1e-4, weight_decay=0.01, lambda_learning_rate=1e-2))
     install_lambda_update(optimizer, model)  # a no-op for a model without λ
     model.train()
     runnable = torch.compile(model, backend=compile_backend) if compile_backend else model

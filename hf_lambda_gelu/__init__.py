@@ -6,13 +6,12 @@ Importing the package registers ``"lambda_gelu"`` and ``"lambda_gelu_tanh"`` in 
 
 from .activation import LambdaGELU
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
-from .errors import NoGELUFoundError, NotLambdaGELUModelError, ReluModelRequiredError
+from .errors import LambdaOptimizerError, NoGELUFoundError, NotLambdaGELUModelError, ReluModelRequiredError
 from .export import export_onnx, export_release
 from .hardening import HardeningCallback, target_lambda_for_tolerance
-from .lambda_update import install_lambda_update
 from .model_card import build_model_card
 from .ops import RELU_DISTANCE_CONSTANT, lambda_gelu
-from .param_groups import lambda_param_groups
+from .optim import create_lambda_gelu_optimizer, install_lambda_update, lambda_param_groups
 from .peft_utils import add_lambda_modules_to_save
 from .profile_plot import save_profile_plot
 from .publishing import PushError, push_reluized, save_release, upload_release
@@ -32,6 +31,7 @@ __all__ = [
     "LambdaGELU",
     "LambdaGELUTrainer",
     "LambdaGELUTrainingArguments",
+    "LambdaOptimizerError",
     "NoGELUFoundError",
     "NotLambdaGELUModelError",
     "PushError",
@@ -41,6 +41,7 @@ __all__ = [
     "add_lambda_modules_to_save",
     "build_model_card",
     "convert_to_lambda_gelu",
+    "create_lambda_gelu_optimizer",
     "export_onnx",
     "export_release",
     "from_pretrained",

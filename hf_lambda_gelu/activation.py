@@ -8,7 +8,7 @@ Decisions where METHOD.md is silent:
   floored at 1 + ``MIN_LAMBDA_OFFSET`` (1e-8). That offset is below half a float32 ulp of 1 (5.96e-8),
   so λ = 1 + softplus(s/τ) evaluates to exactly 1.0 in float32/bfloat16/float16 (the converted model
   is bitwise GELU), while dλ/ds = sigmoid(s/τ)/τ ≈ 1e-8/τ stays > 0: λ gets a gradient, and the
-  optimizer-aware update (:mod:`.lambda_update`) steps it in λ-space, off 1 in one step.
+  optimizer-aware update (:mod:`.optim`) steps it in λ-space, off 1 in one step.
 - Under FSDP2 (``fully_shard``) ``lambda_raw`` is a DTensor sharded on dim 0 outside forward/backward.
   Reading λ there (:attr:`LambdaGELU.lambda_`, hence ``hardness_profile``) gathers the full tensor
   (a collective: every rank must read), and :meth:`LambdaGELU.set_lambda` writes each rank's shard
@@ -36,7 +36,15 @@ except ImportError:  # a torch built without distributed support: no λ is ever 
 
 from .ops import _check_approximate, lambda_gelu, relu_keep_lambda
 
-__all__ = ["DEFAULT_TEMPERATURE", "MIN_LAMBDA_OFFSET", "LambdaGELU", "lambda_to_raw", "raw_to_lambda"]
+__all__ = [
+    "DEFAULT_TEMPERATURE",
+    "MIN_LAMBDA_OFFSET",
+    "LambdaGELU",
+    "lambda_modules",
+    "lambda_parameters",
+    "lambda_to_raw",
+    "raw_to_lambda",
+]
 
 DEFAULT_TEMPERATURE = 0.1
 MIN_LAMBDA_OFFSET = 1e-8
@@ -181,3 +189,23 @@ class LambdaGELU(nn.Module):
         pinned = ", pinned" if self.is_pinned else ""
         relu = ", relu_forward" if self.relu_forward else ""
         return f"lambda={shown}, approximate={self.approximate!r}, temperature={self.temperature}{pinned}{relu}"
+
+
+def lambda_modules(model: nn.Module) -> list[tuple[str, LambdaGELU]]:
+    """(qualified name, module) for every λ-GELU, found by type (so PEFT-renamed modules count).
+
+    Modules held under several names (PEFT's ``modules_to_save`` keeps an original and a copy) are
+    listed once per object.
+    """
+    seen: set[int] = set()
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, LambdaGELU) and id(module) not in seen:
+            seen.add(id(module))
+            found.append((name, module))
+    return found
+
+
+def lambda_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The raw λ parameters of every λ-GELU module."""
+    return [module.lambda_raw for _, module in lambda_modules(model)]

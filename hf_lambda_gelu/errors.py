@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "DataFileError",
     "GELURemnantsError",
+    "LambdaOptimizerError",
     "NoGELUFoundError",
     "NotLambdaGELUModelError",
     "ReleaseReloadError",
@@ -128,3 +129,12 @@ class ReluModelRequiredError(ValueError):
             "Make it with `hf-lambda-gelu reluize SRC DST` (Python: hf_lambda_gelu.save_release(model, DST)) "
             "and pass DST."
         )
+
+
+class LambdaOptimizerError(ValueError):
+    """A setting of the λ optimizer (:mod:`hf_lambda_gelu.optim`) is invalid: names the value and the fix."""
+
+    def __init__(self, name: str, value: object, fix: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"{name}={value!r} is invalid: {fix}")

@@ -38,9 +38,8 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from .activation import DTensor
+from .activation import DTensor, lambda_modules
 from .ops import RELU_DISTANCE_CONSTANT
-from .param_groups import lambda_modules
 
 __all__ = ["HARDENING_SHAPES", "PRE_HARDENING_WEIGHTS_NAME", "HardeningCallback", "target_lambda_for_tolerance"]
 
@@ -107,6 +106,12 @@ class HardeningCallback(TrainerCallback, ExportableState):
         per_layer: scale each layer's target by 1/RMS of its pre-activation (measured on training batches).
         end: fraction of the run (start < end ≤ 1) at which λ reaches λ*; the steps after it train the
             model with exact ReLU forwards (consolidation). 1.0 = harden until the last step.
+        keep_pre_hardening_state: keep a CPU copy of the weights when hardening starts
+            (:attr:`pre_hardening_state`, for the naive-swap baseline of :class:`~hf_lambda_gelu.LambdaGELUTrainer`).
+
+    With any ``transformers.Trainer``, pass it in ``callbacks``: it gets the model from the callback
+    arguments, and on resume it restores its schedule from the checkpoint's ``trainer_state.json``
+    itself (whatever ``restore_callback_states_from_checkpoint`` says).
 
     >>> cb = HardeningCallback(start=0.5, tolerance=1e-3)
     >>> round(cb.reference_target, 1)
@@ -124,6 +129,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
         target_lambda: float | None = None,
         per_layer: bool = False,
         end: float = 1.0,
+        keep_pre_hardening_state: bool = False,
     ) -> None:
         _check(start, shape, target_lambda)
         check_hardening_end(start, end)
@@ -143,7 +149,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
         self._hooks: list = []
         #: CPU copy of the model weights taken when hardening starts (for the naive-swap baseline).
         self.pre_hardening_state: dict[str, torch.Tensor] | None = None
-        self.keep_pre_hardening_state = False
+        self.keep_pre_hardening_state = bool(keep_pre_hardening_state)
 
     # -- state -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -155,6 +161,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
                 "target_lambda": self.target_lambda,
                 "per_layer": self.per_layer,
                 "end": self.end,
+                "keep_pre_hardening_state": self.keep_pre_hardening_state,
             },
             "attributes": {
                 "start_step": self.start_step,
@@ -267,6 +274,10 @@ class HardeningCallback(TrainerCallback, ExportableState):
 
     # -- TrainerCallback events --------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        # On resume, state.stateful_callbacks is the checkpoint's; on a fresh run it is this callback's own.
+        saved = state.stateful_callbacks.get(type(self).__name__)
+        if saved:
+            self.load_state(saved[0] if isinstance(saved, list) else saved)
         self._attach_rms_hooks(model)
         if self.started:  # resumed mid-hardening: re-pin at the checkpoint's step
             self.update(model, state.global_step, state.max_steps)

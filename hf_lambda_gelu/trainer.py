@@ -9,14 +9,15 @@ import os
 from typing import Any
 
 from transformers import TrainingArguments
+from transformers.trainer_utils import HubStrategy
 
+from .activation import lambda_modules
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
 from .distillation import DistillationTrainer, Distiller, frozen_copy
 from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
-from .lambda_update import install_lambda_update
 from .lr_floor import with_lr_floor
-from .param_groups import lambda_modules, lambda_param_groups
+from .optim import create_lambda_gelu_optimizer, install_lambda_update
 from .pressure import hardness_pressure_term
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
 from .reluize import hardness_profile, reluize
@@ -34,7 +35,8 @@ class LambdaGELUTrainer(DistillationTrainer):
 
     - A model that still has GELU activations is converted first (``lambda_init``, ``lambda_temperature``).
     - The optimizer gets λ in its own group (``lambda_learning_rate``, no weight decay) and the
-      optimizer-aware λ update (:mod:`hf_lambda_gelu.lambda_update`).
+      optimizer-aware λ update: :func:`hf_lambda_gelu.create_lambda_gelu_optimizer`, the function any
+      other Trainer uses too (an optimizer passed in ``optimizers`` gets the λ update installed).
     - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ*
       (``hardening_start=1.0``: no hardening, no swap; λ is learned to the end and the λ-GELU model is kept).
     - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
@@ -50,7 +52,11 @@ class LambdaGELUTrainer(DistillationTrainer):
       (metric before/after, |Δlogits|, agreement, and the naive-swap baseline) is written to
       ``reluization_report.json``, logged, and added to the metrics ``train()`` returns.
     - ``push_to_hub()`` publishes only the ReLU release (model, config, processor, card, profile
-      plot, report) from ``output_dir/release``, never checkpoints or other stale files.
+      plot, report) from ``output_dir/release``, never checkpoints or other stale files
+      (``push_to_hub=True`` runs with ``hub_strategy="end"``: no upload at checkpoint saves).
+
+    Built only on public ``Trainer`` hooks (``create_optimizer``, ``create_scheduler``, ``compute_loss``,
+    ``log``, ``save_model``, ``train``, ``push_to_hub``, callbacks), so it composes with other subclasses.
 
     Args:
         model: a transformers model (GELU or λ-GELU), PEFT-wrapped or not.
@@ -68,6 +74,11 @@ class LambdaGELUTrainer(DistillationTrainer):
             args = LambdaGELUTrainingArguments(output_dir="trainer_output")
         if not isinstance(args, LambdaGELUTrainingArguments):
             args = _upgrade_training_args(args)
+        if args.push_to_hub and args.hub_strategy != HubStrategy.END:
+            logger.info(
+                "LambdaGELUTrainer does not upload checkpoints (hub_strategy='end'); push_to_hub() publishes the ReLU release."
+            )
+            args.hub_strategy = HubStrategy.END
         teacher = None
         if model is not None and (args.distill_alpha > 0 or args.distill_logits_alpha > 0):
             teacher = frozen_copy(model)  # the original checkpoint, before conversion and training
@@ -93,40 +104,51 @@ class LambdaGELUTrainer(DistillationTrainer):
                 temperature=args.distill_temperature,
             )
         super().__init__(model, args, *pos, distiller=distiller, **kwargs)
-        self.hardening = HardeningCallback(
-            start=args.hardening_start,
-            shape=args.hardening_shape,
-            tolerance=args.relu_tolerance,
-            target_lambda=args.relu_target_lambda,
-            per_layer=args.relu_target_per_layer,
-            end=args.hardening_end,
+        self.add_callback(
+            HardeningCallback(
+                start=args.hardening_start,
+                shape=args.hardening_shape,
+                tolerance=args.relu_tolerance,
+                target_lambda=args.relu_target_lambda,
+                per_layer=args.relu_target_per_layer,
+                end=args.hardening_end,
+                keep_pre_hardening_state=args.reluize_at_end and args.naive_swap_baseline,
+            )
         )
-        self.hardening.keep_pre_hardening_state = args.reluize_at_end and args.naive_swap_baseline
-        self.add_callback(self.hardening)
         self.lambda_update = None
         self.final_profile: dict[str, float] | None = None
         self.reluization_report: dict[str, Any] | None = None
         #: Why the naive-swap baseline could not be measured (None when it was, or was not asked for).
         self.naive_swap_unavailable: str | None = None
+        #: Checkpoint this run resumed from, whose pre-hardening weights are read on first need.
         self._resume_folder: str | None = None
+
+    @property
+    def hardening(self) -> HardeningCallback:
+        """The run's :class:`HardeningCallback` (after a resume with ``restore_callback_states_from_checkpoint``,
+        the instance transformers put in its place)."""
+        return next(cb for cb in self.callback_handler.callbacks if isinstance(cb, HardeningCallback))
 
     # -- optimizer ---------------------------------------------------------------------------
     def create_optimizer(self, model=None):
+        """:func:`create_lambda_gelu_optimizer` with the optimizer and settings of ``args``; an optimizer passed
+        in ``optimizers`` gets the λ update installed (once)."""
         opt_model = self.model if model is None else model
+        family = self.args.lambda_optimizer_family
         if self.optimizer is None:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-            groups = lambda_param_groups(
+            optimizer_kwargs.pop("lr", None)
+            self.optimizer = create_lambda_gelu_optimizer(
                 opt_model,
+                optimizer_cls,
                 lr=self.args.learning_rate,
+                lambda_learning_rate=self.args.lambda_learning_rate,
                 weight_decay=self.args.weight_decay,
-                lambda_lr=self.args.lambda_learning_rate,
+                lambda_optimizer_family=family,
                 decay_parameter_names=self.get_decay_parameter_names(opt_model),
+                **optimizer_kwargs,
             )
-            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        if self.lambda_update is None:
-            self.lambda_update = install_lambda_update(
-                self.optimizer, opt_model, family=self.args.lambda_optimizer_family
-            )
+        self.lambda_update = install_lambda_update(self.optimizer, opt_model, lambda_optimizer_family=family)
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
@@ -167,35 +189,29 @@ class LambdaGELUTrainer(DistillationTrainer):
         super().save_model(output_dir, _internal_call)
         # A checkpoint (saved before its trainer_state.json, so any checkpoint a resume can use) written
         # after hardening started carries the weights of its start: the naive-swap baseline survives.
-        if _internal_call and self.hardening.pre_hardening_state is not None and self.args.should_save:
+        if _internal_call and self._pre_hardening_state() is not None and self.args.should_save:
             self.hardening.save_pre_hardening_state(output_dir or self.args.output_dir)
 
-    def _load_callback_state(self) -> None:
-        # The hardening schedule always resumes (whatever restore_callback_states_from_checkpoint says),
-        # into self.hardening itself: transformers' own restore would replace it by a new instance.
-        # Its entry stays in stateful_callbacks: _save_checkpoint indexes it at every later save.
-        callbacks, name = self.state.stateful_callbacks, type(self.hardening).__name__
-        saved = callbacks.pop(name, None)
-        try:
-            if saved:
-                self.hardening.load_state(saved[0] if isinstance(saved, list) else saved)
-                self._load_pre_hardening_state()
-            super()._load_callback_state()
-        finally:
-            if saved is not None:
-                callbacks[name] = saved
+    def _pre_hardening_state(self) -> dict | None:
+        """The weights at hardening start: taken in this run, or read (once) from the checkpoint it resumed from.
 
-    def _load_pre_hardening_state(self) -> None:
-        if not (self.hardening.started and self.hardening.keep_pre_hardening_state):
-            return
-        folder = self._resume_folder
-        if folder and self.hardening.load_pre_hardening_state(folder):
-            return
+        The hardening schedule itself resumes in :meth:`HardeningCallback.on_train_begin`.
+        """
+        hardening, folder = self.hardening, self._resume_folder
+        self._resume_folder = None
+        if (
+            folder is None
+            or hardening.pre_hardening_state is not None
+            or not (hardening.started and hardening.keep_pre_hardening_state)
+            or hardening.load_pre_hardening_state(folder)
+        ):
+            return hardening.pre_hardening_state
         self.naive_swap_unavailable = (
             f"the run resumed from {folder} after hardening had started, and that checkpoint has no "
             f"{PRE_HARDENING_WEIGHTS_NAME} (the weights at hardening start, which the swap baseline needs)"
         )
         logger.warning("No naive-swap baseline: %s.", self.naive_swap_unavailable)
+        return None
 
     # -- training ----------------------------------------------------------------------------
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
@@ -242,9 +258,6 @@ class LambdaGELUTrainer(DistillationTrainer):
         return {name: min(values) for name, values in self.hardening.start_lambdas.items()} or None
 
     # -- publishing --------------------------------------------------------------------------
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        logger.info("LambdaGELUTrainer does not upload checkpoints; push_to_hub() publishes the final ReLU release.")
-
     def push_to_hub(
         self,
         commit_message: str | None = "End of training",
@@ -325,9 +338,10 @@ class LambdaGELUTrainer(DistillationTrainer):
         """
         dataset = self.eval_dataset
         naive_model = None
-        if dataset is not None and self.hardening.pre_hardening_state is not None:
+        pre_hardening_state = self._pre_hardening_state()
+        if dataset is not None and pre_hardening_state is not None:
             naive_model = copy.deepcopy(self.model)
-            naive_model.load_state_dict(self.hardening.pre_hardening_state)
+            naive_model.load_state_dict(pre_hardening_state)
             for _, module in lambda_modules(naive_model):
                 module.unpin()
                 module.relu_forward = False

@@ -8,7 +8,7 @@ from transformers import TrainingArguments
 
 from .activation import check_lambda_settings
 from .hardening import HARDENING_SHAPES, check_hardening_end, target_lambda_for_tolerance
-from .lambda_update import OPTIMIZER_FAMILIES
+from .optim import OPTIMIZER_FAMILIES
 
 __all__ = ["LambdaGELUTrainingArguments"]
 

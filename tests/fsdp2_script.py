@@ -41,7 +41,7 @@ def main(out: str) -> None:
     for layer in model.bert.encoder.layer:
         fully_shard(layer)
     fully_shard(model)
-    optimizer = torch.optim.AdamW(lambda_param_groups(model, lr=1e-3, weight_decay=0.01, lambda_lr=0.05))
+    optimizer = torch.optim.AdamW(lambda_param_groups(model, lr=1e-3, weight_decay=0.01, lambda_learning_rate=0.05))
     install_lambda_update(optimizer, model)
     hardening = HardeningCallback(start=0.5, tolerance=1e-3)
     hardening.keep_pre_hardening_state = True  # the naive-swap baseline's weights, gathered from the shards

@@ -56,7 +56,9 @@ def test_default_module_reproduces_gelu(approximate, ref):
     ((m(x) - torch.relu(x)) ** 2).mean().backward()
     assert m.lambda_raw.grad is not None and m.lambda_raw.grad.abs().item() > 0
     m.lambda_raw.grad = None
-    opt = torch.optim.AdamW(lambda_param_groups(torch.nn.Sequential(m), lr=0.0, weight_decay=0.0, lambda_lr=0.05))
+    opt = torch.optim.AdamW(
+        lambda_param_groups(torch.nn.Sequential(m), lr=0.0, weight_decay=0.0, lambda_learning_rate=0.05)
+    )
     install_lambda_update(opt, m)
     ((m(x) - torch.relu(x)) ** 2).mean().backward()
     opt.step()

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hf_lambda_gelu import LambdaGELU, install_lambda_update, lambda_param_groups
-from hf_lambda_gelu.lambda_update import optimizer_family
+from hf_lambda_gelu.optim import optimizer_family
 
 STEPS = 20
 LR = 0.05
@@ -14,7 +14,7 @@ def _rise_rate(optimizer: str, lam0: float, scheme: bool) -> float:
     x = torch.randn(4096) * 2
     act = LambdaGELU(init_lambda=lam0)
     model = torch.nn.Sequential(act)
-    groups = lambda_param_groups(model, lr=LR, weight_decay=0.0, lambda_lr=LR)
+    groups = lambda_param_groups(model, lr=LR, weight_decay=0.0, lambda_learning_rate=LR)
     opt = torch.optim.AdamW(groups) if optimizer == "adamw" else torch.optim.SGD(groups)
     if scheme:
         install_lambda_update(opt, model)
@@ -44,7 +44,7 @@ def test_lambda_never_leaves_one_to_infinity(optimizer):
     torch.manual_seed(0)
     x = torch.randn(1024)
     act = LambdaGELU(init_lambda=1.5)
-    groups = lambda_param_groups(torch.nn.Sequential(act), lr=1.0, weight_decay=0.0, lambda_lr=1.0)
+    groups = lambda_param_groups(torch.nn.Sequential(act), lr=1.0, weight_decay=0.0, lambda_learning_rate=1.0)
     opt = torch.optim.AdamW(groups) if optimizer == "adamw" else torch.optim.SGD(groups, momentum=0.9)
     install_lambda_update(opt, act)
     for _ in range(30):  # loss favors softer gates with huge steps: λ must stop at 1
@@ -57,7 +57,9 @@ def test_lambda_never_leaves_one_to_infinity(optimizer):
 
 def test_pinned_lambda_is_not_moved_by_the_optimizer():
     act = LambdaGELU(init_lambda=3.0)
-    opt = torch.optim.AdamW(lambda_param_groups(torch.nn.Sequential(act), lr=0.1, weight_decay=0.0, lambda_lr=0.5))
+    opt = torch.optim.AdamW(
+        lambda_param_groups(torch.nn.Sequential(act), lr=0.1, weight_decay=0.0, lambda_learning_rate=0.5)
+    )
     install_lambda_update(opt, act)
     x = torch.randn(256)
     for pinned in (False, True):
@@ -73,7 +75,9 @@ def test_pinned_lambda_is_not_moved_by_the_optimizer():
 
 def test_sgd_state_is_kept_in_optimizer_state_for_checkpointing():
     act = LambdaGELU()
-    opt = torch.optim.SGD(lambda_param_groups(torch.nn.Sequential(act), lr=0.1, weight_decay=0.0, lambda_lr=0.1))
+    opt = torch.optim.SGD(
+        lambda_param_groups(torch.nn.Sequential(act), lr=0.1, weight_decay=0.0, lambda_learning_rate=0.1)
+    )
     install_lambda_update(opt, act)
     act(torch.randn(16)).sum().backward()
     opt.step()
@@ -93,4 +97,4 @@ def test_optimizer_family_detection_and_errors():
     with pytest.raises(ValueError, match="Mystery"):
         optimizer_family(Mystery(p))
     with pytest.raises(ValueError, match="family='bogus'"):
-        install_lambda_update(torch.optim.SGD(p, lr=0.1), torch.nn.Identity(), family="bogus")
+        install_lambda_update(torch.optim.SGD(p, lr=0.1), torch.nn.Identity(), lambda_optimizer_family="bogus")

@@ -8,7 +8,7 @@ from hf_lambda_gelu import add_lambda_modules_to_save, convert_to_lambda_gelu, l
 
 def test_groups_split_decay_no_decay_and_lambda():
     model = convert_to_lambda_gelu(tiny_bert())
-    groups = lambda_param_groups(model, lr=1e-3, weight_decay=0.1, lambda_lr=0.02)
+    groups = lambda_param_groups(model, lr=1e-3, weight_decay=0.1, lambda_learning_rate=0.02)
     assert [g["lr"] for g in groups] == [1e-3, 1e-3, 0.02]
     assert [g["weight_decay"] for g in groups] == [0.1, 0.0, 0.0]
     names = {id(p): n for n, p in model.named_parameters()}
@@ -31,7 +31,7 @@ def test_groups_find_lambda_in_peft_wrapped_model():
     model = convert_to_lambda_gelu(tiny_bert())
     lora = add_lambda_modules_to_save(LoraConfig(target_modules=["query", "value"], r=4), model)
     peft_model = get_peft_model(model, lora)
-    groups = lambda_param_groups(peft_model, lr=1e-3, weight_decay=0.0, lambda_lr=0.02)
+    groups = lambda_param_groups(peft_model, lr=1e-3, weight_decay=0.0, lambda_learning_rate=0.02)
     lam_group = [g for g in groups if g.get("lambda_group")]
     assert len(lam_group) == 1 and len(lam_group[0]["params"]) == 2
     assert all(p.requires_grad for p in lam_group[0]["params"])
@@ -43,13 +43,13 @@ def test_groups_find_lambda_in_peft_wrapped_model():
 )
 def test_lora_helper_keeps_every_lambda_trainable_for_each_architecture(make_model, model_type, targets):
     model = convert_to_lambda_gelu(make_model())
-    n_lambda = len(lambda_param_groups(model, lr=1e-3, weight_decay=0.0, lambda_lr=0.02)[-1]["params"])
+    n_lambda = len(lambda_param_groups(model, lr=1e-3, weight_decay=0.0, lambda_learning_rate=0.02)[-1]["params"])
     for key in (model_type, model):  # by model_type string, or read from the converted model
         lora = add_lambda_modules_to_save(LoraConfig(target_modules=targets, r=4), key)
         peft_model = get_peft_model(convert_to_lambda_gelu(make_model()), lora)
         lam = [
             g
-            for g in lambda_param_groups(peft_model, lr=1e-3, weight_decay=0.0, lambda_lr=0.02)
+            for g in lambda_param_groups(peft_model, lr=1e-3, weight_decay=0.0, lambda_learning_rate=0.02)
             if g.get("lambda_group")
         ]
         assert len(lam) == 1 and len(lam[0]["params"]) == n_lambda
