@@ -168,3 +168,30 @@ def test_trl_sft_trainer_runs_the_method_to_a_relu_model(tmp_path):
     assert report.unhardened is False and model.config.activation_function == "relu"
     ids = torch.tensor([[3, 4, 5, 6]])
     assert model(input_ids=ids).logits.isfinite().all()
+
+
+def test_stock_trainer_resumes_mid_hardening_on_the_same_trajectory(tmp_path):
+    """HardeningCallback restores its schedule itself, whatever restore_callback_states_from_checkpoint says."""
+    data = lm_dataset()
+
+    def run(out, hardening, recorder, resume=None, **extra):
+        model = _lambda_gpt2(2.0)
+        optimizer = create_lambda_gelu_optimizer(model, torch.optim.AdamW, lr=1e-3, lambda_learning_rate=LAMBDA_LR)
+        args = TrainingArguments(output_dir=str(tmp_path / out), **RUN, **{**QUIET, "save_strategy": "steps"}, **extra)
+        trainer = Trainer(
+            model=model, args=args, train_dataset=data, optimizers=(optimizer, None), callbacks=[hardening, recorder]
+        )
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    full = _LambdaRecorder()
+    run("full", HardeningCallback(start=0.25), full, save_steps=6)
+    checkpoint = str(tmp_path / "full" / "checkpoint-6")  # hardening started at step 2
+    for restore in (False, True):
+        resumed = _LambdaRecorder()
+        trainer = run(f"resumed_{restore}", HardeningCallback(start=0.25), resumed, checkpoint, save_steps=100,
+                      restore_callback_states_from_checkpoint=restore)  # fmt: skip
+        assert sorted(resumed.profiles) == [7, 8]
+        assert all(resumed.profiles[s] == pytest.approx(full.profiles[s], rel=1e-6) for s in (7, 8)), restore
+        (hardening,) = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, HardeningCallback)]
+        assert hardening.start_step == 2

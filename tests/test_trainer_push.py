@@ -73,3 +73,30 @@ def test_failed_push_keeps_the_release_and_never_shows_the_token(tmp_path, monke
         p.name for p in release.iterdir()
     }
     assert trainer.model.config.hidden_act == "relu"
+
+
+def test_push_to_hub_true_uploads_no_checkpoint_during_training(tmp_path, monkeypatch):
+    """push_to_hub=True runs with hub_strategy='end': the Trainer's per-checkpoint upload never fires."""
+    from types import SimpleNamespace
+
+    import transformers.trainer
+    from transformers.trainer_utils import HubStrategy
+
+    uploads = []
+    monkeypatch.setattr(LambdaGELUTrainer, "init_hf_repo", lambda self, *a, **k: None)  # no Hub repo offline
+    monkeypatch.setattr(
+        transformers.trainer, "hf_api", lambda: SimpleNamespace(upload_folder=lambda **k: uploads.append(k))
+    )
+    args = training_args(
+        tmp_path / "out",
+        save_strategy="steps",
+        save_steps=2,
+        push_to_hub=True,
+        hub_model_id="me/x",
+        reluize_at_end=False,
+    )
+    assert args.hub_strategy == HubStrategy.EVERY_SAVE
+    trainer = LambdaGELUTrainer(model=tiny_bert(), args=args, train_dataset=text_dataset(n=32))
+    assert trainer.args.hub_strategy == HubStrategy.END
+    trainer.train()
+    assert (tmp_path / "out" / "checkpoint-8").is_dir() and uploads == []
