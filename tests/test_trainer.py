@@ -228,3 +228,22 @@ def test_peft_wrapped_model_is_reluized_at_end(tmp_path):
     merged = model.merge_and_unload()
     assert merged.config.hidden_act == "relu" and not any(isinstance(m, LambdaGELU) for m in merged.modules())
     assert out.metrics["reluize_prediction_agreement"] > 0.9
+
+
+def test_resume_with_restore_callback_states_keeps_schedule_and_naive_baseline(tmp_path):
+    """transformers' own callback restore (a new HardeningCallback instance) changes nothing."""
+    common = dict(max_steps=8, hardening_start=0.5, save_strategy="steps", save_steps=6)
+    data = text_dataset(n=32)
+    full = LambdaGELUTrainer(
+        model=tiny_bert(), args=training_args(tmp_path / "a", **common), train_dataset=data, eval_dataset=data
+    )
+    full.train()
+    args = training_args(tmp_path / "b", restore_callback_states_from_checkpoint=True, **common)
+    resumed = LambdaGELUTrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data)
+    before = resumed.hardening
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-6"))
+    assert resumed.hardening is not before and resumed.hardening.start_step == 4  # the restored instance
+    assert resumed.hardening.keep_pre_hardening_state and resumed.naive_swap_unavailable is None
+    a, b = full.reluization_report, resumed.reluization_report
+    assert b["lambdas"] == pytest.approx(a["lambdas"], rel=1e-6)
+    assert b["naive_swap"]["prediction_agreement"] == pytest.approx(a["naive_swap"]["prediction_agreement"])
