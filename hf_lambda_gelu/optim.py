@@ -180,7 +180,7 @@ def install_lambda_update(
 
     Args:
         optimizer: an optimizer whose param groups include the λ parameters
-            (e.g. built from :func:`lambda_param_groups`).
+            (e.g. built from :func:`lambda_param_groups`); an accelerate-wrapped one is unwrapped.
         model: the model holding the :class:`LambdaGELU` modules.
         lambda_optimizer_family: ``"auto"`` (from the optimizer class), ``"adaptive"`` or ``"sgd"``.
 
@@ -202,6 +202,8 @@ def install_lambda_update(
         raise LambdaOptimizerError(
             "lambda_optimizer_family", lambda_optimizer_family, f"use one of {OPTIMIZER_FAMILIES}."
         )
+    while isinstance(getattr(optimizer, "optimizer", None), torch.optim.Optimizer):  # accelerate's wrapper
+        optimizer = optimizer.optimizer
     installed = _INSTALLED.get(optimizer)
     if installed is not None:
         if lambda_optimizer_family not in ("auto", installed.family):
@@ -271,6 +273,9 @@ def create_lambda_gelu_optimizer(
     Pass it to any ``transformers.Trainer`` (or subclass: TRL's ``SFTTrainer``, your own) as
     ``optimizers=(optimizer, None)``, with a :class:`~hf_lambda_gelu.HardeningCallback` in ``callbacks``,
     then call :func:`~hf_lambda_gelu.reluize` on the trained model: that is the whole method.
+    Build it on the model the Trainer trains: with PEFT, wrap the model first
+    (:func:`~hf_lambda_gelu.add_lambda_modules_to_save`, ``get_peft_model``) rather than passing
+    ``peft_config`` to the Trainer, which would wrap it after the optimizer took its parameters.
 
     Args:
         model: a model with λ-GELU activations (:func:`~hf_lambda_gelu.convert_to_lambda_gelu` first),
