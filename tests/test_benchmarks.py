@@ -9,13 +9,13 @@ import glob
 import importlib.util
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import offline_env
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 ARMS = (
@@ -46,7 +46,7 @@ def _run(script: str, out: Path | None, *args: str) -> dict:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        env=offline_env(),
     )
     assert proc.returncode == 0, f"{script} failed\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr[-4000:]}"
     assert "checks:" in proc.stdout  # the table was printed

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers import offline_env
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_activation.py"
 VARIANTS = {"relu", "gelu_eager", "gelu_compiled", "lambda_gelu_eager", "lambda_gelu_compiled", "naive_eager"}
@@ -19,8 +20,7 @@ def test_quick_benchmark_writes_every_variant(tmp_path):
     # aot_eager keeps the smoke test free of Inductor's C++ compilation; the full run uses Inductor.
     # No --out: --quick must write a temporary file, never the committed full-run results.
     cmd = [sys.executable, str(SCRIPT), "--quick", "--compile-backend", "aot_eager"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=offline_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert committed.read_bytes() == before
     out = Path(proc.stdout.rsplit("wrote ", 1)[1].split()[0])

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import offline_env
 from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
@@ -23,7 +24,7 @@ from hf_lambda_gelu.publishing import MANIFEST_FILENAME, check_release_dir, save
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad movie great awful film fine plot".split()]
 TOKEN = "hf_SECRETcliToken0123456789abcdef"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = offline_env()
 CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=len(WORDS))
 
 

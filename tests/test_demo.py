@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import offline_env
+from helpers import offline_env
 
 from hf_lambda_gelu import cli, demo
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import offline_env
+from helpers import offline_env
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_train_script.py")
 

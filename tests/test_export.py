@@ -13,7 +13,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from conftest import make_image_inputs, make_text_inputs, tiny_bert_config, tiny_gpt2_config, tiny_vit_config
+from helpers import make_image_inputs, make_text_inputs, tiny_bert_config, tiny_gpt2_config, tiny_vit_config
 from huggingface_hub import ModelCard
 from torch import nn
 from transformers import (

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from conftest import offline_env
+from helpers import offline_env
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "fsdp2_script.py")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import test_recipes
 import torch
-from conftest import offline_env
+from helpers import offline_env
 from test_recipes import RECIPES, _load_recipe, _recipe_args
 from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import offline_env
+from helpers import offline_env
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "relu_payoff.py"
 

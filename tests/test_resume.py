@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import test_recipes
 import torch
-from conftest import offline_env
+from helpers import offline_env
 from safetensors.torch import load_file
 from test_recipes import RECIPES, _recipe_args
 
