@@ -6,9 +6,12 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "release_gate.py"
 
 
+@pytest.mark.slow
 def test_quick_writes_every_row(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("bench_release_gate", SCRIPT)
     module = importlib.util.module_from_spec(spec)

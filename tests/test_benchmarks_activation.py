@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import offline_env
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_activation.py"
 VARIANTS = {"relu", "gelu_eager", "gelu_compiled", "lambda_gelu_eager", "lambda_gelu_compiled", "naive_eager"}
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_every_variant(tmp_path):
     committed = SCRIPT.parent / "results" / "bench_activation.json"
     before = committed.read_bytes()

@@ -208,6 +208,7 @@ def _release(root: Path) -> Path:
     return save_release(convert_to_lambda_gelu(BertModel(BertConfig(**CONFIG))), root / "release")
 
 
+@pytest.mark.slow
 def test_console_script_reports_a_failed_push_in_one_line(tmp_path):
     script = shutil.which(PROG) or str(Path(sys.executable).parent / PROG)
     if not os.path.exists(script):
@@ -228,6 +229,7 @@ def test_console_script_reports_a_failed_push_in_one_line(tmp_path):
     assert check_release_dir(release)
 
 
+@pytest.mark.slow
 def test_module_entry_point_reports_a_missing_folder(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "hf_lambda_gelu.cli", "reluize", str(tmp_path / "missing"), str(tmp_path / "out")],

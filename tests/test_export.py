@@ -112,6 +112,7 @@ def test_export_release_audits_and_matches_pytorch(tmp_path, name, opset, int8):
     assert card.index("## Deployment") < card.index("### ONNX export") < card.index("## Limitations")
 
 
+@pytest.mark.slow
 def test_real_minilm_release_exports_through_the_cli_and_gets_its_sparsity(minilm_path, tmp_path, capsys):
     torch.manual_seed(0)
     model = BertForSequenceClassification.from_pretrained(minilm_path, num_labels=2).eval()

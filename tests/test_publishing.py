@@ -168,6 +168,7 @@ print(json.dumps({"logits": logits.tolist(), "acts": acts, "ours": [m for m in s
 """
 
 
+@pytest.mark.slow
 def test_push_uploads_exactly_the_release_and_stock_transformers_loads_it(tmp_path, hub):
     model = make_model()
     tokenizer = make_tokenizer(tmp_path / "tok")

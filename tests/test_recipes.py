@@ -183,6 +183,7 @@ AUTO = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["text_classification", "image_classification", "causal_lm"])
 def test_recipe_runs_under_accelerate_ddp_and_writes_a_relu_release(recipe, tmp_path, bert_case, vit_case, gpt2_case):
     cases = {"text_classification": bert_case, "image_classification": vit_case, "causal_lm": gpt2_case}

@@ -103,6 +103,7 @@ def test_reluize_without_lambda_gelu_raises():
         reluize(nn.Sequential(nn.Linear(2, 2), nn.GELU()))
 
 
+@pytest.mark.slow
 def test_reluized_checkpoint_loads_in_stock_transformers(tmp_path, run_python):
     case = TINY_MODELS["bert_mlm"]
     model = hardened_bert()

@@ -45,6 +45,7 @@ def _args(bert_case: dict, out: Path) -> list[str]:
     return [*_recipe_args("text_classification", {"text_classification": bert_case}, out), *SAVE_EVERY_2]
 
 
+@pytest.mark.slow
 def test_run_killed_mid_hardening_resumes_to_the_same_release(bert_recipe_case, tmp_path):
     bert_case = bert_recipe_case
     full, killed = tmp_path / "full", tmp_path / "killed"

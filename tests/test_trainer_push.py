@@ -25,6 +25,7 @@ def _trained(tmp_path, **overrides):
     return trainer
 
 
+@pytest.mark.slow
 def test_push_uploads_only_the_release_and_it_loads_in_stock_transformers(tmp_path, monkeypatch):
     trainer = _trained(tmp_path)
     (tmp_path / "out" / "stale.bin").write_bytes(b"old")
