@@ -22,6 +22,10 @@ import torch
 from helpers import TINY_MODELS, TinyCase, make_image_inputs, make_text_inputs
 from transformers import BertForMaskedLM, GPT2LMHeadModel, ViTForImageClassification
 
+# Scripts the tests run as subprocesses, not test modules: never imported (kill_at_step.py runs its
+# target on import), also not by ``--doctest-modules``.
+collect_ignore = ["ddp_train_script.py", "fsdp2_script.py", "kill_at_step.py"]
+
 
 @pytest.fixture(autouse=True)
 def _seed_torch():
