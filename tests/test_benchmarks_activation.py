@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -30,11 +31,18 @@ def test_quick_benchmark_writes_every_variant(tmp_path):
 
     report = json.loads(out.read_text())
     assert set(report["results"]) == VARIANTS
-    for name, r in report["results"].items():
-        assert len(r["times_ms"]) >= 5 and r["median_ms"] > 0, name
-        assert r["peak_bytes"] > 0 and r["saved_bytes"] > 0, name
-        assert r["time_ratio_to_gelu"] > 0, name
-    assert report["results"]["gelu_eager"]["time_ratio_to_gelu"] == 1.0
+    results = report["results"]
+    for name, r in results.items():
+        base = results["gelu_compiled" if name.endswith("_compiled") else "gelu_eager"]
+        assert len(r["times_ms"]) >= 5 and r["median_ms"] == pytest.approx(statistics.median(r["times_ms"])), name
+        assert r["time_ratio_to_gelu"] == pytest.approx(r["median_ms"] / base["median_ms"]), name
+        assert r["saved_extra_bytes_vs_gelu"] == r["saved_bytes"] - base["saved_bytes"], name
+    assert results["gelu_eager"]["time_ratio_to_gelu"] == 1.0
+    checks, targets = report["checks"], report["targets"]
+    for mode in ("eager", "compiled"):
+        ratio = results[f"lambda_gelu_{mode}"]["time_ratio_to_gelu"]
+        assert checks[f"{mode}_time_ratio"] == ratio
+        assert checks[f"{mode}_time_ok"] is (ratio <= targets[f"{mode}_time_ratio_max"])
     meta = report["meta"]
     for key in ("torch", "cpu_count", "date", "shape", "device", "compile_backend"):
         assert meta[key], key

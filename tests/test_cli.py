@@ -18,7 +18,7 @@ from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 from hf_lambda_gelu import cli, convert_to_lambda_gelu, publishing
-from hf_lambda_gelu.cli import COMMANDS, PROG, Command, main
+from hf_lambda_gelu.cli import COMMANDS, PROG, Command, build_parser, main
 from hf_lambda_gelu.profile_plot import load_profile_json
 from hf_lambda_gelu.publishing import MANIFEST_FILENAME, check_release_dir, save_release
 
@@ -63,14 +63,21 @@ def assert_one_error_line(err: str, *fragments: str) -> None:
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
-def test_help_for_every_command(capsys, command):
+def test_help_documents_every_command_and_option(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"] if command else ["--help"])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert exit_info.value.code == 0
     assert out.startswith(f"usage: {PROG}")
-    if command is None:
-        assert all(name in out for name in ("convert", "reluize", "profile", "push"))
+    if command is None:  # every command, with its one-line help
+        assert all(f"{name} {' '.join(cmd.help.split())}" in out for name, cmd in COMMANDS.items())
+        return
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    formatter = parser._get_formatter()
+    for action in parser._actions:  # every argument is listed with its own help text (defaults filled in)
+        assert action.help, f"{command}: {action.dest} has no help"
+        assert (action.option_strings[-1] if action.option_strings else action.dest) in out, action.dest
+        assert " ".join(formatter._expand_help(action).split()) in out, action.dest
 
 
 def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
