@@ -221,6 +221,7 @@ def test_debian_task_parser_and_filter():
     assert capped == reluization.debian_texts(list(reversed(many)), per_class=4)  # order-independent
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (glob.glob("/var/lib/apt/lists/*_Packages*") and shutil.which("apt-cache")),
     reason="no Debian package lists (run apt-get update)",

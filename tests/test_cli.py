@@ -80,6 +80,7 @@ def test_help_documents_every_command_and_option(capsys, command):
         assert " ".join(formatter._expand_help(action).split()) in out, action.dest
 
 
+@pytest.mark.slow
 def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
     lg, release = tmp_path / "lg", tmp_path / "release"
     code, out, err = run_cli(capsys, "convert", work.gelu, lg, "--init-lambda", "30", "--temperature", "0.2")

@@ -71,6 +71,7 @@ def onnx_ops(path) -> list[str]:
     return [node.op_type for node in onnx.load(str(path)).graph.node]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "opset", "int8"), [("bert", None, True), ("vit", 18, False), ("gpt2", 18, False)])
 def test_export_release_audits_and_matches_pytorch(tmp_path, name, opset, int8):
     release, out = make_release(name, tmp_path / "release"), tmp_path / "onnx"

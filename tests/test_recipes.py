@@ -235,6 +235,7 @@ def text_recipe():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_activation_modes_write_the_same_results_layout(text_recipe, bert_case, tmp_path):
     results, configs = {}, {}
     for mode in ("lambda_gelu", "gelu", "naive_relu_swap"):
@@ -303,6 +304,7 @@ class FakeHfApi:
         return type("CommitInfo", (), {"commit_url": f"https://hub.invalid/{kwargs['repo_id']}/commit/1"})()
 
 
+@pytest.mark.slow
 def test_push_to_hub_uploads_exactly_the_release(text_recipe, bert_case, tmp_path, monkeypatch):
     monkeypatch.setattr(publishing, "HfApi", FakeHfApi)
     FakeHfApi.calls = []

@@ -213,6 +213,7 @@ def test_a_bfloat16_release_passes_the_gate_in_its_dtype(tmp_path):
     assert check["passed"] and check["tolerance"] == pytest.approx(4 * torch.finfo(torch.bfloat16).eps)
 
 
+@pytest.mark.slow
 def test_recipe_refuses_hard_coded_gelus_before_training_unless_allowed(bert_case, tmp_path):  # noqa: F811
     tokenizer = AutoTokenizer.from_pretrained(bert_case["checkpoint"])
     config = ElectraConfig(
