@@ -88,6 +88,7 @@ def _first_losses(tmp_path, **overrides):
     return trainer, [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
+@pytest.mark.slow
 def test_trainer_adds_feature_distillation_to_the_original_model(tmp_path):
     plain_trainer, plain = _first_losses(tmp_path / "plain")
     trainer, distilled = _first_losses(tmp_path / "distill", distill_alpha=5.0)

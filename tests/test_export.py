@@ -170,6 +170,7 @@ class _ErfActivation(nn.Module):
         return x * torch.erf(x)
 
 
+@pytest.mark.slow
 def test_audit_fails_on_an_erf_left_in_the_graph(tmp_path):
     torch.manual_seed(0)
     model = BertForSequenceClassification(tiny_bert_config(num_labels=2, hidden_act="relu")).eval()
@@ -220,6 +221,7 @@ def test_set_card_section_adds_under_deployment_then_replaces():
     assert text.index("### ONNX export") < text.index("### Activation sparsity") < text.index("## Limitations")
 
 
+@pytest.mark.slow
 def test_add_release_files_updates_the_manifest_only_of_a_release(tmp_path):
     release = make_release("vit", tmp_path / "release")
     (release / "extra.json").write_text("{}")

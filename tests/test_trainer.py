@@ -175,6 +175,7 @@ def test_resume_without_pre_hardening_weights_says_the_baseline_is_unavailable(t
     assert "naive GELU → ReLU swap baseline is unavailable" in card and "checkpoint-6" in card
 
 
+@pytest.mark.slow
 def test_compiled_model_does_not_recompile_on_schedule_steps(tmp_path):
     torch._dynamo.reset()
     graphs = []
