@@ -1,26 +1,10 @@
 """``LambdaGELU``: the nn.Module that holds λ's parameter and calls the op in :mod:`.ops`.
 
-λ is reparameterized as λ = 1 + softplus(s/τ) (METHOD.md), so λ ≥ 1 for any value of the raw
-parameter ``s`` (shape (1,) — FSDP rejects 0-dim parameters — or (C,) with one λ per channel).
-
-Decisions where METHOD.md is silent:
-- The default initial λ is 1 (exact GELU). Because softplus never reaches 0, any initial λ is
-  floored at 1 + ``MIN_LAMBDA_OFFSET`` (1e-8). That offset is below half a float32 ulp of 1 (5.96e-8),
-  so λ = 1 + softplus(s/τ) evaluates to exactly 1.0 in float32/bfloat16/float16 (the converted model
-  is bitwise GELU), while dλ/ds = sigmoid(s/τ)/τ ≈ 1e-8/τ stays > 0: λ gets a gradient, and the
-  optimizer-aware update (:mod:`.optim`) steps it in λ-space, off 1 in one step.
-- Under FSDP2 (``fully_shard``) ``lambda_raw`` is a DTensor sharded on dim 0 outside forward/backward.
-  Reading λ there (:attr:`LambdaGELU.lambda_`, hence ``hardness_profile``) gathers the full tensor
-  (a collective: every rank must read), and :meth:`LambdaGELU.set_lambda` writes each rank's shard
-  in place, so plain tensors and DTensors are never mixed.
-- Pinning (used by the hardening schedule) is tensor state: a ``pinned`` buffer (0 or 1) mixes in
-  a detached copy of λ, so a pinned λ gets an exact-zero gradient but stays in the autograd graph
-  (DDP sees a gradient-producing path) and changing it never changes a torch.compile guard.
-- The ReLU forward (``relu_forward``, set by the hardening schedule once λ reached λ* before the
-  end of training: "consolidation") is a plain attribute, not tensor state: the forward is then
-  exactly ``relu(x)`` (values and input gradient, :func:`.ops.relu_keep_lambda`) with no λ-GELU
-  work at all, while λ stays in the graph with a zero gradient (DDP-safe). Switching it costs one
-  torch.compile recompile; it is not saved (the schedule re-applies it on resume).
+λ is reparameterized as λ = 1 + softplus(s/τ) (docs/method.md §3), so λ ≥ 1 for any value of the raw
+parameter ``s`` (shape (1,) — FSDP rejects 0-dim parameters — or (C,) with one λ per channel). The
+default initial λ is exactly 1.0 in float32 (bitwise GELU) with a nonzero gradient; pinning and the
+ReLU forward used by hardening keep λ in the autograd graph with a zero gradient (docs/method.md §6).
+FSDP2, pinning and ReLU-forward details: docs/design.md.
 """
 
 from __future__ import annotations

@@ -1,28 +1,14 @@
 """Distillation terms for the road to ReLU: the frozen original model and the hardening-start snapshot.
 
-Why (METHOD.md, issue 10): on real fine-tunes the weights cannot fully follow λ from 1 to λ*; a
+Why (docs/method.md §8, §9): on real fine-tunes the weights cannot fully follow λ from 1 to λ*; a
 teacher that keeps the student's internal features where the original GELU checkpoint had them
 closes most of that gap. The original checkpoint is what the user loaded, so it is always at hand
 and needs no trained task head.
 
-Terms (each with its own weight; all off by default):
-- feature distillation (``distill_alpha``): mean over the model's layers of the attention-masked MSE
-  between the student's and the frozen original's hidden states (``output_hidden_states``; the
-  embedding output, index 0, is left out: "every layer" means every block's output). Works for
-  encoders (BERT: padding masked), ViTs (no mask: every patch counts) and causal LMs (GPT-2).
-- logit distillation to the original (``distill_logits_alpha``): T²·KL(p_teacher ‖ p_student) per
-  position (masked), for models whose original head was trained (a causal LM's next-token head).
-- self-distillation (``self_distill_alpha``): the same T²·KL to the logits of a snapshot of the model
-  taken when hardening starts (λ at its learned values, weights as they were then).
-
-Decisions:
-- Every teacher is a deep copy, in eval mode, with ``requires_grad=False`` on every parameter, run
-  under ``torch.no_grad``; it is held by the :class:`Distiller`, never registered in the student, so
-  it is in no optimizer group and no DDP wrapper; under DDP every rank holds its own copy. It is moved
-  to the student's device on first use and keeps the dtype it was copied with (the student's).
-- Squared errors and KL are computed in float32 whatever the model dtype.
-- The snapshot is taken from the model at the first training step after hardening started. A run
-  resumed after that point takes it at the resume step (the snapshot is not checkpointed).
+Terms (each with its own weight; all off by default): feature distillation to the original
+(``distill_alpha``, masked hidden-state MSE over every layer), logit distillation to the original
+(``distill_logits_alpha``, T²·KL) and self-distillation to a snapshot taken when hardening starts
+(``self_distill_alpha``). How the teachers are held and when the snapshot is taken: docs/design.md.
 """
 
 from __future__ import annotations

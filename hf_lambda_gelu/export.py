@@ -1,27 +1,11 @@
 """ONNX export of a ReLU release, with a graph audit and an ONNX Runtime parity check.
 
-What a ReLU release buys at deployment is a graph without GELU: no ``Erf`` (opsets < 20 spell GELU as
-``Erf`` + arithmetic), no ``Gelu`` (opset 20) and no ``FastGelu`` (ONNX Runtime's contrib op).
-:func:`export_onnx` exports a model and proves it: it counts the op types, checks that none of those
-nodes is left and that every ``nn.ReLU`` of the model (the MLP activations of a release) became a
-``Relu`` node, names any other activation node with its module (BERT's pooler is a ``Tanh``), and
-runs ONNX Runtime against PyTorch on a real batch. :func:`export_release` does it for a release
-folder and adds the audit to the folder (JSON, model card section, manifest).
-
-Decisions:
-- The exporter is ``torch.onnx.export(..., dynamo=True)`` (PyTorch's own; ``optimum-onnx`` pins
-  transformers < 4.58). The TorchScript exporter (``dynamo=False``) was measured too: 30× faster,
-  but its GPT-2 graph (transformers 5.24) disagrees with PyTorch by 0.18 in the logits, so it is not
-  offered. ``opset=None`` is the exporter's default (20 with torch 2.13); any opset ≥ 18 works.
-- Inputs: text models take ``input_ids`` and ``attention_mask`` (causal LMs run without a KV cache),
-  vision models ``pixel_values``; batch and sequence axes are dynamic. The output is ``logits`` (or
-  ``last_hidden_state`` for a bare encoder).
-- The parity batch: the release's tokenizer on :data:`SAMPLE_TEXTS` (padded, so masking is
-  exercised), or seeded random token ids (last row padded) / pixel values when there is no tokenizer,
-  or the caller's ``inputs``. ONNX Runtime runs it whole and as a batch of one (the dynamic axes).
-- A model that still has GELU or λ-GELU is refused (:class:`~hf_lambda_gelu.errors.ReluModelRequiredError`)
-  before anything is exported; a graph that fails the audit raises :class:`ExportAuditError` after the
-  audit JSON is written next to the ONNX file (to inspect).
+What a ReLU release buys at deployment is a graph without GELU: no ``Erf``, ``Gelu`` or ``FastGelu``
+node. :func:`export_onnx` exports a model with ``torch.onnx.export(..., dynamo=True)`` and proves it:
+it audits the op types (every ``nn.ReLU`` became a ``Relu`` node, no GELU is left, any other
+activation is named with its module) and runs ONNX Runtime against PyTorch on a real batch.
+:func:`export_release` does it for a release folder and adds the audit to the folder (JSON, model
+card section, manifest). Exporter choice, inputs and the parity batch: docs/design.md.
 """
 
 from __future__ import annotations

@@ -1,31 +1,13 @@
 """Deterministic hardening: move every λ from its learned value to a target λ* in log space.
 
-From ``start`` (a fraction of the run, default 0.75) the schedule pins every λ (no more learning;
-the weights keep training) and sets, before the forward of step k (1-based, k = start_step+1 .. T):
+From ``start`` (default 0.75 of the run) every λ is pinned (the weights keep training) and set before
+each forward on the path log λ_k = (1 − w)·log λ_start + w·log λ* (w linear or cosine in the step), so
+λ = λ* exactly at step ``end``; later steps run as exact ReLU ("consolidation"). Targets: λ* = c/ε for a
+tolerance ε on sup|x·Φ(λx) − ReLU(x)| = c/λ, an explicit λ*, or per layer λ*/s_l. The derivation is in
+docs/method.md §2 and §5; resume and baseline details in docs/design.md.
 
-    w = p (linear) or (1 − cos πp)/2 (cosine),  p = (k − start_step) / (T − start_step)
-    log λ_k = (1 − w)·log λ_start + w·log λ*
-
-so λ = λ* exactly at the last step. Targets (METHOD.md): λ* = c/ε for a tolerance ε on the
-worst-case activation error sup|x·Φ(λx) − ReLU(x)| = c/λ (ε = 1e-3 → λ* ≈ 170), or an explicit λ*;
-optionally per layer, λ*_l = λ*/s_l with s_l the RMS of the layer's pre-activation measured on the
-training batches seen before hardening (all-reduced across ranks, so every rank agrees).
-Decision: a gate that already learned a λ above its target is not softened (target_l = max(λ*_l, λ_start)).
-
-``end`` (``hardening_end``, default 1) moves the arrival earlier: T above becomes E = end_step =
-round(end·T) (p capped at 1), so λ = λ* exactly at step E, and every later step ("consolidation")
-runs the λ-GELU modules as exact ReLU (``LambdaGELU.relu_forward``: relu(x), λ kept in the graph with
-a zero gradient, so DDP and the optimizer see no change of parameters); the final ``reluize`` then
-swaps them for ``nn.ReLU`` at zero cost.
-
-The schedule is a pure function of (λ_start, λ*, step), whose inputs are kept as exact floats in the
-callback state (``state()``, saved in ``trainer_state.json``), so a resumed run follows the same
-trajectory as an uninterrupted one. The weights taken when hardening starts (``pre_hardening_state``,
-for the naive-swap baseline) go into every checkpoint ``LambdaGELUTrainer`` saves after that, as
-``pre_hardening_weights.safetensors`` (written before the checkpoint's ``trainer_state.json``), so the
-baseline survives a resume too. Usable without the
-Trainer: call ``update(model, step, max_steps)`` before each forward (step = number of optimizer steps
-done so far).
+Usable without the Trainer: call ``update(model, step, max_steps)`` before each forward (step = number
+of optimizer steps done so far).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A floor on the learning-rate multiplier during the hardening window (``hardening_lr_floor``).
 
-Why (METHOD.md): hardening late under a decaying schedule leaves the weights almost no learning
+Why (docs/method.md §9): hardening late under a decaying schedule leaves the weights almost no learning
 rate to follow λ from 1 to λ*. :func:`with_lr_floor` composes any ``LambdaLR`` schedule (every
 transformers ``lr_scheduler_type`` except ``reduce_lr_on_plateau``) with a floor that applies only
 to the optimizer steps of the hardening window; outside it the schedule is unchanged.

@@ -1,26 +1,10 @@
 """The λ-GELU op: f(x; λ) = x·Φ(λx), its analytic gradients and a custom autograd Function.
 
-Math (see METHOD.md): x·Φ(λx) = GELU(λx)/λ, so the forward runs the native GELU kernel on λx.
-    df/dx = GELU'(λx)
-    df/dλ = x²·φ(λx)                                  (erf form)
-    df/dλ = ½·x²·sech²(u)·k·(1 + 3a(λx)²),  u = k(λx + a(λx)³)   (tanh form, k = √(2/π), a = 0.044715)
-
-Only the input is saved for backward (activation memory equal to GELU's). Eager mode keeps the
-number of full-size allocations at one per pass (they dominate CPU time) by working in place: the
-backward computes dλ in the buffer that then receives grad_x. Under torch.compile the plain
-formulas are used so Inductor fuses them.
-Half-precision inputs are computed in float32 internally and cast back.
-
-Saturation (large |λx|, ±inf). Where |λx| ≥ ``_SATURATION`` (1e4) the gate Φ(λx) is exactly 0 or 1 in
-every dtype, so f = ReLU(x), df/dx is the step and df/dλ = 0; computed literally, λx can overflow to
-±inf (x = −1e35 at λ = 1e4) and GELU(±inf), inf·0 or (λx)³ give NaN. The fast in-place path runs only
-when max|x|·max λ ≤ ``_FAST_PATH_LIMIT`` (1e12: no intermediate overflows in float32, the tanh form's
-cube included). That check is one read-only pass over x (an ``aminmax`` reduction; on a 64×128×1536
-float32 input on the loaded 2-core CI machine, eager forward 91 → 106 ms, forward+backward 260 → 279 ms;
-a host sync on GPU). Otherwise — and always under
-torch.compile, where it fuses — the functional path clamps λx and returns the saturated values explicitly, so
-outputs and gradients are finite wherever ReLU's are (x = +inf gives +inf, x = −inf gives 0) and NaN
-only propagates from NaN inputs. At λ = 1 the eager path is bitwise GELU.
+x·Φ(λx) = GELU(λx)/λ, so the forward runs the native GELU kernel on λx; df/dx = GELU'(λx),
+df/dλ = x²·φ(λx) (erf form; the tanh form's derivative is in docs/method.md §1). Only the input is
+saved for backward (GELU's activation memory), and large |λx| saturates to ReLU's exact values
+instead of overflowing. At λ = 1 the eager path is bitwise GELU. How the eager and compiled paths
+are built (and what the saturation check costs) is in docs/design.md.
 """
 
 from __future__ import annotations
@@ -87,10 +71,7 @@ def _dlambda_eager(
     """Σ grad·df/dλ reduced to lam's shape, computed in place in ``work`` (x's shape, lam's dtype).
 
     ``work`` is the buffer that then receives grad_x, so dλ costs no extra memory, and the whole
-    reduction is ~7 (erf) or ~14 (tanh) full-size in-place ops, i.e. that many thread barriers.
-    Chunking it into cache-sized pieces is ~10% faster on one idle core but multiplies the barriers,
-    and each can stall on a busy machine: on a loaded 2-core box, a 64×128×1536 forward+backward
-    took a median 2–3 s with 64K-element chunks versus 0.22 s this way (GELU: 0.12 s).
+    reduction is ~7 (erf) or ~14 (tanh) full-size in-place ops. It is not chunked (why: docs/design.md).
     Mixed dtypes (half x, float32 work) go through type promotion.
     """
     channels = lam.numel()

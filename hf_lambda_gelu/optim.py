@@ -5,30 +5,11 @@ optimizer from :func:`create_lambda_gelu_optimizer` (``optimizers=(optimizer, No
 :class:`~hf_lambda_gelu.HardeningCallback` and a final :func:`~hf_lambda_gelu.reluize`;
 :class:`~hf_lambda_gelu.LambdaGELUTrainer` builds its optimizer with the same function.
 
-Why λ gets its own update. λ = 1 + softplus(s/τ) keeps λ ≥ 1, but an optimizer that steps s sees
-g_s = (dλ/ds)·g_λ with dλ/ds = sigmoid(s/τ)/τ, which is ≈ (λ−1)/τ near GELU (≈ 1e-5 at the default
-start). Its step in λ-space is then, to first order,
-
-    Adam-family (Δs ≈ −η·m̂/√v̂, scale-free):  Δλ ≈ −η·(dλ/ds)·m̂/√v̂   → collapses near λ = 1, grows 1/τ far away
-    SGD-family  (Δs = −η·g_s):               Δλ ≈ −η·(dλ/ds)²·g_λ     → collapses quadratically, and
-                                                                         ∂L/∂λ itself is tiny (x²φ(λx) averaged)
-
-so the rate at which λ moves depends on where s sits (orders of magnitude) and on the family.
-
-The rule. For the parameters of the λ group, around every ``optimizer.step()``:
-
-1. (pre-step) replace the gradient by the λ-space gradient g_λ = g_s / (dλ/ds)   — exact chain rule;
-   for SGD-family optimizers, also normalize it by a running RMS,
-   ĝ = g_λ / (√(EMA_β(g_λ²)/(1−β^t)) + eps), kept in ``optimizer.state[p]`` (so it is checkpointed).
-   Adam-family optimizers normalize by themselves, so they get g_λ unchanged.
-2. (optimizer step) the optimizer computes its step δ = s_new − s_old from that gradient, with the
-   λ group's learning rate η_λ: δ ≈ −η_λ·(unit-scale direction) for both families.
-3. (post-step) apply δ in λ-space and map back: λ_new = max(λ(s_old) + δ, 1 + 1e-8),
-   s_new = softplus⁻¹(λ_new − 1)·τ (numerically stable). Pinned λ are restored to λ(s_old).
-
-Hence |Δλ| ≈ η_λ per step while the gradient sign is consistent, for Adam-family and SGD-family
-optimizers alike, at λ = 1 (the default start) as at λ = 10; λ never leaves [1, ∞). Momentum and the LR schedule
-work as usual (in λ units). Any other optimizer needs ``lambda_optimizer_family`` given explicitly.
+Why λ gets its own update: through λ = 1 + softplus(s/τ) an optimizer's step in λ-space depends on
+where s sits and on the optimizer family (it collapses near λ = 1). Around every ``optimizer.step()``
+the λ gradient is turned into the λ-space gradient (RMS-normalized for SGD-family optimizers), and the
+optimizer's step is applied in λ-space and mapped back, so |Δλ| ≈ the λ learning rate per step for
+Adam- and SGD-family optimizers alike and λ never leaves [1, ∞). Derivation: docs/method.md §4.
 """
 
 from __future__ import annotations

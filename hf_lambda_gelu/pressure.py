@@ -2,7 +2,7 @@
 
 Issue 10 ("make the learned λ matter"): in short fine-tunes λ moves only to 1.0–1.35, and the
 hardening schedule then treats every layer alike. Adding β·Σ_l c/λ_l (each layer's worst-case
-distance to ReLU, METHOD.md) to the training loss while λ learns pushes every λ up with force β·c/λ²
+distance to ReLU, docs/method.md §2) to the training loss while λ learns pushes every λ up with force β·c/λ²
 against the task loss, so the learned profile shows which layers can be hard. Used by
 ``LambdaGELUTrainer`` before hardening starts (after it, λ is pinned and the term is constant).
 """

@@ -3,27 +3,9 @@
 ``save_pretrained`` writes weights and config; what a user gets back is rebuilt from the config. A
 ReLU release whose config misses one activation field reloads partly GELU, silently. The gate
 checks the one thing that matters, for any architecture: reload the folder in a **fresh subprocess**
-with stock transformers (``hf_lambda_gelu`` not imported), run the same batch, compare outputs.
-
-Decisions:
-- The reload runs in a worker subprocess that never imports the package (checked in the worker),
-  started on first use and kept for the life of the calling process: a release costs one model
-  load, not one interpreter start (~5-8 s here), and any number of folders go in one request
-  (:func:`verify_reloads`: a test matrix of 26 architectures is one request). λ-GELU round trips
-  (``with_package=True``: λ must come back) go to a second worker that imports the package first.
-  A worker that died is restarted once.
-- The batch is the caller's (a real batch), else :func:`dummy_inputs` builds one from the model's
-  config and forward signature (text, image, audio features/values, encoder-decoder, two-tower).
-- The worker reloads on the CPU in the model's dtype; the batch runs on the model's device in the
-  caller. A half-precision model gets a tolerance of 4 ulps of its dtype (CPU and GPU round
-  differently); the module check below does not depend on it. The reload needs CPU memory for one
-  more copy of the model, and the worker runs one thread (a small batch; it must not compete with a
-  training run's threads).
-- Mismatch: max |Δ| over all output tensors / max |output| > ``tolerance`` (1e-4 relative). The
-  message names the modules whose type (or λ) differs after the reload, e.g.
-  ``distilbert.transformer.layer.0.ffn.activation: ReLU in memory, GELUActivation after reload``.
-- The in-memory forward also runs the functional-GELU probe (:func:`hf_lambda_gelu.remnants.functional_gelus`)
-  at no extra cost; its findings come back with the result.
+with stock transformers (``hf_lambda_gelu`` not imported), run the same batch, compare outputs
+(max |Δ| / max |output| ≤ 1e-4), and name the modules whose type or λ differs after the reload.
+The worker process, the batch and the tolerances: docs/design.md.
 """
 
 from __future__ import annotations

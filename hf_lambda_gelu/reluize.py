@@ -82,7 +82,7 @@ def reluize(
 ) -> ReluizeReport:
     """Replace every λ-GELU with ``nn.ReLU`` in place and set the config's activation fields to ``"relu"``.
 
-    The per-activation change is at most c/λ (c ≈ 0.16997, METHOD.md); the report lists it. A swap
+    The per-activation change is at most c/λ (c ≈ 0.16997, docs/method.md §2); the report lists it. A swap
     whose worst bound exceeds ``tolerance`` is a naive swap (λ was never hardened): it is done, marked
     ``unhardened`` in the report, and warned about (:class:`~hf_lambda_gelu.errors.UnhardenedSwapWarning`).
 

@@ -13,17 +13,18 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import offline_env
 from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 from hf_lambda_gelu import cli, convert_to_lambda_gelu, publishing
-from hf_lambda_gelu.cli import COMMANDS, PROG, Command, main
+from hf_lambda_gelu.cli import COMMANDS, PROG, Command, build_parser, main
 from hf_lambda_gelu.profile_plot import load_profile_json
 from hf_lambda_gelu.publishing import MANIFEST_FILENAME, check_release_dir, save_release
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad movie great awful film fine plot".split()]
 TOKEN = "hf_SECRETcliToken0123456789abcdef"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = offline_env()
 CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=len(WORDS))
 
 
@@ -62,16 +63,24 @@ def assert_one_error_line(err: str, *fragments: str) -> None:
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
-def test_help_for_every_command(capsys, command):
+def test_help_documents_every_command_and_option(capsys, command):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"] if command else ["--help"])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert exit_info.value.code == 0
     assert out.startswith(f"usage: {PROG}")
-    if command is None:
-        assert all(name in out for name in ("convert", "reluize", "profile", "push"))
+    if command is None:  # every command, with its one-line help
+        assert all(f"{name} {' '.join(cmd.help.split())}" in out for name, cmd in COMMANDS.items())
+        return
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    formatter = parser._get_formatter()
+    for action in parser._actions:  # every argument is listed with its own help text (defaults filled in)
+        assert action.help, f"{command}: {action.dest} has no help"
+        assert (action.option_strings[-1] if action.option_strings else action.dest) in out, action.dest
+        assert " ".join(formatter._expand_help(action).split()) in out, action.dest
 
 
+@pytest.mark.slow
 def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
     lg, release = tmp_path / "lg", tmp_path / "release"
     code, out, err = run_cli(capsys, "convert", work.gelu, lg, "--init-lambda", "30", "--temperature", "0.2")
@@ -207,6 +216,7 @@ def _release(root: Path) -> Path:
     return save_release(convert_to_lambda_gelu(BertModel(BertConfig(**CONFIG))), root / "release")
 
 
+@pytest.mark.slow
 def test_console_script_reports_a_failed_push_in_one_line(tmp_path):
     script = shutil.which(PROG) or str(Path(sys.executable).parent / PROG)
     if not os.path.exists(script):
@@ -227,6 +237,7 @@ def test_console_script_reports_a_failed_push_in_one_line(tmp_path):
     assert check_release_dir(release)
 
 
+@pytest.mark.slow
 def test_module_entry_point_reports_a_missing_folder(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "hf_lambda_gelu.cli", "reluize", str(tmp_path / "missing"), str(tmp_path / "out")],

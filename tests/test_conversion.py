@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from conftest import TINY_MODELS, TinyCase
+from helpers import TINY_MODELS, TinyCase
 from torch import nn
 from transformers import (
     AutoModel,

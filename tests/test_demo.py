@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import offline_env
+from helpers import offline_env
 
 from hf_lambda_gelu import cli, demo
 
@@ -35,6 +35,7 @@ def _table_values(text: str) -> dict[str, float]:
     return values
 
 
+@pytest.mark.slow
 def test_image_recipe_without_arguments_runs_the_demo_and_a_rerun_reuses_the_checkpoint(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, str(REPO / "recipes" / "image_classification.py"), "--quick", "--output_dir", str(out)]

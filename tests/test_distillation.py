@@ -88,6 +88,7 @@ def _first_losses(tmp_path, **overrides):
     return trainer, [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
+@pytest.mark.slow
 def test_trainer_adds_feature_distillation_to_the_original_model(tmp_path):
     plain_trainer, plain = _first_losses(tmp_path / "plain")
     trainer, distilled = _first_losses(tmp_path / "distill", distill_alpha=5.0)
@@ -109,6 +110,7 @@ def test_trainer_adds_feature_distillation_to_the_original_model(tmp_path):
     assert trainer.evaluate(data)["eval_loss"] == pytest.approx(plain_trainer.evaluate(data)["eval_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_self_distillation_snapshot_is_the_model_at_hardening_start(tmp_path):
     trainer, _ = _first_losses(tmp_path, self_distill_alpha=1.0, hardening_start=0.5)
     snapshot = trainer.distiller.snapshot
@@ -119,6 +121,7 @@ def test_self_distillation_snapshot_is_the_model_at_hardening_start(tmp_path):
     assert all(not p.requires_grad for p in snapshot.parameters())
 
 
+@pytest.mark.slow
 def test_teacher_is_taken_before_conversion_and_a_converted_model_works_too(tmp_path):
     model = convert_to_lambda_gelu(tiny_bert())
     args = training_args(tmp_path, max_steps=2, reluize_at_end=False, distill_alpha=1.0)
@@ -150,6 +153,7 @@ def test_distillation_trainer_runs_the_relu_first_peer_road(tmp_path):
     assert len(logged) == 2 and all(v > 0 for v in logged)  # ReLU vs GELU features differ
 
 
+@pytest.mark.slow
 def test_distillation_term_follows_gradient_accumulation(tmp_path):
     # GPT-2's loss is normalized over the accumulated batch (num_items_in_batch): the distillation term,
     # a per-micro-batch mean, is divided by the accumulation steps, so 1×16 and 2×8 log the same loss.

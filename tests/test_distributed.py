@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import offline_env
+from helpers import offline_env
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_train_script.py")
 
@@ -25,6 +25,7 @@ LAUNCHERS = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_rank_training_keeps_lambda_in_sync_and_swaps_to_relu(tmp_path, launcher):
     env = offline_env(tmp_path, OMP_NUM_THREADS="1")

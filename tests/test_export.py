@@ -13,7 +13,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from conftest import make_image_inputs, make_text_inputs, tiny_bert_config, tiny_gpt2_config, tiny_vit_config
+from helpers import make_image_inputs, make_text_inputs, tiny_bert_config, tiny_gpt2_config, tiny_vit_config
 from huggingface_hub import ModelCard
 from torch import nn
 from transformers import (
@@ -71,6 +71,7 @@ def onnx_ops(path) -> list[str]:
     return [node.op_type for node in onnx.load(str(path)).graph.node]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "opset", "int8"), [("bert", None, True), ("vit", 18, False), ("gpt2", 18, False)])
 def test_export_release_audits_and_matches_pytorch(tmp_path, name, opset, int8):
     release, out = make_release(name, tmp_path / "release"), tmp_path / "onnx"
@@ -112,6 +113,7 @@ def test_export_release_audits_and_matches_pytorch(tmp_path, name, opset, int8):
     assert card.index("## Deployment") < card.index("### ONNX export") < card.index("## Limitations")
 
 
+@pytest.mark.slow
 def test_real_minilm_release_exports_through_the_cli_and_gets_its_sparsity(minilm_path, tmp_path, capsys):
     torch.manual_seed(0)
     model = BertForSequenceClassification.from_pretrained(minilm_path, num_labels=2).eval()
@@ -168,6 +170,7 @@ class _ErfActivation(nn.Module):
         return x * torch.erf(x)
 
 
+@pytest.mark.slow
 def test_audit_fails_on_an_erf_left_in_the_graph(tmp_path):
     torch.manual_seed(0)
     model = BertForSequenceClassification(tiny_bert_config(num_labels=2, hidden_act="relu")).eval()
@@ -218,6 +221,7 @@ def test_set_card_section_adds_under_deployment_then_replaces():
     assert text.index("### ONNX export") < text.index("### Activation sparsity") < text.index("## Limitations")
 
 
+@pytest.mark.slow
 def test_add_release_files_updates_the_manifest_only_of_a_release(tmp_path):
     release = make_release("vit", tmp_path / "release")
     (release / "extra.json").write_text("{}")

@@ -12,11 +12,13 @@ import os
 import subprocess
 import sys
 
-from conftest import offline_env
+import pytest
+from helpers import offline_env
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "fsdp2_script.py")
 
 
+@pytest.mark.slow
 def test_fully_sharded_training_hardens_and_saves_a_stock_relu_release(tmp_path, run_python):
     env = offline_env(tmp_path, OMP_NUM_THREADS="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)

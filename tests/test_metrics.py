@@ -59,6 +59,7 @@ def _run_offline(tmp_path: Path, **extra: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_accuracy_loads_offline_in_a_fresh_process(tmp_path):
     result = _run_offline(tmp_path)
     assert result["accuracy"] == {"accuracy": 0.75}
@@ -85,6 +86,7 @@ def test_local_lookup():
     assert local_metric_path("perplexity") is None  # the recipes compute it from eval_loss
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_scripts_and_the_installed_copy_loads_offline(tmp_path):
     project = tmp_path / "project"
     project.mkdir()

@@ -221,6 +221,7 @@ def test_resolve_target_lambda():
     assert resolve_target_lambda() is None
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_template_and_the_packaged_copy_is_used(tmp_path, monkeypatch):
     project = tmp_path / "project"
     project.mkdir()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from fake_hub import TOKEN, FakeHub, install_fake_hub
+from helpers import offline_env
 from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -168,6 +168,7 @@ print(json.dumps({"logits": logits.tolist(), "acts": acts, "ours": [m for m in s
 """
 
 
+@pytest.mark.slow
 def test_push_uploads_exactly_the_release_and_stock_transformers_loads_it(tmp_path, hub):
     model = make_model()
     tokenizer = make_tokenizer(tmp_path / "tok")
@@ -196,11 +197,10 @@ def test_push_uploads_exactly_the_release_and_stock_transformers_loads_it(tmp_pa
     assert (hub.remote / "README.md").read_text().startswith("---\n") and card.data.library_name == "transformers"
     assert 'from_pretrained("me/bert-relu")' in card.text
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(
         [sys.executable, "-c", _STOCK_LOAD, str(hub.remote), json.dumps(TEXTS)],
         cwd=tmp_path,
-        env=env,
+        env=offline_env(),
         capture_output=True,
         text=True,
         timeout=240,

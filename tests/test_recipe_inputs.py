@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import test_recipes
 import torch
-from conftest import offline_env
+from helpers import offline_env
 from test_recipes import RECIPES, _load_recipe, _recipe_args
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -106,6 +106,7 @@ def test_zero_length_runs_are_refused(text_recipe, bert_recipe_case, tmp_path, c
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_block_size_is_capped_at_the_models_positions(gpt2_recipe_case, tmp_path, caplog):
     """A GPT-2 with 16 positions and a 64-token tokenizer: no --block_size (1024) → blocks of 16."""
     short = tmp_path / "short_gpt2"
@@ -130,6 +131,7 @@ def test_block_size_is_capped_at_the_models_positions(gpt2_recipe_case, tmp_path
     assert metrics["eval_loss"] > 0 and (tmp_path / "o" / RESULTS_FILENAME).is_file()
 
 
+@pytest.mark.slow
 def test_recipe_script_prints_one_line_and_exits_1(bert_recipe_case, tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import offline_env
+from helpers import offline_env
 from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
@@ -183,6 +183,7 @@ AUTO = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["text_classification", "image_classification", "causal_lm"])
 def test_recipe_runs_under_accelerate_ddp_and_writes_a_relu_release(recipe, tmp_path, bert_case, vit_case, gpt2_case):
     cases = {"text_classification": bert_case, "image_classification": vit_case, "causal_lm": gpt2_case}
@@ -234,6 +235,7 @@ def text_recipe():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_activation_modes_write_the_same_results_layout(text_recipe, bert_case, tmp_path):
     results, configs = {}, {}
     for mode in ("lambda_gelu", "gelu", "naive_relu_swap"):
@@ -302,6 +304,7 @@ class FakeHfApi:
         return type("CommitInfo", (), {"commit_url": f"https://hub.invalid/{kwargs['repo_id']}/commit/1"})()
 
 
+@pytest.mark.slow
 def test_push_to_hub_uploads_exactly_the_release(text_recipe, bert_case, tmp_path, monkeypatch):
     monkeypatch.setattr(publishing, "HfApi", FakeHfApi)
     FakeHfApi.calls = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_MODELS, TinyCase
+from helpers import TINY_MODELS, TinyCase
 from transformers import BertModel, PreTrainedModel
 from transformers.activations import ACT2FN
 

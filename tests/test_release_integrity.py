@@ -61,6 +61,7 @@ def test_pushing_twice_into_one_folder_uploads_the_whole_release_each_time(tmp_p
         assert json.loads((remote / "config.json").read_text())["hidden_act"] == "relu"
 
 
+@pytest.mark.slow
 def test_gelu_run_then_lambda_gelu_run_into_one_folder(bert_case, tmp_path, monkeypatch):  # noqa: F811
     """The reported loss: a GELU run, then a λ-GELU run into the same folder, pushed (fake Hub, fake token)."""
     recipe = _load_recipe("text_classification")
@@ -212,6 +213,7 @@ def test_a_bfloat16_release_passes_the_gate_in_its_dtype(tmp_path):
     assert check["passed"] and check["tolerance"] == pytest.approx(4 * torch.finfo(torch.bfloat16).eps)
 
 
+@pytest.mark.slow
 def test_recipe_refuses_hard_coded_gelus_before_training_unless_allowed(bert_case, tmp_path):  # noqa: F811
     tokenizer = AutoTokenizer.from_pretrained(bert_case["checkpoint"])
     config = ElectraConfig(

@@ -11,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import offline_env
+import pytest
+from helpers import offline_env
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "relu_payoff.py"
 
 
+@pytest.mark.slow
 def test_quick_decoding_run_writes_every_field_and_the_sparse_path_is_exact(tmp_path):
     out = tmp_path / "payoff.json"
     proc = subprocess.run(

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_MODELS
+from helpers import TINY_MODELS
 from torch import nn
 
 from hf_lambda_gelu import (
@@ -38,7 +38,7 @@ def test_distance_to_relu_is_c_over_lambda(lam):
     gap = (lambda_gelu(x, lam) - F.relu(x)).abs()
     assert gap.max().item() == pytest.approx(RELU_DISTANCE_CONSTANT / lam, rel=1e-7)
     assert abs(x[gap.argmax()].item()) * lam == pytest.approx(0.752, abs=2e-3)
-    # and the L1 distance from METHOD.md, 1/(2λ²), on the same grid
+    # and the L1 distance from docs/method.md §2, 1/(2λ²), on the same grid
     assert torch.trapezoid(gap, x).item() == pytest.approx(1.0 / (2 * lam**2), rel=1e-4)
 
 
@@ -103,6 +103,7 @@ def test_reluize_without_lambda_gelu_raises():
         reluize(nn.Sequential(nn.Linear(2, 2), nn.GELU()))
 
 
+@pytest.mark.slow
 def test_reluized_checkpoint_loads_in_stock_transformers(tmp_path, run_python):
     case = TINY_MODELS["bert_mlm"]
     model = hardened_bert()

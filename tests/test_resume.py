@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import test_recipes
 import torch
-from conftest import offline_env
+from helpers import offline_env
 from safetensors.torch import load_file
 from test_recipes import RECIPES, _recipe_args
 
@@ -45,6 +45,7 @@ def _args(bert_case: dict, out: Path) -> list[str]:
     return [*_recipe_args("text_classification", {"text_classification": bert_case}, out), *SAVE_EVERY_2]
 
 
+@pytest.mark.slow
 def test_run_killed_mid_hardening_resumes_to_the_same_release(bert_recipe_case, tmp_path):
     bert_case = bert_recipe_case
     full, killed = tmp_path / "full", tmp_path / "killed"

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_text_inputs, tiny_bert_config, tiny_gpt2_config
+from helpers import make_text_inputs, tiny_bert_config, tiny_gpt2_config
 from torch import nn
 from transformers import BertModel, GPT2LMHeadModel
 

@@ -89,6 +89,7 @@ def test_lambda_is_learned_then_hardened_and_uses_its_own_group(tmp_path):
     assert hardness_profile(model)[layer.removeprefix("lambda/")] == pytest.approx(trainer.args.target_lambda)
 
 
+@pytest.mark.slow
 def test_zero_lambda_learning_rate_keeps_lambda_until_hardening(tmp_path):
     model = tiny_bert()
     args = training_args(tmp_path, max_steps=8, logging_steps=1, reluize_at_end=False, lambda_learning_rate=0.0)
@@ -109,6 +110,7 @@ def test_plain_training_arguments_are_upgraded_keeping_the_hub_token(tmp_path):
         LambdaGELUTrainer(model=tiny_bert(), args={"output_dir": str(tmp_path)})
 
 
+@pytest.mark.slow
 def test_hardening_start_one_learns_lambda_to_the_end_and_keeps_a_lambda_gelu_model(tmp_path):
     data = text_dataset()
     args = training_args(tmp_path, hardening_start=1.0, max_steps=6)
@@ -131,6 +133,7 @@ def test_hardening_start_one_learns_lambda_to_the_end_and_keeps_a_lambda_gelu_mo
     torch.testing.assert_close(reloaded.eval()(ids).logits, trainer.model.eval()(ids).logits, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_resume_mid_hardening_follows_the_same_trajectory(tmp_path):
     common = dict(max_steps=12, logging_steps=1, reluize_at_end=False, hardening_start=0.5, save_steps=8)
     data = text_dataset()
@@ -150,6 +153,7 @@ def test_resume_mid_hardening_follows_the_same_trajectory(tmp_path):
     assert max(abs(pa[k] - pb[k]) for k in pa) <= 1e-6
 
 
+@pytest.mark.slow
 def test_resume_without_pre_hardening_weights_says_the_baseline_is_unavailable(tmp_path):
     from hf_lambda_gelu.hardening import PRE_HARDENING_WEIGHTS_NAME
     from hf_lambda_gelu.model_card import build_model_card
@@ -171,6 +175,7 @@ def test_resume_without_pre_hardening_weights_says_the_baseline_is_unavailable(t
     assert "naive GELU → ReLU swap baseline is unavailable" in card and "checkpoint-6" in card
 
 
+@pytest.mark.slow
 def test_compiled_model_does_not_recompile_on_schedule_steps(tmp_path):
     torch._dynamo.reset()
     graphs = []
@@ -216,6 +221,7 @@ def test_peft_lora_lambda_trains_saves_and_restores(tmp_path):
         assert again[name] == pytest.approx(value, abs=1e-7)
 
 
+@pytest.mark.slow
 def test_peft_wrapped_model_is_reluized_at_end(tmp_path):
     base = convert_to_lambda_gelu(tiny_bert())
     lora = add_lambda_modules_to_save(LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"], r=4), base)

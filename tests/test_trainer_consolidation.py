@@ -69,6 +69,7 @@ def test_hardening_end_reaches_target_then_trains_as_relu_and_swaps_for_free(tmp
     assert not any(isinstance(m, LambdaGELU) for m in trainer.model.modules())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", [4, 8])  # mid-window, mid-consolidation
 def test_resume_with_hardening_end_follows_the_same_run(tmp_path, checkpoint):
     common = dict(
@@ -113,6 +114,7 @@ def test_hardening_lr_floor_lifts_the_learning_rate_in_the_window_only(tmp_path)
     assert lrs == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_hardness_pressure_adds_c_over_lambda_and_raises_lambda_while_it_learns(tmp_path):
     common = dict(max_steps=8, logging_steps=1, reluize_at_end=False, hardening_start=0.5)
     plain = LambdaGELUTrainer(
@@ -130,6 +132,7 @@ def test_hardness_pressure_adds_c_over_lambda_and_raises_lambda_while_it_learns(
     assert all(v == pytest.approx(args.target_lambda, rel=1e-5) for v in _lambdas(pressed)[8])
 
 
+@pytest.mark.slow
 def test_compiled_model_recompiles_once_for_the_relu_forward(tmp_path):
     torch._dynamo.reset()
     graphs = []

@@ -25,6 +25,7 @@ def _trained(tmp_path, **overrides):
     return trainer
 
 
+@pytest.mark.slow
 def test_push_uploads_only_the_release_and_it_loads_in_stock_transformers(tmp_path, monkeypatch):
     trainer = _trained(tmp_path)
     (tmp_path / "out" / "stale.bin").write_bytes(b"old")
@@ -61,6 +62,7 @@ def test_push_uploads_only_the_release_and_it_loads_in_stock_transformers(tmp_pa
     torch.testing.assert_close(torch.tensor(json.loads(proc.stdout.strip().splitlines()[-1])), expected)
 
 
+@pytest.mark.slow
 def test_failed_push_keeps_the_release_and_never_shows_the_token(tmp_path, monkeypatch, caplog):
     trainer = _trained(tmp_path, reluize_at_end=False)  # push_to_hub ReLU-izes (and reports) itself
     install_fake_hub(monkeypatch, tmp_path / "remote", fail_on="upload_folder")

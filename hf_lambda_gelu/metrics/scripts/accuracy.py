@@ -29,7 +29,8 @@ Returns:
     accuracy (`float` or `int`): the fraction (or count) of correct predictions.
 
 Examples:
-    >>> accuracy_metric = evaluate.load("accuracy.py")
+    >>> from hf_lambda_gelu.metrics import load_metric
+    >>> accuracy_metric = load_metric("accuracy")
     >>> accuracy_metric.compute(references=[0, 1, 2, 0, 1, 2], predictions=[0, 1, 1, 2, 1, 0])
     {'accuracy': 0.5}
 """
