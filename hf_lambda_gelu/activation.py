@@ -34,20 +34,29 @@ try:
 except ImportError:  # a torch built without distributed support: no λ is ever a DTensor
     DTensor = ()
 
+from .errors import InvalidSettingError
 from .ops import _check_approximate, lambda_gelu, relu_keep_lambda
 
-__all__ = ["DEFAULT_TEMPERATURE", "MIN_LAMBDA_OFFSET", "LambdaGELU", "lambda_to_raw", "raw_to_lambda"]
+__all__ = [
+    "DEFAULT_TEMPERATURE",
+    "MIN_LAMBDA_OFFSET",
+    "LambdaGELU",
+    "has_lambda_gelu",
+    "lambda_modules",
+    "lambda_to_raw",
+    "raw_to_lambda",
+]
 
 DEFAULT_TEMPERATURE = 0.1
 MIN_LAMBDA_OFFSET = 1e-8
 
 
 def check_lambda_settings(init_lambda: float | None = None, temperature: float | None = None) -> None:
-    """Raise ValueError naming the bad value if λ settings are out of range."""
+    """Raise :class:`~hf_lambda_gelu.errors.InvalidSettingError` naming the bad value if λ settings are out of range."""
     if init_lambda is not None and not init_lambda >= 1.0:
-        raise ValueError(f"init_lambda={init_lambda!r} is invalid: λ-GELU needs λ ≥ 1 (λ = 1 is GELU).")
+        raise InvalidSettingError("init_lambda", init_lambda, "λ-GELU needs λ ≥ 1 (λ = 1 is GELU).")
     if temperature is not None and not temperature > 0.0:
-        raise ValueError(f"temperature={temperature!r} is invalid: the softplus temperature τ must be > 0.")
+        raise InvalidSettingError("temperature", temperature, "the softplus temperature τ must be > 0.")
 
 
 def raw_to_lambda(raw: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -181,3 +190,30 @@ class LambdaGELU(nn.Module):
         pinned = ", pinned" if self.is_pinned else ""
         relu = ", relu_forward" if self.relu_forward else ""
         return f"lambda={shown}, approximate={self.approximate!r}, temperature={self.temperature}{pinned}{relu}"
+
+
+def lambda_modules(model: nn.Module) -> list[tuple[str, LambdaGELU]]:
+    """(qualified name, module) for every λ-GELU, found by type (so PEFT-renamed modules count).
+
+    Modules held under several names (PEFT's ``modules_to_save`` keeps an original and a copy) are
+    listed once per object.
+
+    >>> lambda_modules(nn.Sequential(nn.Linear(2, 2), LambdaGELU()))[0][0]
+    '1'
+    """
+    seen: set[int] = set()
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, LambdaGELU) and id(module) not in seen:
+            seen.add(id(module))
+            found.append((name, module))
+    return found
+
+
+def has_lambda_gelu(model: nn.Module) -> bool:
+    """Whether ``model`` holds any :class:`LambdaGELU` module.
+
+    >>> has_lambda_gelu(nn.Sequential(nn.GELU())), has_lambda_gelu(LambdaGELU())
+    (False, True)
+    """
+    return any(isinstance(m, LambdaGELU) for m in model.modules())

@@ -45,7 +45,8 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
-from .activation import LambdaGELU
+from .activation import lambda_modules
+from .config import LambdaGELUConfig
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
 from .disruption import compare_predictions
@@ -318,11 +319,11 @@ def _positive_int(text: str) -> int:
 def _convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="GELU checkpoint: a local folder or a Hub model id.")
     parser.add_argument("dst", help="Folder to write the λ-GELU checkpoint to.")
-    parser.add_argument("--init-lambda", type=_lambda_arg, default=None, help="Initial λ ≥ 1 (default 1: exact GELU).")
+    parser.add_argument("--lambda-init", type=_lambda_arg, default=None, help="Initial λ ≥ 1 (default 1: exact GELU).")
     parser.add_argument(
-        "--temperature", type=_positive_float, default=None, help="Softplus temperature τ > 0 (default 0.1)."
+        "--lambda-temperature", type=_positive_float, default=None, help="Softplus temperature τ > 0 (default 0.1)."
     )
-    parser.add_argument("--per-channel", action="store_true", help="One λ per channel instead of one per layer.")
+    parser.add_argument("--lambda-per-channel", action="store_true", help="One λ per channel instead of one per layer.")
     parser.add_argument(
         "--model-class",
         default=None,
@@ -336,11 +337,10 @@ def _convert(args: argparse.Namespace) -> None:
     source = _source(args.src)
     destination = Path(args.dst)
     _check_empty(destination, args.overwrite)
-    lambda_config = {"init_lambda": args.init_lambda, "temperature": args.temperature, "per_channel": args.per_channel}
+    settings = {name: getattr(args, name) for name in ("lambda_init", "lambda_temperature", "lambda_per_channel")}
     model_class = _model_class(args.model_class, AutoConfig.from_pretrained(source))
-    model = from_pretrained(
-        model_class, source, lambda_config={k: v for k, v in lambda_config.items() if v is not None}
-    )
+    lambda_config = LambdaGELUConfig(**{name: value for name, value in settings.items() if value is not None})
+    model = from_pretrained(model_class, source, lambda_config=lambda_config)
     model.save_pretrained(destination)
     check_reload(model, destination, with_package=True)  # λ must come back from the saved checkpoint
     processor_dir = _processor_dir(source)
@@ -349,7 +349,7 @@ def _convert(args: argparse.Namespace) -> None:
     copied = [n for n in PROCESSOR_FILES if processor_dir and (processor_dir / n).is_file()]
     for name in copied:
         shutil.copyfile(processor_dir / name, destination / name)
-    layers = sum(isinstance(m, LambdaGELU) for m in model.modules())
+    layers = len(lambda_modules(model))
     print(f"Converted {source} ({type(model).__name__}, {layers} λ-GELU layers) -> {destination}")
     print(f"Tokenizer/processor files copied: {', '.join(copied) if copied else 'none found'}")
 

@@ -7,26 +7,11 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .activation import LambdaGELU
+from .activation import lambda_modules
 
-__all__ = ["lambda_modules", "lambda_param_groups", "lambda_parameters"]
+__all__ = ["lambda_param_groups", "lambda_parameters"]
 
 _NO_DECAY_PATTERNS = (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")
-
-
-def lambda_modules(model: nn.Module) -> list[tuple[str, LambdaGELU]]:
-    """(qualified name, module) for every λ-GELU, found by type (so PEFT-renamed modules count).
-
-    Modules held under several names (PEFT's ``modules_to_save`` keeps an original and a copy) are
-    listed once per object.
-    """
-    seen: set[int] = set()
-    found = []
-    for name, module in model.named_modules():
-        if isinstance(module, LambdaGELU) and id(module) not in seen:
-            seen.add(id(module))
-            found.append((name, module))
-    return found
 
 
 def lambda_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from .param_groups import lambda_modules
+from .activation import lambda_modules
 
 __all__ = ["LAMBDA_MODULE_SUFFIXES", "add_lambda_modules_to_save", "lambda_module_suffixes"]
 

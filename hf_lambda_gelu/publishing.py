@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -52,9 +51,9 @@ from huggingface_hub import HfApi
 from torch import nn
 from transformers import BaseImageProcessor, FeatureExtractionMixin, PreTrainedTokenizerBase, ProcessorMixin
 
-from .activation import LambdaGELU
+from .activation import has_lambda_gelu
 from .config_fields import activation_fields, says_relu
-from .errors import GELURemnantsError
+from .errors import GELURemnantsError, NotAReleaseError, NotReluModelError, PushError, ReleaseDirNotEmptyError
 from .model_card import build_model_card, resolve_target_lambda
 from .profile_plot import save_profile_json, save_profile_plot
 from .registration import CONFIG_KEY
@@ -92,62 +91,6 @@ _MANIFEST_FORMAT = "hf-lambda-gelu-release"
 _CARD_ARGS_SET_HERE = ("model", "base_model", "report", "profile", "plot_filename", "processor_auto_class")
 _TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{16,}")
 _MAX_CAUSE_CHARS = 400
-
-
-class ReleaseDirNotEmptyError(ValueError):
-    """The release folder holds files that are not a previous release."""
-
-    def __init__(self, path: Path, files: list[str]) -> None:
-        self.path = path
-        self.files = files
-        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-        super().__init__(
-            f"Release folder {str(path)!r} is not empty and is not a previous hf-lambda-gelu release "
-            f"(it holds {shown}). Choose an empty or new folder, or pass overwrite=True (CLI: --overwrite) to "
-            "write the release next to those files (same-named ones are replaced by the release's, the others are left "
-            "alone and never uploaded)."
-        )
-
-
-class NotReluModelError(ValueError):
-    """The model is neither λ-GELU (to ReLU-ize) nor a ReLU model."""
-
-    def __init__(self, what: str, activations: dict[str, Any]) -> None:
-        self.activations = activations
-        super().__init__(
-            f"{what} is not a ReLU model (config activation fields: {activations or 'none found'}) and has no "
-            "λ-GELU module to swap. Convert and train it first (hf_lambda_gelu.convert_to_lambda_gelu), or pass "
-            "the λ-GELU model itself: save_release ReLU-izes it."
-        )
-
-
-class NotAReleaseError(ValueError):
-    """The folder is not a (complete) ReLU release."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        super().__init__(
-            f"{str(path)!r} is not a ReLU release folder: {reason}. Build one with hf_lambda_gelu.save_release "
-            "(CLI: hf-lambda-gelu reluize SRC DST)."
-        )
-
-
-class PushError(RuntimeError):
-    """Uploading a release folder failed; the folder itself is complete and kept."""
-
-    def __init__(self, release_dir: Path, repo_id: str, cause: str, private: bool | None = None) -> None:
-        release_dir = Path(release_dir).resolve()
-        self.release_dir = release_dir
-        self.repo_id = repo_id
-        retry = f"hf-lambda-gelu push {shlex.quote(str(release_dir))} {shlex.quote(repo_id)}"
-        super().__init__(
-            f"Upload to the Hub repo {repo_id!r} failed ({cause}). The local release folder is complete and intact "
-            f"at {release_dir}; retry with: {retry}{' --private' if private else ''}"
-        )
-
-
-def _has_lambda_gelu(model: nn.Module) -> bool:
-    return any(isinstance(m, LambdaGELU) for m in model.modules())
 
 
 def reluize_for_release(
@@ -324,7 +267,7 @@ def save_release(
     >>> import hf_lambda_gelu
     >>> from transformers import BertConfig, BertModel
     >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg), init_lambda=170.0)
+    >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg), hf_lambda_gelu.LambdaGELUConfig(lambda_init=170.0))
     >>> save_release(model, "release", base_model="google-bert/bert-base-uncased")  # doctest: +SKIP
     PosixPath('release')
     """
@@ -334,10 +277,10 @@ def save_release(
         raise ValueError(f"card_kwargs {clashing} are set by save_release itself; pass them as its own arguments.")
     output_dir = Path(output_dir)
     previous = check_output_dir(output_dir, overwrite=overwrite)
-    if _has_lambda_gelu(model):
+    if has_lambda_gelu(model):
         report = reluize_for_release(model, report=report)
     config = getattr(model, "config", None)
-    if not says_relu(config) or _has_lambda_gelu(model):
+    if not says_relu(config) or has_lambda_gelu(model):
         raise NotReluModelError(type(model).__name__, activation_fields(config))
     profile = profile if profile is not None else (report or {}).get("lambdas") or None
 

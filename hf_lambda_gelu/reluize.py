@@ -1,4 +1,4 @@
-"""λ-GELU → ReLU swap and the layerwise hardness profile."""
+"""λ-GELU → ReLU swap (hardened, and the naive GELU → ReLU baseline) and the layerwise hardness profile."""
 
 from __future__ import annotations
 
@@ -7,15 +7,23 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
-from .activation import LambdaGELU
+from .activation import LambdaGELU, has_lambda_gelu, lambda_modules
 from .config_fields import set_activation_fields, to_relu_value
+from .conversion import convert_to_lambda_gelu
 from .errors import NotLambdaGELUModelError, UnhardenedSwapWarning
 from .ops import RELU_DISTANCE_CONSTANT
 from .registration import CONFIG_KEY
 from .remnants import gelu_modules
 from .walker import FilterFn, swap_modules
 
-__all__ = ["DEFAULT_RELU_TOLERANCE", "ReluizeReport", "exceeds_tolerance", "hardness_profile", "reluize"]
+__all__ = [
+    "DEFAULT_RELU_TOLERANCE",
+    "ReluizeReport",
+    "exceeds_tolerance",
+    "gelu_to_relu",
+    "hardness_profile",
+    "reluize",
+]
 
 #: ε: the largest per-activation bound c/λ a swap may have and still count as hardened (λ ≥ λ* ≈ 170).
 DEFAULT_RELU_TOLERANCE = 1e-3
@@ -37,7 +45,7 @@ def hardness_profile(model: nn.Module) -> dict[str, float]:
     >>> hardness_profile(torch.nn.Sequential(LambdaGELU(init_lambda=2.0)))
     {'0': 2.0}
     """
-    return {name: _layer_lambda(m) for name, m in model.named_modules() if isinstance(m, LambdaGELU)}
+    return {name: _layer_lambda(m) for name, m in lambda_modules(model)}
 
 
 def exceeds_tolerance(bound: float, tolerance: float) -> bool:
@@ -116,7 +124,7 @@ def reluize(
     if not swaps:
         raise NotLambdaGELUModelError(type(model).__name__)
     config = getattr(model, "config", None)
-    if config is not None and not any(isinstance(m, LambdaGELU) for m in model.modules()):
+    if config is not None and not has_lambda_gelu(model):
         set_activation_fields(config, to_relu_value)
         if hasattr(config, CONFIG_KEY):
             delattr(config, CONFIG_KEY)
@@ -131,3 +139,33 @@ def reluize(
                 stacklevel=2,
             )
     return report
+
+
+def gelu_to_relu(model: nn.Module, *, filter_fn: FilterFn | None = None) -> ReluizeReport:
+    """The naive swap: every GELU (or λ-GELU, at its current λ) becomes ``nn.ReLU``, in place, config updated.
+
+    No λ is learned or hardened: this is the baseline the method is measured against. A GELU model
+    goes through the same path as the method (exact λ = 1 λ-GELU, then :func:`reluize`), so its
+    config says ``"relu"`` afterwards and the report gives the bound c/λ of the swap (c at λ = 1)
+    and ``unhardened=True``; no :class:`~hf_lambda_gelu.errors.UnhardenedSwapWarning` is raised (the
+    naive swap is done on purpose).
+
+    Args:
+        model: a GELU or λ-GELU model.
+        filter_fn: ``filter_fn(module, qualified_name) -> bool`` chooses which activations to swap.
+
+    Raises:
+        NoGELUFoundError: the model has neither GELU nor λ-GELU activations.
+
+    >>> from transformers import BertConfig, BertModel
+    >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    >>> model = BertModel(cfg)
+    >>> report = gelu_to_relu(model)
+    >>> model.config.hidden_act, report.unhardened, round(report.max_error_bound, 4)
+    ('relu', True, 0.17)
+    """
+    if not has_lambda_gelu(model):
+        convert_to_lambda_gelu(model, filter_fn=filter_fn)  # λ = 1: exactly the model's GELU, now swappable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnhardenedSwapWarning)
+        return reluize(model, filter_fn=filter_fn)

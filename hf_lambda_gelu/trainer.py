@@ -10,13 +10,14 @@ from typing import Any
 
 from transformers import TrainingArguments
 
+from .activation import lambda_modules
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions, summary_metrics
 from .distillation import DistillationTrainer, Distiller, frozen_copy
 from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
 from .lambda_update import install_lambda_update
 from .lr_floor import with_lr_floor
-from .param_groups import lambda_modules, lambda_param_groups
+from .param_groups import lambda_param_groups
 from .pressure import hardness_pressure_term
 from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
 from .reluize import hardness_profile, reluize
@@ -72,12 +73,7 @@ class LambdaGELUTrainer(DistillationTrainer):
         if model is not None and (args.distill_alpha > 0 or args.distill_logits_alpha > 0):
             teacher = frozen_copy(model)  # the original checkpoint, before conversion and training
         if model is not None and not lambda_modules(model):
-            convert_to_lambda_gelu(
-                model,
-                init_lambda=args.lambda_init,
-                temperature=args.lambda_temperature,
-                per_channel=args.lambda_per_channel,
-            )
+            convert_to_lambda_gelu(model, args.lambda_config())
             logger.warning(
                 "LambdaGELUTrainer converted the model's GELU activations to λ-GELU (init λ=%g, τ=%g).",
                 args.lambda_init,

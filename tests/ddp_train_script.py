@@ -15,7 +15,7 @@ from tiny_data import accuracy, text_dataset, tiny_bert, training_args  # noqa: 
 from transformers import TrainerCallback  # noqa: E402
 
 from hf_lambda_gelu import LambdaGELUTrainer, hardness_profile  # noqa: E402
-from hf_lambda_gelu.param_groups import lambda_modules  # noqa: E402
+from hf_lambda_gelu.activation import lambda_modules  # noqa: E402
 
 
 class Record(TrainerCallback):

@@ -74,10 +74,10 @@ def test_help_for_every_command(capsys, command):
 
 def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
     lg, release = tmp_path / "lg", tmp_path / "release"
-    code, out, err = run_cli(capsys, "convert", work.gelu, lg, "--init-lambda", "30", "--temperature", "0.2")
+    code, out, err = run_cli(capsys, "convert", work.gelu, lg, "--lambda-init", "30", "--lambda-temperature", "0.2")
     assert code == 0, err
     config = json.loads((lg / "config.json").read_text())
-    assert config["hidden_act"] == "lambda_gelu" and config["lambda_gelu"]["temperature"] == 0.2
+    assert config["hidden_act"] == "lambda_gelu" and config["lambda_gelu"]["lambda_temperature"] == 0.2
     assert config["architectures"] == ["BertForSequenceClassification"]
     assert (lg / "tokenizer.json").read_bytes() == (work.gelu / "tokenizer.json").read_bytes()
     assert "2 λ-GELU layers" in out and "tokenizer.json" in out
@@ -179,7 +179,7 @@ def test_user_errors_print_one_line(work, tmp_path, capsys, case, fragments):
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
-    [("--init-lambda", "0.5", "λ must be ≥ 1"), ("--temperature", "0", "must be > 0")],
+    [("--lambda-init", "0.5", "λ must be ≥ 1"), ("--lambda-temperature", "0", "must be > 0")],
 )
 def test_bad_option_values_are_usage_errors(work, tmp_path, capsys, option, value, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -165,7 +165,7 @@ def test_cli_allow_gelu_remnants_flag(tmp_path, capsys):
     """ELECTRA's classification head hard-codes GELU: refused in one line, released with the flag."""
     model = build("electra_classifier")
     model.save_pretrained(tmp_path / "gelu")
-    assert cli_main(["convert", str(tmp_path / "gelu"), str(tmp_path / "lg"), "--init-lambda", "170"]) == 0
+    assert cli_main(["convert", str(tmp_path / "gelu"), str(tmp_path / "lg"), "--lambda-init", "170"]) == 0
     assert AutoConfig.from_pretrained(tmp_path / "lg").hidden_act == "lambda_gelu"
     capsys.readouterr()
     assert cli_main(["reluize", str(tmp_path / "lg"), str(tmp_path / "out")]) == 1

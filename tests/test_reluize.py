@@ -14,6 +14,7 @@ from torch import nn
 from hf_lambda_gelu import (
     RELU_DISTANCE_CONSTANT,
     LambdaGELU,
+    LambdaGELUConfig,
     NotLambdaGELUModelError,
     convert_to_lambda_gelu,
     hardness_profile,
@@ -26,7 +27,7 @@ LAYER_LAMBDAS = (200.0, 400.0, 800.0)  # BERT MLM: layer 0, layer 1, MLM head (d
 
 def hardened_bert(lambdas=LAYER_LAMBDAS):
     case = TINY_MODELS["bert_mlm"]
-    model = convert_to_lambda_gelu(case.build(), temperature=0.5)
+    model = convert_to_lambda_gelu(case.build(), LambdaGELUConfig(lambda_temperature=0.5))
     for m, lam in zip([m for m in model.modules() if isinstance(m, LambdaGELU)], lambdas, strict=True):
         m.set_lambda(lam)
     return model
@@ -91,7 +92,7 @@ def test_partial_reluize_keeps_the_lambda_config():
     report = reluize(model, filter_fn=lambda m, name: name.startswith("bert.encoder.layer.0."))
     assert report.swapped == ["bert.encoder.layer.0.intermediate.intermediate_act_fn"]
     assert sum(isinstance(m, LambdaGELU) for m in model.modules()) == 2
-    assert model.config.hidden_act == "lambda_gelu" and model.config.lambda_gelu["temperature"] == 0.5
+    assert model.config.hidden_act == "lambda_gelu" and model.config.lambda_gelu["lambda_temperature"] == 0.5
 
 
 def test_reluize_without_lambda_gelu_raises():

@@ -8,7 +8,7 @@ from tiny_data import accuracy, text_dataset, tiny_bert, training_args
 from transformers import TrainerCallback
 
 from hf_lambda_gelu import RELU_DISTANCE_CONSTANT, LambdaGELU, LambdaGELUTrainer
-from hf_lambda_gelu.param_groups import lambda_modules
+from hf_lambda_gelu.activation import lambda_modules
 from hf_lambda_gelu.profile_plot import road_from_log_history
 
 
