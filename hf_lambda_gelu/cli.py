@@ -398,7 +398,6 @@ def _reluize(args: argparse.Namespace) -> None:
     check_output_dir(destination, overwrite=args.overwrite)
     model = _load_lambda_checkpoint(source)
     processor = _load_processor(source)
-    report: dict[str, Any] = {}
     if args.eval_file:
         if infer_pipeline_tag(model) != "text-classification":
             raise CLIError(f"--eval-file evaluates sequence classifiers; {source!r} is a {type(model).__name__}.")
@@ -410,13 +409,13 @@ def _reluize(args: argparse.Namespace) -> None:
         before = _predict(model, processor, texts, args.max_length, args.batch_size)
         report = reluize_for_release(model)
         after = _predict(model, processor, texts, args.max_length, args.batch_size)
-        report.update(
+        report.add_measurement(
+            before=_classification_metrics(before, labels),
+            after=_classification_metrics(after, labels),
+            disruption=compare_predictions(before, after),
             metric_name="accuracy",
-            eval_dataset=f"{Path(args.eval_file).name} (local file)",
-            before_swap=_classification_metrics(before, labels),
-            after_swap=_classification_metrics(after, labels),
-            **compare_predictions(before, after),
         )
+        report.eval_dataset = f"{Path(args.eval_file).name} (local file)"
     else:
         _refuse_unhardened(model, args.allow_unhardened)
         report = reluize_for_release(model)
@@ -437,12 +436,12 @@ def _reluize(args: argparse.Namespace) -> None:
         allow_gelu_remnants=args.allow_gelu_remnants,
     )
     print(f"Wrote the ReLU release of {source} to {destination}")
-    print(f"Worst-case per-activation change of the swap (c/min λ): {report['max_error_bound']:.3g}")
+    print(f"Worst-case per-activation change of the swap (c/min λ): {report.max_error_bound:.3g}")
     if args.eval_file:
-        b, a = report["before_swap"]["eval_accuracy"], report["after_swap"]["eval_accuracy"]
+        b, a = report.before_swap["eval_accuracy"], report.after_swap["eval_accuracy"]
         print(
-            f"accuracy {b:.4f} -> {a:.4f}; max |Δlogits| {report['max_abs_logit_diff']:.3g}; "
-            f"prediction agreement {report['prediction_agreement']:.2%}"
+            f"accuracy {b:.4f} -> {a:.4f}; max |Δlogits| {report.max_abs_logit_diff:.3g}; "
+            f"prediction agreement {report.prediction_agreement:.2%}"
         )
 
 

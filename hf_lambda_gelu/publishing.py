@@ -36,6 +36,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -58,7 +59,7 @@ from .model_card import build_model_card, resolve_target_lambda
 from .profile_plot import save_profile_json, save_profile_plot
 from .registration import CONFIG_KEY
 from .release_gate import check_reload, dummy_inputs
-from .reluize import DEFAULT_RELU_TOLERANCE, reluize
+from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, reluize
 from .remnants import hard_coded_gelus
 
 __all__ = [
@@ -94,18 +95,19 @@ _MAX_CAUSE_CHARS = 400
 
 
 def reluize_for_release(
-    model: nn.Module, *, report: dict | None = None, tolerance: float | None = DEFAULT_RELU_TOLERANCE
-) -> dict:
+    model: nn.Module, *, report: ReluizeReport | None = None, tolerance: float | None = DEFAULT_RELU_TOLERANCE
+) -> ReluizeReport:
     """ReLU-ize ``model`` in place and return the release report completed with what the swap knows.
 
-    Adds, where ``report`` lacks them: ``lambdas`` (the hardness profile at the swap),
-    ``error_bounds`` (c/λ per layer), ``max_error_bound``, ``unhardened`` (the bound exceeds
-    ``tolerance``: a naive swap, warned about), and under ``settings`` the ``lambda_init`` and
+    The swap's own report (:func:`hf_lambda_gelu.reluize`) fills what ``report`` lacks: the layers
+    swapped, ``lambdas`` (the hardness profile at the swap), ``error_bounds`` (c/λ per layer; the
+    worst is ``max_error_bound``), ``unhardened`` (the bound exceeds ``tolerance``: a naive swap,
+    warned about), and under ``settings`` the ``relu_tolerance`` and the ``lambda_init`` /
     ``lambda_temperature`` recorded in the model's config.
 
     Args:
         model: a model with λ-GELU activations.
-        report: the training's report (``reluization_report.json`` shape), if any; not modified.
+        report: the training's report (its measurements are kept), if any; not modified.
         tolerance: ε for the hardened/naive verdict (see :func:`hf_lambda_gelu.reluize`).
 
     Raises:
@@ -115,24 +117,26 @@ def reluize_for_release(
     >>> import hf_lambda_gelu
     >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg))
-    >>> sorted(reluize_for_release(model, tolerance=None))
-    ['error_bounds', 'lambdas', 'max_error_bound', 'settings', 'unhardened']
+    >>> report = reluize_for_release(model, tolerance=None)
+    >>> len(report.lambdas), sorted(report.settings)
+    (2, ['lambda_init', 'lambda_temperature'])
     """
-    report = dict(report or {})
     recorded = getattr(getattr(model, "config", None), CONFIG_KEY, None) or {}
     swap = reluize(model, tolerance=tolerance)
-    report.setdefault("lambdas", swap.lambdas)
-    report.setdefault("error_bounds", swap.error_bounds)
-    report.setdefault("max_error_bound", swap.max_error_bound)
-    report.setdefault("unhardened", swap.unhardened)
-    settings = dict(report.get("settings") or {})
+    merged = dataclasses.replace(report) if report is not None else ReluizeReport()
+    merged.swapped = merged.swapped or swap.swapped
+    merged.lambdas = merged.lambdas or swap.lambdas
+    merged.error_bounds = merged.error_bounds or swap.error_bounds
+    if merged.unhardened is None:
+        merged.tolerance, merged.unhardened = swap.tolerance, swap.unhardened
+    settings = dict(merged.settings)
     if swap.tolerance is not None:
         settings.setdefault("relu_tolerance", swap.tolerance)
-    for ours, theirs in (("lambda_init", "init_lambda"), ("lambda_temperature", "temperature")):
-        if theirs in recorded:
-            settings.setdefault(ours, recorded[theirs])
-    report["settings"] = settings
-    return report
+    for name in ("lambda_init", "lambda_temperature"):
+        if name in recorded:
+            settings.setdefault(name, recorded[name])
+    merged.settings = settings
+    return merged
 
 
 def _sha256(path: Path) -> str:
@@ -224,7 +228,7 @@ def save_release(
     *,
     processing_class: Any = None,
     base_model: str | None = None,
-    report: dict | None = None,
+    report: ReluizeReport | None = None,
     profile: dict[str, float] | None = None,
     card_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -243,9 +247,10 @@ def save_release(
         output_dir: the release folder: new, empty, or holding a previous release (which is replaced).
         processing_class: tokenizer / image processor / processor to ship with the model.
         base_model: the checkpoint training started from (Hub id or path), for the card.
-        report: the ReLU-ization report (``reluization_report.json`` shape); written as that file.
-        profile: layer → λ at the swap (default: taken from the model before the swap, or
-            ``report["lambdas"]``).
+        report: the swap's :class:`~hf_lambda_gelu.reluize.ReluizeReport` (e.g. ``trainer.reluization_report``);
+            written as ``reluization_report.json``.
+        profile: layer → λ at the swap (default: ``report.lambdas``, taken from the model before the swap
+            when ``save_release`` swaps it).
         card_kwargs: more keyword arguments for :func:`hf_lambda_gelu.model_card.build_model_card`
             (``dataset_names``, ``eval_dataset``, ``pipeline_tag``, ``license``, ``model_name``,
             ``repo_id``, ``settings``, ``extra_text``).
@@ -282,7 +287,7 @@ def save_release(
     config = getattr(model, "config", None)
     if not says_relu(config) or has_lambda_gelu(model):
         raise NotReluModelError(type(model).__name__, activation_fields(config))
-    profile = profile if profile is not None else (report or {}).get("lambdas") or None
+    profile = profile if profile is not None else (report.lambdas if report is not None else None) or None
 
     target = output_dir.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -295,7 +300,7 @@ def save_release(
         if remnants:
             if not allow_gelu_remnants:
                 raise GELURemnantsError(type(model).__name__, remnants)
-            report = {**(report or {}), "gelu_remnants": remnants}
+            report = dataclasses.replace(report or ReluizeReport(), gelu_remnants=remnants)
         _write_release_extras(staging, model, processing_class, base_model, report, profile, card_kwargs)
         files = sorted(_release_files(staging))
         manifest = {
@@ -325,7 +330,7 @@ def _write_release_extras(
     model: nn.Module,
     processing_class: Any,
     base_model: str | None,
-    report: dict | None,
+    report: ReluizeReport | None,
     profile: dict[str, float] | None,
     card_kwargs: dict[str, Any],
 ) -> None:
@@ -335,14 +340,15 @@ def _write_release_extras(
         processing_class.save_pretrained(folder)
         processor_auto_class = _processor_auto_class(processing_class)
     plot_filename = None
+    values = report.to_dict() if report is not None else None
     if profile:
-        target = resolve_target_lambda(report, card_kwargs.get("settings"))
-        learned = (report or {}).get("learned_lambdas")
+        target = resolve_target_lambda(values, card_kwargs.get("settings"))
+        learned = values and values.get("learned_lambdas")
         save_profile_plot(profile, folder / PROFILE_PLOT_FILENAME, target_lambda=target, learned=learned)
         save_profile_json(profile, folder / PROFILE_JSON_FILENAME, target_lambda=target, learned=learned)
         plot_filename = PROFILE_PLOT_FILENAME
     if report is not None:
-        text = json.dumps(report, indent=2, ensure_ascii=False, default=_json_scalar)
+        text = json.dumps(values, indent=2, ensure_ascii=False, default=_json_scalar)
         (folder / REPORT_FILENAME).write_text(text + "\n", encoding="utf-8")
     card = build_model_card(
         model=model,
@@ -519,7 +525,7 @@ def push_reluized(
     *,
     processing_class: Any = None,
     base_model: str | None = None,
-    report: dict | None = None,
+    report: ReluizeReport | None = None,
     profile: dict[str, float] | None = None,
     card_kwargs: dict[str, Any] | None = None,
     release_dir: str | os.PathLike | None = None,

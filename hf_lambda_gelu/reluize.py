@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from torch import nn
 
@@ -18,6 +19,7 @@ from .walker import FilterFn, swap_modules
 
 __all__ = [
     "DEFAULT_RELU_TOLERANCE",
+    "DISRUPTION_KEYS",
     "ReluizeReport",
     "exceeds_tolerance",
     "gelu_to_relu",
@@ -59,11 +61,20 @@ def exceeds_tolerance(bound: float, tolerance: float) -> bool:
 
 @dataclass
 class ReluizeReport:
-    """What :func:`reluize` swapped: per layer λ at the swap and the bound c/λ on |f(x) − ReLU(x)|.
+    """The one report of a λ-GELU → ReLU swap: what was swapped, its bound, and (when measured) its disruption.
 
-    ``unhardened`` is True when the worst bound exceeds ``tolerance`` (a naive swap, not a hardened
-    one), None when the swap was not checked. ``gelu_remnants`` lists the GELU modules the swap left
-    (hard-coded ones no config field controls: they stay GELU).
+    :func:`reluize` fills the swap part: per layer λ at the swap and the bound c/λ on
+    |f(x) − ReLU(x)|; ``unhardened`` is True when the worst bound exceeds ``tolerance`` (a naive
+    swap, not a hardened one), None when the swap was not checked; ``gelu_remnants`` lists the GELU
+    modules the swap left (hard-coded ones no config field controls: they stay GELU).
+
+    :func:`hf_lambda_gelu.disruption.measure_swap` adds the disruption on an evaluation set
+    (``before_swap`` / ``after_swap`` metrics, ``max_abs_logit_diff``, ``mean_abs_logit_diff``,
+    ``prediction_agreement``, ``metric_name``); the trainer adds the hardening context
+    (``target_lambda``, ``learned_lambdas``, ``settings``) and the naive-swap baseline (``naive_swap``:
+    the same measurement of the model at hardening start swapped directly, or why it is missing in
+    ``naive_swap_unavailable``). :meth:`to_dict` is ``reluization_report.json``; :meth:`metrics` the
+    flat ``reluize_*`` / ``naive_swap_*`` numbers the trainer logs.
     """
 
     swapped: list[str] = field(default_factory=list)
@@ -72,14 +83,90 @@ class ReluizeReport:
     tolerance: float | None = None
     unhardened: bool | None = None
     gelu_remnants: dict[str, str] = field(default_factory=dict)
+    metric_name: str | None = None
+    eval_dataset: str | None = None
+    before_swap: dict[str, float] | None = None
+    after_swap: dict[str, float] | None = None
+    max_abs_logit_diff: float | None = None
+    mean_abs_logit_diff: float | None = None
+    prediction_agreement: float | None = None
+    target_lambda: float | None = None
+    learned_lambdas: dict[str, float] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    naive_swap: ReluizeReport | None = None
+    naive_swap_unavailable: str | None = None
 
     @property
     def max_error_bound(self) -> float:
         """Worst-case per-activation error of the swap over all layers (c / min λ)."""
         return max(self.error_bounds.values(), default=0.0)
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "max_error_bound": self.max_error_bound}
+    @property
+    def disruption(self) -> dict[str, float]:
+        """max/mean |Δlogits| and the prediction agreement of the swap (empty when not measured)."""
+        return {key: getattr(self, key) for key in DISRUPTION_KEYS if getattr(self, key) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``reluization_report.json``); the measurement fields only when measured, and
+        ``max_error_bound`` when there are bounds.
+
+        >>> ReluizeReport(lambdas={"act": 170.0}, error_bounds={"act": 0.001}).to_dict()["max_error_bound"]
+        0.001
+        """
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = {k: v for k, v in values.items() if k in _ALWAYS or v is not None}
+        if self.naive_swap is not None:
+            values["naive_swap"] = self.naive_swap.to_dict()
+        if not self.settings:
+            del values["settings"]
+        if self.error_bounds:
+            values["max_error_bound"] = self.max_error_bound
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ReluizeReport:
+        """Rebuild a report from :meth:`to_dict` output (a release's ``reluization_report.json``).
+
+        Raises:
+            TypeError: a key that is not a report field (the message names it).
+
+        >>> ReluizeReport.from_dict({"prediction_agreement": 0.99, "max_error_bound": 0.0}).prediction_agreement
+        0.99
+        """
+        values = {k: v for k, v in values.items() if k != "max_error_bound"}
+        naive = values.pop("naive_swap", None)
+        report = cls(**values)
+        report.naive_swap = None if naive is None else cls.from_dict(naive)
+        return report
+
+    def add_measurement(
+        self, *, before: dict[str, float], after: dict[str, float], disruption: dict[str, float], metric_name: str
+    ) -> None:
+        """Record the swap's disruption on an evaluation set (metrics before/after, :data:`DISRUPTION_KEYS`)."""
+        self.before_swap, self.after_swap, self.metric_name = before, after, metric_name
+        for key in DISRUPTION_KEYS:
+            setattr(self, key, disruption[key])
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics: ``reluize_max_error_bound``, ``reluize_<disruption>``, ``reluize_before_<m>`` /
+        ``reluize_after_<m>``, and for the naive baseline ``naive_swap_<disruption>`` / ``naive_swap_after_<m>``.
+
+        >>> ReluizeReport(error_bounds={"act": 0.001}, prediction_agreement=1.0).metrics()
+        {'reluize_max_error_bound': 0.001, 'reluize_prediction_agreement': 1.0}
+        """
+        flat = {"reluize_max_error_bound": self.max_error_bound}
+        flat.update({f"reluize_{k}": v for k, v in self.disruption.items()})
+        flat.update({f"reluize_before_{k}": v for k, v in (self.before_swap or {}).items()})
+        flat.update({f"reluize_after_{k}": v for k, v in (self.after_swap or {}).items()})
+        if self.naive_swap is not None:
+            flat.update({f"naive_swap_{k}": v for k, v in self.naive_swap.disruption.items()})
+            flat.update({f"naive_swap_after_{k}": v for k, v in (self.naive_swap.after_swap or {}).items()})
+        return flat
+
+
+#: The disruption figures of a measured swap (:func:`hf_lambda_gelu.disruption.compare_predictions`).
+DISRUPTION_KEYS = ("max_abs_logit_diff", "mean_abs_logit_diff", "prediction_agreement")
+_ALWAYS = frozenset({"swapped", "lambdas", "error_bounds", "tolerance", "unhardened", "gelu_remnants"})
 
 
 def reluize(

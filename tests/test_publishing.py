@@ -18,7 +18,7 @@ from fake_hub import TOKEN, FakeHub, install_fake_hub
 from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from hf_lambda_gelu import LambdaGELU, NotLambdaGELUModelError, convert_to_lambda_gelu, hardness_profile
+from hf_lambda_gelu import LambdaGELU, NotLambdaGELUModelError, ReluizeReport, convert_to_lambda_gelu, hardness_profile
 from hf_lambda_gelu.publishing import (
     MANIFEST_FILENAME,
     NotAReleaseError,
@@ -33,7 +33,7 @@ from hf_lambda_gelu.publishing import (
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad movie great awful film fine plot".split()]
 TEXTS = ["good movie", "bad plot awful film", "great"]
-REPORT = {"metric_name": "accuracy", "before_swap": {"eval_accuracy": 0.75}, "after_swap": {"eval_accuracy": 0.75}}
+REPORT = ReluizeReport(metric_name="accuracy", before_swap={"eval_accuracy": 0.75}, after_swap={"eval_accuracy": 0.75})
 BASE_FILES = {"README.md", "config.json", "model.safetensors", MANIFEST_FILENAME}
 PROFILE_FILES = {"hardness_profile.png", "hardness_profile.json"}
 
