@@ -34,12 +34,13 @@ from .ops import RELU_DISTANCE_CONSTANT, lambda_gelu
 from .param_groups import lambda_param_groups
 from .peft_utils import add_lambda_modules_to_save
 from .profile_plot import save_profile_plot
-from .publishing import push_reluized, save_release, upload_release
 from .registration import register
+from .release import save_release
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
 from .sparsity import measure_sparsity
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
+from .upload import push_reluized, upload_release
 from .walker import swap_modules
 
 register()

@@ -13,7 +13,7 @@ Decisions:
   ``reluize`` loads them and saves them with the release.
 - ``convert`` reloads what it wrote in a fresh process (package imported) and refuses a checkpoint
   that does not come back with its λ (:mod:`hf_lambda_gelu.release_gate`); ``reluize`` writes through
-  :func:`~hf_lambda_gelu.publishing.save_release` (stock-transformers reload check). Each costs one
+  :func:`~hf_lambda_gelu.release.save_release` (stock-transformers reload check). Each costs one
   interpreter start (a few seconds) per command.
 - ``reluize`` refuses a swap whose bound c/min λ exceeds ε = 1e-3 (λ never hardened: a naive swap)
   unless ``--allow-unhardened``, and a model with GELUs no config field controls unless
@@ -53,27 +53,21 @@ from .disruption import compare_predictions
 from .errors import (
     GELURemnantsError,
     NoGELUFoundError,
+    NotAReleaseError,
     NotLambdaGELUModelError,
+    NotReluModelError,
+    PushError,
+    ReleaseDirNotEmptyError,
     ReleaseReloadError,
     UnhardenedSwapError,
 )
 from .model_card import infer_pipeline_tag, resolve_target_lambda
 from .ops import RELU_DISTANCE_CONSTANT
 from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
-from .publishing import (
-    PROFILE_JSON_FILENAME,
-    REPORT_FILENAME,
-    NotAReleaseError,
-    NotReluModelError,
-    PushError,
-    ReleaseDirNotEmptyError,
-    check_output_dir,
-    reluize_for_release,
-    save_release,
-    upload_release,
-)
+from .release import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
 from .release_gate import check_reload
 from .reluize import DEFAULT_RELU_TOLERANCE, exceeds_tolerance, hardness_profile
+from .upload import upload_release
 
 __all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main", "register_command"]
 
@@ -686,7 +680,7 @@ def _sparsity_arguments(parser: argparse.ArgumentParser) -> None:
 def _sparsity(args: argparse.Namespace) -> None:
     from .errors import ReluModelRequiredError
     from .export import load_relu_model
-    from .publishing import MANIFEST_FILENAME
+    from .release import MANIFEST_FILENAME
     from .sparsity import SparsityReport, add_sparsity_to_release, measure_sparsity, save_sparsity_plot
 
     source = _source(args.model)

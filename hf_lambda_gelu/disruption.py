@@ -30,17 +30,11 @@ def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
 def compare_predictions(before, after, label_ids=None) -> dict[str, float]:
     """max/mean |Δlogits| and the agreement of argmax predictions between two prediction sets.
 
-        Positions whose label is -100 (padding, ignored tokens) are left out of the agreement.
+    Positions whose label is -100 (padding, ignored tokens) are left out of the agreement.
 
-        >>> from collections.abc import Callable
-    from typing import Any
-
-    import numpy as np
-    from torch import nn
-
-    from .reluize import ReluizeReport
-        >>> compare_predictions(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))["prediction_agreement"]
-        0.0
+    >>> import numpy as np
+    >>> compare_predictions(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))["prediction_agreement"]
+    0.0
     """
     a, b = first_array(before), first_array(after)
     if a.shape != b.shape:

@@ -48,7 +48,7 @@ from .activation import LambdaGELU
 from .config_fields import activation_fields
 from .errors import ExportAuditError, ReluModelRequiredError
 from .model_card import infer_pipeline_tag, set_card_section
-from .publishing import CARD_FILENAME, add_release_files
+from .release import CARD_FILENAME, add_release_files
 
 __all__ = [
     "AUDIT_FILENAME",

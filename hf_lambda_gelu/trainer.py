@@ -20,9 +20,10 @@ from .lambda_update import install_lambda_update
 from .lr_floor import with_lr_floor
 from .param_groups import lambda_param_groups
 from .pressure import hardness_pressure_term
-from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
+from .release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
 from .training_args import LambdaGELUTrainingArguments
+from .upload import upload_release
 
 __all__ = ["LambdaGELUTrainer"]
 
@@ -255,7 +256,7 @@ class LambdaGELUTrainer(DistillationTrainer):
 
         The release folder ``output_dir/release`` holds exactly what goes up: model (config says
         relu), tokenizer/processor, model card, hardness profile plot/JSON and the disruption report.
-        A failed upload raises :class:`hf_lambda_gelu.publishing.PushError` and keeps that folder.
+        A failed upload raises :class:`hf_lambda_gelu.errors.PushError` and keeps that folder.
 
         Args:
             commit_message: Hub commit message.
@@ -264,7 +265,7 @@ class LambdaGELUTrainer(DistillationTrainer):
             private: create the repo private (default ``args.hub_private_repo``).
             **kwargs: card fields for :func:`hf_lambda_gelu.model_card.build_model_card`
                 (``dataset_names``, ``license``, ``model_name``, ``extra_text``, ...), ``base_model``, and
-                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.publishing.save_release`).
+                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.release.save_release`).
 
         Returns:
             The Hub commit URL on the main process, None elsewhere.

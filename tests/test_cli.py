@@ -16,10 +16,11 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
-from hf_lambda_gelu import cli, convert_to_lambda_gelu, publishing
+import hf_lambda_gelu.upload as hub_upload
+from hf_lambda_gelu import cli, convert_to_lambda_gelu
 from hf_lambda_gelu.cli import COMMANDS, PROG, Command, main
 from hf_lambda_gelu.profile_plot import load_profile_json
-from hf_lambda_gelu.publishing import MANIFEST_FILENAME, check_release_dir, save_release
+from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir, save_release
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad movie great awful film fine plot".split()]
 TOKEN = "hf_SECRETcliToken0123456789abcdef"
@@ -134,7 +135,7 @@ def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
             uploads.append(kwargs)
             return SimpleNamespace(commit_url="https://huggingface.co/me/bert-relu/commit/1")
 
-    monkeypatch.setattr(publishing, "HfApi", FakeHfApi)
+    monkeypatch.setattr(hub_upload, "HfApi", FakeHfApi)
     code, out, err = run_cli(capsys, "push", release, "me/bert-relu", "--private", "--keep-remote-files")
     assert code == 0, err
     assert out.strip().endswith("https://huggingface.co/me/bert-relu/commit/1")

@@ -35,7 +35,7 @@ from hf_lambda_gelu.export import (
     export_release,
 )
 from hf_lambda_gelu.model_card import set_card_section
-from hf_lambda_gelu.publishing import MANIFEST_FILENAME, add_release_files, check_release_dir
+from hf_lambda_gelu.release import MANIFEST_FILENAME, add_release_files, check_release_dir
 
 RELEASES = {
     # name: (model class, config factory, expected MLP activation modules, expected other activations)

@@ -23,16 +23,16 @@ from transformers import AutoConfig, AutoTokenizer, ElectraConfig, ElectraForSeq
 
 from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_modules
 from hf_lambda_gelu.cli import main as cli_main
-from hf_lambda_gelu.errors import GELURemnantsError, ReleaseReloadError, UnhardenedSwapWarning
-from hf_lambda_gelu.output_dirs import OutputDirError, check_run_output_dir
-from hf_lambda_gelu.publishing import (
-    MANIFEST_FILENAME,
+from hf_lambda_gelu.errors import (
+    GELURemnantsError,
     NotAReleaseError,
     PushError,
-    push_reluized,
-    save_release,
-    upload_release,
+    ReleaseReloadError,
+    UnhardenedSwapWarning,
 )
+from hf_lambda_gelu.output_dirs import OutputDirError, check_run_output_dir
+from hf_lambda_gelu.release import MANIFEST_FILENAME, save_release
+from hf_lambda_gelu.upload import push_reluized, upload_release
 
 
 def _hardened(name: str, seed: int = 0):
