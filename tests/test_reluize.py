@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -16,6 +17,7 @@ from hf_lambda_gelu import (
     LambdaGELU,
     LambdaGELUConfig,
     NotLambdaGELUModelError,
+    ReluizeReport,
     convert_to_lambda_gelu,
     hardness_profile,
     lambda_gelu,
@@ -163,3 +165,43 @@ def test_error_bound_holds_on_a_real_layer():
     assert gap <= RELU_DISTANCE_CONSTANT / lam * (1 + 1e-4)
     assert gap > 0.5 * RELU_DISTANCE_CONSTANT / lam  # the bound is nearly attained on dense data
     assert math.isclose(reluize(nn.Sequential(act)).max_error_bound, RELU_DISTANCE_CONSTANT / lam, rel_tol=1e-5)
+
+
+def test_swap_report_round_trips_through_json_and_flattens_to_the_logged_metrics():
+    naive = ReluizeReport(
+        error_bounds={"act": 0.17},
+        after_swap={"eval_loss": 1.1},
+        max_abs_logit_diff=1.3,
+        mean_abs_logit_diff=0.2,
+        prediction_agreement=0.8,
+    )
+    report = ReluizeReport(
+        swapped=["act"],
+        lambdas={"act": 170.0},
+        error_bounds={"act": 0.001},
+        before_swap={"eval_loss": 0.3},
+        after_swap={"eval_loss": 0.31},
+        max_abs_logit_diff=0.002,
+        mean_abs_logit_diff=1e-4,
+        prediction_agreement=0.995,
+        settings={"lambda_init": 1.0},
+        naive_swap=naive,
+    )
+    values = json.loads(json.dumps(report.to_dict()))
+    assert values["max_error_bound"] == 0.001 and values["naive_swap"]["max_error_bound"] == 0.17
+    assert "target_lambda" not in values and "naive_swap_unavailable" not in values  # not measured: not written
+    assert ReluizeReport.from_dict(values) == report
+    assert report.metrics() == {
+        "reluize_max_error_bound": 0.001,
+        "reluize_max_abs_logit_diff": 0.002,
+        "reluize_mean_abs_logit_diff": 1e-4,
+        "reluize_prediction_agreement": 0.995,
+        "reluize_before_eval_loss": 0.3,
+        "reluize_after_eval_loss": 0.31,
+        "naive_swap_max_abs_logit_diff": 1.3,
+        "naive_swap_mean_abs_logit_diff": 0.2,
+        "naive_swap_prediction_agreement": 0.8,
+        "naive_swap_after_eval_loss": 1.1,
+    }
+    with pytest.raises(TypeError, match="bogus"):
+        ReluizeReport.from_dict({"bogus": 1})
