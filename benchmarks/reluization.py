@@ -673,7 +673,7 @@ def run_seed(task: Task, seed: int) -> dict[str, dict]:
             **_metrics(task, probes.at_start, "_at_hardening_start_step"),
             **_metrics(task, probes.at_start_swapped, "_at_hardening_start_naive_swap"),
             hardening_cost_accuracy_points=probes.at_start["accuracy"] - probes.at_end["accuracy"],
-            swap_error_bound=(trainer.reluization_report or {}).get("max_error_bound"),
+            swap_error_bound=getattr(trainer.reluization_report, "max_error_bound", None),
             lambda_profile_before_hardening={k: v[0] for k, v in trainer.hardening.start_lambdas.items()},
             hardening_start_step=trainer.hardening.start_step,
             train_seconds=time.perf_counter() - t0,
