@@ -17,7 +17,10 @@ from typing import Any
 from .activation import DEFAULT_TEMPERATURE
 from .errors import InvalidSettingError
 
-__all__ = ["LambdaGELUConfig"]
+__all__ = ["CONFIG_KEY", "LambdaGELUConfig"]
+
+#: The ``config.json`` key that stores :meth:`LambdaGELUConfig.to_dict` on a λ-GELU model's config.
+CONFIG_KEY = "lambda_gelu"
 
 
 @dataclass

@@ -13,10 +13,9 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from .activation import LambdaGELU, has_lambda_gelu
-from .config import LambdaGELUConfig
+from .config import CONFIG_KEY, LambdaGELUConfig
 from .config_fields import gelu_module_form, set_activation_fields, to_lambda_gelu_value
 from .errors import InvalidSettingError, NoGELUFoundError, UncontrolledGELUError
-from .registration import CONFIG_KEY
 from .remnants import config_controlled, gelu_modules
 from .walker import FilterFn, swap_modules
 

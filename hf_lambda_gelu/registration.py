@@ -22,12 +22,11 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 
 from .activation import LambdaGELU, lambda_modules
-from .config import LambdaGELUConfig
+from .config import CONFIG_KEY, LambdaGELUConfig
+from .config_fields import ACTIVATION_NAMES
 
-__all__ = ["ACTIVATION_NAMES", "CONFIG_KEY", "register"]
+__all__ = ["register"]
 
-ACTIVATION_NAMES = {"none": "lambda_gelu", "tanh": "lambda_gelu_tanh"}
-CONFIG_KEY = "lambda_gelu"
 _PATCHED = "_hf_lambda_gelu_patched"
 
 

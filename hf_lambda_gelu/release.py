@@ -40,11 +40,11 @@ from torch import nn
 from transformers import BaseImageProcessor, FeatureExtractionMixin, PreTrainedTokenizerBase, ProcessorMixin
 
 from .activation import has_lambda_gelu
+from .config import CONFIG_KEY
 from .config_fields import activation_fields, says_relu
 from .errors import GELURemnantsError, NotAReleaseError, NotReluModelError, ReleaseDirNotEmptyError
 from .model_card import build_model_card, resolve_target_lambda
 from .profile_plot import save_profile_json, save_profile_plot
-from .registration import CONFIG_KEY
 from .release_gate import check_reload, dummy_inputs
 from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, reluize
 from .remnants import hard_coded_gelus

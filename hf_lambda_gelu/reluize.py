@@ -9,11 +9,11 @@ from typing import Any
 from torch import nn
 
 from .activation import LambdaGELU, has_lambda_gelu, lambda_modules
+from .config import CONFIG_KEY
 from .config_fields import set_activation_fields, to_relu_value
 from .conversion import convert_to_lambda_gelu
 from .errors import NotLambdaGELUModelError, UnhardenedSwapWarning
 from .ops import RELU_DISTANCE_CONSTANT
-from .registration import CONFIG_KEY
 from .remnants import gelu_modules
 from .walker import FilterFn, swap_modules
 
