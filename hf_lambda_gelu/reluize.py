@@ -107,16 +107,17 @@ class ReluizeReport:
         return {key: getattr(self, key) for key in DISRUPTION_KEYS if getattr(self, key) is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (``reluization_report.json``); the measurement fields only when measured, and
-        ``max_error_bound`` when there are bounds.
+        """The JSON form (``reluization_report.json``); the measurement fields only when measured,
+        ``max_error_bound`` when there are bounds, and of ``naive_swap`` its measurement.
 
         >>> ReluizeReport(lambdas={"act": 170.0}, error_bounds={"act": 0.001}).to_dict()["max_error_bound"]
         0.001
         """
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values = {k: v for k, v in values.items() if k in _ALWAYS or v is not None}
-        if self.naive_swap is not None:
-            values["naive_swap"] = self.naive_swap.to_dict()
+        if self.naive_swap is not None:  # the baseline's measurement: its metrics and disruption
+            naive = {"before_swap": self.naive_swap.before_swap, "after_swap": self.naive_swap.after_swap}
+            values["naive_swap"] = {**{k: v for k, v in naive.items() if v is not None}, **self.naive_swap.disruption}
         if not self.settings:
             del values["settings"]
         if self.error_bounds:
