@@ -11,6 +11,7 @@ translates between them.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -60,9 +61,9 @@ class LambdaGELUConfig:
     )
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.lambda_init, (int, float)) and self.lambda_init >= 1.0):
+        if not (isinstance(self.lambda_init, numbers.Real) and self.lambda_init >= 1.0):
             raise InvalidSettingError("lambda_init", self.lambda_init, "λ-GELU needs λ ≥ 1 (1 = GELU).")
-        if not (isinstance(self.lambda_temperature, (int, float)) and self.lambda_temperature > 0.0):
+        if not (isinstance(self.lambda_temperature, numbers.Real) and self.lambda_temperature > 0.0):
             raise InvalidSettingError("lambda_temperature", self.lambda_temperature, "τ must be > 0 (default 0.1).")
         if not math.isfinite(self.lambda_temperature):
             raise InvalidSettingError("lambda_temperature", self.lambda_temperature, "τ must be finite (default 0.1).")
