@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 
-from .param_groups import lambda_modules
+from .activation import lambda_modules
 
 __all__ = ["DistillationTrainer", "Distiller", "frozen_copy", "logits_kl", "masked_hidden_mse"]
 

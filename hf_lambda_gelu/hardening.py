@@ -38,9 +38,8 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from .activation import DTensor
+from .activation import DTensor, lambda_modules
 from .ops import RELU_DISTANCE_CONSTANT
-from .param_groups import lambda_modules
 
 __all__ = ["HARDENING_SHAPES", "PRE_HARDENING_WEIGHTS_NAME", "HardeningCallback", "target_lambda_for_tolerance"]
 

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .activation import MIN_LAMBDA_OFFSET, LambdaGELU, lambda_to_raw, raw_to_lambda
-from .param_groups import lambda_modules
+from .activation import MIN_LAMBDA_OFFSET, LambdaGELU, lambda_modules, lambda_to_raw, raw_to_lambda
 
 __all__ = ["OPTIMIZER_FAMILIES", "LambdaUpdateHandle", "install_lambda_update", "optimizer_family"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .activation import lambda_modules
 from .ops import RELU_DISTANCE_CONSTANT
-from .param_groups import lambda_modules
 
 __all__ = ["hardness_pressure_term"]
 
