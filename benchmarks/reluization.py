@@ -111,8 +111,7 @@ from hf_lambda_gelu import (
     HardeningCallback,
     LambdaGELUTrainer,
     LambdaGELUTrainingArguments,
-    convert_to_lambda_gelu,
-    reluize,
+    gelu_to_relu,
 )
 from hf_lambda_gelu.distillation import DistillationTrainer, Distiller, frozen_copy
 from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
@@ -543,12 +542,6 @@ def evaluate(model: nn.Module, task: Task) -> dict:
 
 
 # -- the arms ------------------------------------------------------------------------------------
-def naive_relu_swap(model: nn.Module) -> float:
-    """GELU → ReLU in one step through the package's walker (λ = 1 is exact GELU); returns the c/λ bound."""
-    convert_to_lambda_gelu(model)
-    return reluize(model).max_error_bound
-
-
 def hardening_start_step(steps: int, settings: dict | None = None) -> int:
     """The step after which LambdaGELUTrainer (``settings``, else its default ``hardening_start``) starts hardening."""
     start = LambdaGELUTrainingArguments.__dataclass_fields__["hardening_start"].default
@@ -573,7 +566,7 @@ class _Probes(TrainerCallback):
         self.at_start = evaluate(model, self.task)
         if self.swap_probe:
             swapped = copy.deepcopy(model)
-            reluize(swapped)
+            gelu_to_relu(swapped)
             self.at_start_swapped = evaluate(swapped, self.task)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -646,12 +639,12 @@ def run_seed(task: Task, seed: int) -> dict[str, dict]:
         train_seconds=time.perf_counter() - t0,
     )  # fmt: skip
 
-    bound = naive_relu_swap(gelu)
+    bound = gelu_to_relu(gelu).max_error_bound
     out["gelu_naive_swap"] = _record(task, evaluate(gelu, task), ref, ref["predictions"], swap_error_bound=bound)
 
     t0 = time.perf_counter()
     relu_first = task.checkpoint(seed)
-    naive_relu_swap(relu_first)
+    gelu_to_relu(relu_first)
     probes, _ = _finetune(task, relu_first, seed, None)
     out["relu_then_finetune"] = _record(
         task, evaluate(relu_first, task), None, ref["predictions"],
@@ -661,7 +654,7 @@ def run_seed(task: Task, seed: int) -> dict[str, dict]:
     t0 = time.perf_counter()
     relu_first = task.checkpoint(seed)
     teacher = frozen_copy(relu_first)  # the original GELU checkpoint
-    naive_relu_swap(relu_first)
+    gelu_to_relu(relu_first)
     probes, _ = _finetune(task, relu_first, seed, None, teacher=teacher)
     out["relu_then_finetune_distill"] = _record(
         task, evaluate(relu_first, task), None, ref["predictions"],
@@ -680,7 +673,7 @@ def run_seed(task: Task, seed: int) -> dict[str, dict]:
             **_metrics(task, probes.at_start, "_at_hardening_start_step"),
             **_metrics(task, probes.at_start_swapped, "_at_hardening_start_naive_swap"),
             hardening_cost_accuracy_points=probes.at_start["accuracy"] - probes.at_end["accuracy"],
-            swap_error_bound=(trainer.reluization_report or {}).get("max_error_bound"),
+            swap_error_bound=getattr(trainer.reluization_report, "max_error_bound", None),
             lambda_profile_before_hardening={k: v[0] for k, v in trainer.hardening.start_lambdas.items()},
             hardening_start_step=trainer.hardening.start_step,
             train_seconds=time.perf_counter() - t0,

@@ -4,9 +4,29 @@ Importing the package registers ``"lambda_gelu"`` and ``"lambda_gelu_tanh"`` in 
 ``ACT2FN`` (see :func:`register`).
 """
 
-from .activation import LambdaGELU
+from .activation import LambdaGELU, lambda_modules
+from .config import LambdaGELUConfig
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
-from .errors import LambdaOptimizerError, NoGELUFoundError, NotLambdaGELUModelError, ReluModelRequiredError
+from .errors import (
+    DataFileError,
+    ExportAuditError,
+    GELURemnantsError,
+    InvalidSettingError,
+    LRFloorError,
+    LambdaOptimizerError,
+    NoGELUFoundError,
+    NotAReleaseError,
+    NotLambdaGELUModelError,
+    NotReluModelError,
+    PushError,
+    ReleaseDirNotEmptyError,
+    ReleaseReloadError,
+    ReluModelRequiredError,
+    UncontrolledGELUError,
+    UnhardenedSwapError,
+    UnhardenedSwapWarning,
+    UnseenLabelError,
+)
 from .export import export_onnx, export_release
 from .hardening import HardeningCallback, target_lambda_for_tolerance
 from .model_card import build_model_card
@@ -14,12 +34,13 @@ from .ops import RELU_DISTANCE_CONSTANT, lambda_gelu
 from .optim import create_lambda_gelu_optimizer, install_lambda_update, lambda_param_groups
 from .peft_utils import add_lambda_modules_to_save
 from .profile_plot import save_profile_plot
-from .publishing import PushError, push_reluized, save_release, upload_release
 from .registration import register
-from .reluize import ReluizeReport, hardness_profile, reluize
+from .release import save_release
+from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
 from .sparsity import measure_sparsity
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
+from .upload import push_reluized, upload_release
 from .walker import swap_modules
 
 register()
@@ -27,17 +48,31 @@ register()
 __version__ = "0.1.0"
 
 __all__ = [
+    "DataFileError",
+    "ExportAuditError",
+    "GELURemnantsError",
     "HardeningCallback",
+    "InvalidSettingError",
+    "LRFloorError",
     "LambdaGELU",
+    "LambdaGELUConfig",
     "LambdaGELUTrainer",
     "LambdaGELUTrainingArguments",
     "LambdaOptimizerError",
     "NoGELUFoundError",
+    "NotAReleaseError",
     "NotLambdaGELUModelError",
+    "NotReluModelError",
     "PushError",
     "RELU_DISTANCE_CONSTANT",
+    "ReleaseDirNotEmptyError",
+    "ReleaseReloadError",
     "ReluModelRequiredError",
     "ReluizeReport",
+    "UncontrolledGELUError",
+    "UnhardenedSwapError",
+    "UnhardenedSwapWarning",
+    "UnseenLabelError",
     "add_lambda_modules_to_save",
     "build_model_card",
     "convert_to_lambda_gelu",
@@ -45,9 +80,11 @@ __all__ = [
     "export_onnx",
     "export_release",
     "from_pretrained",
+    "gelu_to_relu",
     "hardness_profile",
     "install_lambda_update",
     "lambda_gelu",
+    "lambda_modules",
     "lambda_param_groups",
     "measure_sparsity",
     "patch_from_pretrained",

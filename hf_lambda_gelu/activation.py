@@ -18,12 +18,14 @@ try:
 except ImportError:  # a torch built without distributed support: no λ is ever a DTensor
     DTensor = ()
 
+from .errors import InvalidSettingError
 from .ops import _check_approximate, lambda_gelu, relu_keep_lambda
 
 __all__ = [
     "DEFAULT_TEMPERATURE",
     "MIN_LAMBDA_OFFSET",
     "LambdaGELU",
+    "has_lambda_gelu",
     "lambda_modules",
     "lambda_parameters",
     "lambda_to_raw",
@@ -35,11 +37,11 @@ MIN_LAMBDA_OFFSET = 1e-8
 
 
 def check_lambda_settings(init_lambda: float | None = None, temperature: float | None = None) -> None:
-    """Raise ValueError naming the bad value if λ settings are out of range."""
+    """Raise :class:`~hf_lambda_gelu.errors.InvalidSettingError` naming the bad value if λ settings are out of range."""
     if init_lambda is not None and not init_lambda >= 1.0:
-        raise ValueError(f"init_lambda={init_lambda!r} is invalid: λ-GELU needs λ ≥ 1 (λ = 1 is GELU).")
+        raise InvalidSettingError("init_lambda", init_lambda, "λ-GELU needs λ ≥ 1 (λ = 1 is GELU).")
     if temperature is not None and not temperature > 0.0:
-        raise ValueError(f"temperature={temperature!r} is invalid: the softplus temperature τ must be > 0.")
+        raise InvalidSettingError("temperature", temperature, "the softplus temperature τ must be > 0.")
 
 
 def raw_to_lambda(raw: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -180,6 +182,9 @@ def lambda_modules(model: nn.Module) -> list[tuple[str, LambdaGELU]]:
 
     Modules held under several names (PEFT's ``modules_to_save`` keeps an original and a copy) are
     listed once per object.
+
+    >>> lambda_modules(nn.Sequential(nn.Linear(2, 2), LambdaGELU()))[0][0]
+    '1'
     """
     seen: set[int] = set()
     found = []
@@ -193,3 +198,12 @@ def lambda_modules(model: nn.Module) -> list[tuple[str, LambdaGELU]]:
 def lambda_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The raw λ parameters of every λ-GELU module."""
     return [module.lambda_raw for _, module in lambda_modules(model)]
+
+
+def has_lambda_gelu(model: nn.Module) -> bool:
+    """Whether ``model`` holds any :class:`LambdaGELU` module.
+
+    >>> has_lambda_gelu(nn.Sequential(nn.GELU())), has_lambda_gelu(LambdaGELU())
+    (False, True)
+    """
+    return any(isinstance(m, LambdaGELU) for m in model.modules())

@@ -13,7 +13,7 @@ Decisions:
   ``reluize`` loads them and saves them with the release.
 - ``convert`` reloads what it wrote in a fresh process (package imported) and refuses a checkpoint
   that does not come back with its λ (:mod:`hf_lambda_gelu.release_gate`); ``reluize`` writes through
-  :func:`~hf_lambda_gelu.publishing.save_release` (stock-transformers reload check). Each costs one
+  :func:`~hf_lambda_gelu.release.save_release` (stock-transformers reload check). Each costs one
   interpreter start (a few seconds) per command.
 - ``reluize`` refuses a swap whose bound c/min λ exceeds ε = 1e-3 (λ never hardened: a naive swap)
   unless ``--allow-unhardened``, and a model with GELUs no config field controls unless
@@ -45,34 +45,29 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
-from .activation import LambdaGELU
+from .activation import lambda_modules
+from .config import LambdaGELUConfig
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
 from .disruption import compare_predictions
 from .errors import (
     GELURemnantsError,
     NoGELUFoundError,
+    NotAReleaseError,
     NotLambdaGELUModelError,
+    NotReluModelError,
+    PushError,
+    ReleaseDirNotEmptyError,
     ReleaseReloadError,
     UnhardenedSwapError,
 )
 from .model_card import infer_pipeline_tag, resolve_target_lambda
 from .ops import RELU_DISTANCE_CONSTANT
 from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
-from .publishing import (
-    PROFILE_JSON_FILENAME,
-    REPORT_FILENAME,
-    NotAReleaseError,
-    NotReluModelError,
-    PushError,
-    ReleaseDirNotEmptyError,
-    check_output_dir,
-    reluize_for_release,
-    save_release,
-    upload_release,
-)
+from .release import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
 from .release_gate import check_reload
 from .reluize import DEFAULT_RELU_TOLERANCE, exceeds_tolerance, hardness_profile
+from .upload import upload_release
 
 __all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main", "register_command"]
 
@@ -318,11 +313,11 @@ def _positive_int(text: str) -> int:
 def _convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="GELU checkpoint: a local folder or a Hub model id.")
     parser.add_argument("dst", help="Folder to write the λ-GELU checkpoint to.")
-    parser.add_argument("--init-lambda", type=_lambda_arg, default=None, help="Initial λ ≥ 1 (default 1: exact GELU).")
+    parser.add_argument("--lambda-init", type=_lambda_arg, default=None, help="Initial λ ≥ 1 (default 1: exact GELU).")
     parser.add_argument(
-        "--temperature", type=_positive_float, default=None, help="Softplus temperature τ > 0 (default 0.1)."
+        "--lambda-temperature", type=_positive_float, default=None, help="Softplus temperature τ > 0 (default 0.1)."
     )
-    parser.add_argument("--per-channel", action="store_true", help="One λ per channel instead of one per layer.")
+    parser.add_argument("--lambda-per-channel", action="store_true", help="One λ per channel instead of one per layer.")
     parser.add_argument(
         "--model-class",
         default=None,
@@ -336,11 +331,10 @@ def _convert(args: argparse.Namespace) -> None:
     source = _source(args.src)
     destination = Path(args.dst)
     _check_empty(destination, args.overwrite)
-    lambda_config = {"init_lambda": args.init_lambda, "temperature": args.temperature, "per_channel": args.per_channel}
+    settings = {name: getattr(args, name) for name in ("lambda_init", "lambda_temperature", "lambda_per_channel")}
     model_class = _model_class(args.model_class, AutoConfig.from_pretrained(source))
-    model = from_pretrained(
-        model_class, source, lambda_config={k: v for k, v in lambda_config.items() if v is not None}
-    )
+    lambda_config = LambdaGELUConfig(**{name: value for name, value in settings.items() if value is not None})
+    model = from_pretrained(model_class, source, lambda_config=lambda_config)
     model.save_pretrained(destination)
     check_reload(model, destination, with_package=True)  # λ must come back from the saved checkpoint
     processor_dir = _processor_dir(source)
@@ -349,7 +343,7 @@ def _convert(args: argparse.Namespace) -> None:
     copied = [n for n in PROCESSOR_FILES if processor_dir and (processor_dir / n).is_file()]
     for name in copied:
         shutil.copyfile(processor_dir / name, destination / name)
-    layers = sum(isinstance(m, LambdaGELU) for m in model.modules())
+    layers = len(lambda_modules(model))
     print(f"Converted {source} ({type(model).__name__}, {layers} λ-GELU layers) -> {destination}")
     print(f"Tokenizer/processor files copied: {', '.join(copied) if copied else 'none found'}")
 
@@ -398,7 +392,6 @@ def _reluize(args: argparse.Namespace) -> None:
     check_output_dir(destination, overwrite=args.overwrite)
     model = _load_lambda_checkpoint(source)
     processor = _load_processor(source)
-    report: dict[str, Any] = {}
     if args.eval_file:
         if infer_pipeline_tag(model) != "text-classification":
             raise CLIError(f"--eval-file evaluates sequence classifiers; {source!r} is a {type(model).__name__}.")
@@ -410,13 +403,13 @@ def _reluize(args: argparse.Namespace) -> None:
         before = _predict(model, processor, texts, args.max_length, args.batch_size)
         report = reluize_for_release(model)
         after = _predict(model, processor, texts, args.max_length, args.batch_size)
-        report.update(
+        report.add_measurement(
+            before=_classification_metrics(before, labels),
+            after=_classification_metrics(after, labels),
+            disruption=compare_predictions(before, after),
             metric_name="accuracy",
-            eval_dataset=f"{Path(args.eval_file).name} (local file)",
-            before_swap=_classification_metrics(before, labels),
-            after_swap=_classification_metrics(after, labels),
-            **compare_predictions(before, after),
         )
+        report.eval_dataset = f"{Path(args.eval_file).name} (local file)"
     else:
         _refuse_unhardened(model, args.allow_unhardened)
         report = reluize_for_release(model)
@@ -437,12 +430,12 @@ def _reluize(args: argparse.Namespace) -> None:
         allow_gelu_remnants=args.allow_gelu_remnants,
     )
     print(f"Wrote the ReLU release of {source} to {destination}")
-    print(f"Worst-case per-activation change of the swap (c/min λ): {report['max_error_bound']:.3g}")
+    print(f"Worst-case per-activation change of the swap (c/min λ): {report.max_error_bound:.3g}")
     if args.eval_file:
-        b, a = report["before_swap"]["eval_accuracy"], report["after_swap"]["eval_accuracy"]
+        b, a = report.before_swap["eval_accuracy"], report.after_swap["eval_accuracy"]
         print(
-            f"accuracy {b:.4f} -> {a:.4f}; max |Δlogits| {report['max_abs_logit_diff']:.3g}; "
-            f"prediction agreement {report['prediction_agreement']:.2%}"
+            f"accuracy {b:.4f} -> {a:.4f}; max |Δlogits| {report.max_abs_logit_diff:.3g}; "
+            f"prediction agreement {report.prediction_agreement:.2%}"
         )
 
 
@@ -687,7 +680,7 @@ def _sparsity_arguments(parser: argparse.ArgumentParser) -> None:
 def _sparsity(args: argparse.Namespace) -> None:
     from .errors import ReluModelRequiredError
     from .export import load_relu_model
-    from .publishing import MANIFEST_FILENAME
+    from .release import MANIFEST_FILENAME
     from .sparsity import SparsityReport, add_sparsity_to_release, measure_sparsity, save_sparsity_plot
 
     source = _source(args.model)

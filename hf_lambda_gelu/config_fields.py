@@ -26,10 +26,9 @@ from typing import Any
 
 from torch import nn
 
-from .registration import ACTIVATION_NAMES
-
 __all__ = [
     "ACTIVATION_FIELDS",
+    "ACTIVATION_NAMES",
     "GATED_FIELD",
     "GELU_FLAVORS",
     "GELU_MODULE_FLAVORS",
@@ -42,6 +41,8 @@ __all__ = [
     "to_relu_value",
 ]
 
+#: λ-GELU form → the activation name registered in transformers' ``ACT2FN`` (:func:`hf_lambda_gelu.register`).
+ACTIVATION_NAMES = {"none": "lambda_gelu", "tanh": "lambda_gelu_tanh"}
 #: Config field → the architecture families (transformers 5.x) whose activation modules it builds.
 ACTIVATION_FIELDS: dict[str, str] = {
     "hidden_act": "BERT, RoBERTa, ALBERT, ELECTRA, DeBERTa-v2, ViT, DeiT, BEiT, Swin, ConvNeXt, SigLIP/CLIP "

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+from typing import Any
+
 __all__ = [
     "DataFileError",
+    "ExportAuditError",
     "GELURemnantsError",
+    "InvalidSettingError",
+    "LRFloorError",
     "LambdaOptimizerError",
     "NoGELUFoundError",
+    "NotAReleaseError",
     "NotLambdaGELUModelError",
+    "NotReluModelError",
+    "PushError",
+    "ReleaseDirNotEmptyError",
     "ReleaseReloadError",
     "ReluModelRequiredError",
     "UncontrolledGELUError",
@@ -137,4 +148,80 @@ class LambdaOptimizerError(ValueError):
     def __init__(self, name: str, value: object, fix: str) -> None:
         self.name = name
         self.value = value
+
+
+class ReleaseDirNotEmptyError(ValueError):
+    """The release folder holds files that are not a previous release."""
+
+    def __init__(self, path: Path, files: list[str]) -> None:
+        self.path = path
+        self.files = files
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        super().__init__(
+            f"Release folder {str(path)!r} is not empty and is not a previous hf-lambda-gelu release "
+            f"(it holds {shown}). Choose an empty or new folder, or pass overwrite=True (CLI: --overwrite) to "
+            "write the release next to those files (same-named ones are replaced by the release's, the others are left "
+            "alone and never uploaded)."
+        )
+
+
+class NotReluModelError(ValueError):
+    """The model is neither λ-GELU (to ReLU-ize) nor a ReLU model."""
+
+    def __init__(self, what: str, activations: dict[str, Any]) -> None:
+        self.activations = activations
+        super().__init__(
+            f"{what} is not a ReLU model (config activation fields: {activations or 'none found'}) and has no "
+            "λ-GELU module to swap. Convert and train it first (hf_lambda_gelu.convert_to_lambda_gelu), or pass "
+            "the λ-GELU model itself: save_release ReLU-izes it."
+        )
+
+
+class NotAReleaseError(ValueError):
+    """The folder is not a (complete) ReLU release."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{str(path)!r} is not a ReLU release folder: {reason}. Build one with hf_lambda_gelu.save_release "
+            "(CLI: hf-lambda-gelu reluize SRC DST)."
+        )
+
+
+class PushError(RuntimeError):
+    """Uploading a release folder failed; the folder itself is complete and kept."""
+
+    def __init__(self, release_dir: Path, repo_id: str, cause: str, private: bool | None = None) -> None:
+        release_dir = Path(release_dir).resolve()
+        self.release_dir = release_dir
+        self.repo_id = repo_id
+        retry = f"hf-lambda-gelu push {shlex.quote(str(release_dir))} {shlex.quote(repo_id)}"
+        super().__init__(
+            f"Upload to the Hub repo {repo_id!r} failed ({cause}). The local release folder is complete and intact "
+            f"at {release_dir}; retry with: {retry}{' --private' if private else ''}"
+        )
+
+
+class ExportAuditError(RuntimeError):
+    """The exported ONNX graph failed its audit (GELU op left, an MLP ReLU not a Relu node, or no parity)."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(
+            f"The ONNX export failed its audit: {'; '.join(problems)}. The full audit is in {str(path)!r}; a GELU op or "
+            "a non-Relu MLP activation means the model is not a clean ReLU release, a parity failure an exporter "
+            "or runtime problem (try another opset)."
+        )
+
+
+class LRFloorError(ValueError):
+    """The learning-rate schedule cannot take a floor (it is not a ``LambdaLR``)."""
+
+
+class InvalidSettingError(ValueError):
+    """A λ-GELU setting (config field, training argument) is out of range; names the setting, the value, the fix."""
+
+    def __init__(self, name: str, value: Any, fix: str) -> None:
+        self.name, self.value = name, value
         super().__init__(f"{name}={value!r} is invalid: {fix}")

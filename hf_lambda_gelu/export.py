@@ -30,9 +30,9 @@ from transformers import AutoConfig, AutoProcessor
 
 from .activation import LambdaGELU
 from .config_fields import activation_fields
-from .errors import ReluModelRequiredError
+from .errors import ExportAuditError, ReluModelRequiredError
 from .model_card import infer_pipeline_tag, set_card_section
-from .publishing import CARD_FILENAME, add_release_files
+from .release import CARD_FILENAME, add_release_files
 
 __all__ = [
     "AUDIT_FILENAME",
@@ -40,7 +40,6 @@ __all__ = [
     "INT8_FILENAME",
     "ONNX_FILENAME",
     "SAMPLE_TEXTS",
-    "ExportAuditError",
     "check_relu_only",
     "deployment_markdown",
     "export_graph",
@@ -72,19 +71,6 @@ SAMPLE_TEXTS = (
 _AUDIT_FORMAT = "hf-lambda-gelu-onnx-audit"
 _PROCESSOR_MARKERS = ("tokenizer_config.json", "tokenizer.json", "preprocessor_config.json", "processor_config.json")
 _WRAPPED = "model."  # prefix of the model's modules inside the export wrappers
-
-
-class ExportAuditError(RuntimeError):
-    """The exported ONNX graph failed its audit (GELU op left, an MLP ReLU not a Relu node, or no parity)."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        self.path = path
-        self.problems = problems
-        super().__init__(
-            f"The ONNX export failed its audit: {'; '.join(problems)}. The full audit is in {str(path)!r}; a GELU op or "
-            "a non-Relu MLP activation means the model is not a clean ReLU release, a parity failure an exporter "
-            "or runtime problem (try another opset)."
-        )
 
 
 def _gelu_modules(model: nn.Module) -> list[str]:

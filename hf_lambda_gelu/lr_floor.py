@@ -17,11 +17,9 @@ from collections.abc import Callable
 
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-__all__ = ["LRFloorError", "with_lr_floor"]
+from .errors import LRFloorError
 
-
-class LRFloorError(ValueError):
-    """The learning-rate schedule cannot take a floor (it is not a ``LambdaLR``)."""
+__all__ = ["with_lr_floor"]
 
 
 def _floored(fn: Callable[[int], float], floor: float, start_step: int, end_step: int) -> Callable[[int], float]:

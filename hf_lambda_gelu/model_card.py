@@ -32,7 +32,7 @@ from transformers.models.auto import modeling_auto
 
 from .config_fields import activation_fields
 from .ops import RELU_DISTANCE_CONSTANT
-from .reluize import DEFAULT_RELU_TOLERANCE
+from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport
 
 __all__ = [
     "CARD_TAGS",
@@ -301,7 +301,7 @@ def build_model_card(
     *,
     model: Any,
     base_model: str | None = None,
-    report: dict | None = None,
+    report: ReluizeReport | None = None,
     profile: dict[str, float] | None = None,
     settings: dict | None = None,
     dataset_names: list[str] | None = None,
@@ -321,11 +321,10 @@ def build_model_card(
             fields are read).
         base_model: the checkpoint training started from. A Hub id goes into the ``base_model`` header
             field; anything else (a local path) is only named in the text.
-        report: the ReLU-ization report (shape of ``reluization_report.json``; every key optional):
+        report: the swap's :class:`~hf_lambda_gelu.reluize.ReluizeReport` (every field optional):
             ``metric_name``, ``before_swap``/``after_swap`` metrics, ``max_abs_logit_diff``,
             ``mean_abs_logit_diff``, ``prediction_agreement``, ``naive_swap`` (or ``naive_swap_unavailable``:
-            why not), ``lambdas``,
-            ``max_error_bound``, ``target_lambda``, ``settings``, ``eval_dataset``.
+            why not), ``lambdas``, the bound, ``target_lambda``, ``settings``, ``eval_dataset``.
         profile: layer → λ at the swap (default: ``report["lambdas"]``).
         settings: λ/hardening settings, merged over ``report["settings"]`` (``lambda_init``,
             ``lambda_temperature``, ``lambda_learning_rate``, ``hardening_start``, ``hardening_shape``,
@@ -345,12 +344,13 @@ def build_model_card(
         A ``huggingface_hub.ModelCard``; ``card.save(folder / "README.md")`` writes it.
 
     >>> from transformers import BertConfig
+    >>> from hf_lambda_gelu import ReluizeReport
     >>> cfg = BertConfig(hidden_act="relu", architectures=["BertForSequenceClassification"])
-    >>> card = build_model_card(model=cfg, base_model="bert-base-uncased", report={"metric_name": "accuracy"})
+    >>> card = build_model_card(model=cfg, base_model="bert-base-uncased", report=ReluizeReport(metric_name="accuracy"))
     >>> card.data.base_model, card.data.pipeline_tag
     ('bert-base-uncased', 'text-classification')
     """
-    report = dict(report or {})
+    report = report.to_dict() if report is not None else {}
     config = _config_of(model)
     settings = {**(report.get("settings") or {}), **(settings or {})}
     profile = profile if profile is not None else report.get("lambdas") or {}

@@ -8,8 +8,8 @@ missing from a checkpoint (models are built on the meta device). ``register()`` 
 1. ``ACT2FN["lambda_gelu"]`` / ``ACT2FN["lambda_gelu_tanh"]`` build a fresh :class:`LambdaGELU`
    (erf / tanh form) per lookup, hence one independent λ per layer.
 2. Wraps ``PreTrainedModel.post_init`` so a model built from a config applies the config's
-   ``lambda_gelu`` settings (temperature, initial λ, per-channel sizes) to its λ-GELU modules before
-   weights are initialized or loaded.
+   ``lambda_gelu`` settings (:class:`~hf_lambda_gelu.config.LambdaGELUConfig`: initial λ, temperature,
+   per-channel sizes) to its λ-GELU modules before weights are initialized or loaded.
 3. Wraps ``PreTrainedModel._initialize_weights`` so λ-GELU modules whose tensors were not loaded
    are set to their initial λ (never uninitialized memory); loaded tensors are left untouched.
 """
@@ -21,12 +21,12 @@ import functools
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 
-from .activation import DEFAULT_TEMPERATURE, LambdaGELU
+from .activation import LambdaGELU, lambda_modules
+from .config import CONFIG_KEY, LambdaGELUConfig
+from .config_fields import ACTIVATION_NAMES
 
-__all__ = ["ACTIVATION_NAMES", "CONFIG_KEY", "register"]
+__all__ = ["register"]
 
-ACTIVATION_NAMES = {"none": "lambda_gelu", "tanh": "lambda_gelu_tanh"}
-CONFIG_KEY = "lambda_gelu"
 _PATCHED = "_hf_lambda_gelu_patched"
 
 
@@ -40,15 +40,14 @@ def _channels_for(channels: dict[str, int], name: str) -> int | None:
 
 def apply_config_settings(model: PreTrainedModel) -> None:
     """Give every λ-GELU module of ``model`` the settings stored in ``model.config.lambda_gelu``."""
-    settings = getattr(model.config, CONFIG_KEY, None) or {}
-    temperature = float(settings.get("temperature", DEFAULT_TEMPERATURE))
-    init_lambda = float(settings.get("init_lambda", 1.0))
-    channels = settings.get("num_channels") or {}
-    for name, module in model.named_modules():
-        if isinstance(module, LambdaGELU):
-            module.configure(
-                init_lambda=init_lambda, temperature=temperature, num_channels=_channels_for(channels, name)
-            )
+    config = LambdaGELUConfig.from_dict(getattr(model.config, CONFIG_KEY, None))
+    channels = config.num_channels or {}
+    for name, module in lambda_modules(model):
+        module.configure(
+            init_lambda=config.lambda_init,
+            temperature=config.lambda_temperature,
+            num_channels=_channels_for(channels, name),
+        )
 
 
 def _wrap_post_init(original):

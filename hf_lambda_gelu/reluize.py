@@ -1,21 +1,31 @@
-"""λ-GELU → ReLU swap and the layerwise hardness profile."""
+"""λ-GELU → ReLU swap (hardened, and the naive GELU → ReLU baseline) and the layerwise hardness profile."""
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from torch import nn
 
-from .activation import LambdaGELU
+from .activation import LambdaGELU, has_lambda_gelu, lambda_modules
+from .config import CONFIG_KEY
 from .config_fields import set_activation_fields, to_relu_value
+from .conversion import convert_to_lambda_gelu
 from .errors import NotLambdaGELUModelError, UnhardenedSwapWarning
 from .ops import RELU_DISTANCE_CONSTANT
-from .registration import CONFIG_KEY
 from .remnants import gelu_modules
 from .walker import FilterFn, swap_modules
 
-__all__ = ["DEFAULT_RELU_TOLERANCE", "ReluizeReport", "exceeds_tolerance", "hardness_profile", "reluize"]
+__all__ = [
+    "DEFAULT_RELU_TOLERANCE",
+    "DISRUPTION_KEYS",
+    "ReluizeReport",
+    "exceeds_tolerance",
+    "gelu_to_relu",
+    "hardness_profile",
+    "reluize",
+]
 
 #: ε: the largest per-activation bound c/λ a swap may have and still count as hardened (λ ≥ λ* ≈ 170).
 DEFAULT_RELU_TOLERANCE = 1e-3
@@ -37,7 +47,7 @@ def hardness_profile(model: nn.Module) -> dict[str, float]:
     >>> hardness_profile(torch.nn.Sequential(LambdaGELU(init_lambda=2.0)))
     {'0': 2.0}
     """
-    return {name: _layer_lambda(m) for name, m in model.named_modules() if isinstance(m, LambdaGELU)}
+    return {name: _layer_lambda(m) for name, m in lambda_modules(model)}
 
 
 def exceeds_tolerance(bound: float, tolerance: float) -> bool:
@@ -51,11 +61,20 @@ def exceeds_tolerance(bound: float, tolerance: float) -> bool:
 
 @dataclass
 class ReluizeReport:
-    """What :func:`reluize` swapped: per layer λ at the swap and the bound c/λ on |f(x) − ReLU(x)|.
+    """The one report of a λ-GELU → ReLU swap: what was swapped, its bound, and (when measured) its disruption.
 
-    ``unhardened`` is True when the worst bound exceeds ``tolerance`` (a naive swap, not a hardened
-    one), None when the swap was not checked. ``gelu_remnants`` lists the GELU modules the swap left
-    (hard-coded ones no config field controls: they stay GELU).
+    :func:`reluize` fills the swap part: per layer λ at the swap and the bound c/λ on
+    |f(x) − ReLU(x)|; ``unhardened`` is True when the worst bound exceeds ``tolerance`` (a naive
+    swap, not a hardened one), None when the swap was not checked; ``gelu_remnants`` lists the GELU
+    modules the swap left (hard-coded ones no config field controls: they stay GELU).
+
+    :func:`hf_lambda_gelu.disruption.measure_swap` adds the disruption on an evaluation set
+    (``before_swap`` / ``after_swap`` metrics, ``max_abs_logit_diff``, ``mean_abs_logit_diff``,
+    ``prediction_agreement``, ``metric_name``); the trainer adds the hardening context
+    (``target_lambda``, ``learned_lambdas``, ``settings``) and the naive-swap baseline (``naive_swap``:
+    the same measurement of the model at hardening start swapped directly, or why it is missing in
+    ``naive_swap_unavailable``). :meth:`to_dict` is ``reluization_report.json``; :meth:`metrics` the
+    flat ``reluize_*`` / ``naive_swap_*`` numbers the trainer logs.
     """
 
     swapped: list[str] = field(default_factory=list)
@@ -64,14 +83,91 @@ class ReluizeReport:
     tolerance: float | None = None
     unhardened: bool | None = None
     gelu_remnants: dict[str, str] = field(default_factory=dict)
+    metric_name: str | None = None
+    eval_dataset: str | None = None
+    before_swap: dict[str, float] | None = None
+    after_swap: dict[str, float] | None = None
+    max_abs_logit_diff: float | None = None
+    mean_abs_logit_diff: float | None = None
+    prediction_agreement: float | None = None
+    target_lambda: float | None = None
+    learned_lambdas: dict[str, float] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    naive_swap: ReluizeReport | None = None
+    naive_swap_unavailable: str | None = None
 
     @property
     def max_error_bound(self) -> float:
         """Worst-case per-activation error of the swap over all layers (c / min λ)."""
         return max(self.error_bounds.values(), default=0.0)
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "max_error_bound": self.max_error_bound}
+    @property
+    def disruption(self) -> dict[str, float]:
+        """max/mean |Δlogits| and the prediction agreement of the swap (empty when not measured)."""
+        return {key: getattr(self, key) for key in DISRUPTION_KEYS if getattr(self, key) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``reluization_report.json``); the measurement fields only when measured,
+        ``max_error_bound`` when there are bounds, and of ``naive_swap`` its measurement.
+
+        >>> ReluizeReport(lambdas={"act": 170.0}, error_bounds={"act": 0.001}).to_dict()["max_error_bound"]
+        0.001
+        """
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = {k: v for k, v in values.items() if k in _ALWAYS or v is not None}
+        if self.naive_swap is not None:  # the baseline's measurement: its metrics and disruption
+            naive = {"before_swap": self.naive_swap.before_swap, "after_swap": self.naive_swap.after_swap}
+            values["naive_swap"] = {**{k: v for k, v in naive.items() if v is not None}, **self.naive_swap.disruption}
+        if not self.settings:
+            del values["settings"]
+        if self.error_bounds:
+            values["max_error_bound"] = self.max_error_bound
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ReluizeReport:
+        """Rebuild a report from :meth:`to_dict` output (a release's ``reluization_report.json``).
+
+        Raises:
+            TypeError: a key that is not a report field (the message names it).
+
+        >>> ReluizeReport.from_dict({"prediction_agreement": 0.99, "max_error_bound": 0.0}).prediction_agreement
+        0.99
+        """
+        values = {k: v for k, v in values.items() if k != "max_error_bound"}
+        naive = values.pop("naive_swap", None)
+        report = cls(**values)
+        report.naive_swap = None if naive is None else cls.from_dict(naive)
+        return report
+
+    def add_measurement(
+        self, *, before: dict[str, float], after: dict[str, float], disruption: dict[str, float], metric_name: str
+    ) -> None:
+        """Record the swap's disruption on an evaluation set (metrics before/after, :data:`DISRUPTION_KEYS`)."""
+        self.before_swap, self.after_swap, self.metric_name = before, after, metric_name
+        for key in DISRUPTION_KEYS:
+            setattr(self, key, disruption[key])
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics: ``reluize_max_error_bound``, ``reluize_<disruption>``, ``reluize_before_<m>`` /
+        ``reluize_after_<m>``, and for the naive baseline ``naive_swap_<disruption>`` / ``naive_swap_after_<m>``.
+
+        >>> ReluizeReport(error_bounds={"act": 0.001}, prediction_agreement=1.0).metrics()
+        {'reluize_max_error_bound': 0.001, 'reluize_prediction_agreement': 1.0}
+        """
+        flat = {"reluize_max_error_bound": self.max_error_bound}
+        flat.update({f"reluize_{k}": v for k, v in self.disruption.items()})
+        flat.update({f"reluize_before_{k}": v for k, v in (self.before_swap or {}).items()})
+        flat.update({f"reluize_after_{k}": v for k, v in (self.after_swap or {}).items()})
+        if self.naive_swap is not None:
+            flat.update({f"naive_swap_{k}": v for k, v in self.naive_swap.disruption.items()})
+            flat.update({f"naive_swap_after_{k}": v for k, v in (self.naive_swap.after_swap or {}).items()})
+        return flat
+
+
+#: The disruption figures of a measured swap (:func:`hf_lambda_gelu.disruption.compare_predictions`).
+DISRUPTION_KEYS = ("max_abs_logit_diff", "mean_abs_logit_diff", "prediction_agreement")
+_ALWAYS = frozenset({"swapped", "lambdas", "error_bounds", "tolerance", "unhardened", "gelu_remnants"})
 
 
 def reluize(
@@ -116,7 +212,7 @@ def reluize(
     if not swaps:
         raise NotLambdaGELUModelError(type(model).__name__)
     config = getattr(model, "config", None)
-    if config is not None and not any(isinstance(m, LambdaGELU) for m in model.modules()):
+    if config is not None and not has_lambda_gelu(model):
         set_activation_fields(config, to_relu_value)
         if hasattr(config, CONFIG_KEY):
             delattr(config, CONFIG_KEY)
@@ -131,3 +227,33 @@ def reluize(
                 stacklevel=2,
             )
     return report
+
+
+def gelu_to_relu(model: nn.Module, *, filter_fn: FilterFn | None = None) -> ReluizeReport:
+    """The naive swap: every GELU (or λ-GELU, at its current λ) becomes ``nn.ReLU``, in place, config updated.
+
+    No λ is learned or hardened: this is the baseline the method is measured against. A GELU model
+    goes through the same path as the method (exact λ = 1 λ-GELU, then :func:`reluize`), so its
+    config says ``"relu"`` afterwards and the report gives the bound c/λ of the swap (c at λ = 1)
+    and ``unhardened=True``; no :class:`~hf_lambda_gelu.errors.UnhardenedSwapWarning` is raised (the
+    naive swap is done on purpose).
+
+    Args:
+        model: a GELU or λ-GELU model.
+        filter_fn: ``filter_fn(module, qualified_name) -> bool`` chooses which activations to swap.
+
+    Raises:
+        NoGELUFoundError: the model has neither GELU nor λ-GELU activations.
+
+    >>> from transformers import BertConfig, BertModel
+    >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    >>> model = BertModel(cfg)
+    >>> report = gelu_to_relu(model)
+    >>> model.config.hidden_act, report.unhardened, round(report.max_error_bound, 4)
+    ('relu', True, 0.17)
+    """
+    if not has_lambda_gelu(model):
+        convert_to_lambda_gelu(model, filter_fn=filter_fn)  # λ = 1: exactly the model's GELU, now swappable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnhardenedSwapWarning)
+        return reluize(model, filter_fn=filter_fn)

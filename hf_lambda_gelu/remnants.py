@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .activation import LambdaGELU
+from .activation import LambdaGELU, lambda_modules
 from .config_fields import gelu_module_form, is_lambda_gelu_config, set_activation_fields, to_lambda_gelu_value
 
 __all__ = ["config_controlled", "find_gelu_remnants", "functional_gelus", "gelu_modules", "hard_coded_gelus"]
@@ -72,7 +72,7 @@ def config_controlled(model: nn.Module) -> set[str] | None:
     except Exception as err:  # noqa: BLE001 - any failure means "unknown", never a wrong answer
         logger.info("Could not rebuild %s from its config (%s); GELU coverage unknown.", type(model).__name__, err)
         return None
-    return {name for name, m in probe.named_modules() if isinstance(m, LambdaGELU)}
+    return {name for name, _ in lambda_modules(probe)}
 
 
 class _GeluCalls(TorchFunctionMode):

@@ -33,7 +33,7 @@ from torch import nn
 
 from .export import check_relu_only
 from .model_card import set_card_section
-from .publishing import CARD_FILENAME, add_release_files
+from .release import CARD_FILENAME, add_release_files
 from .walker import FilterFn
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -13,15 +14,16 @@ from transformers.trainer_utils import HubStrategy
 
 from .activation import lambda_modules
 from .conversion import convert_to_lambda_gelu
-from .disruption import compare_predictions, summary_metrics
+from .disruption import measure_swap
 from .distillation import DistillationTrainer, Distiller, frozen_copy
 from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
 from .lr_floor import with_lr_floor
 from .optim import create_lambda_gelu_optimizer, install_lambda_update
 from .pressure import hardness_pressure_term
-from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
-from .reluize import hardness_profile, reluize
+from .release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
+from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
 from .training_args import LambdaGELUTrainingArguments
+from .upload import upload_release
 
 __all__ = ["LambdaGELUTrainer"]
 
@@ -83,12 +85,7 @@ class LambdaGELUTrainer(DistillationTrainer):
         if model is not None and (args.distill_alpha > 0 or args.distill_logits_alpha > 0):
             teacher = frozen_copy(model)  # the original checkpoint, before conversion and training
         if model is not None and not lambda_modules(model):
-            convert_to_lambda_gelu(
-                model,
-                init_lambda=args.lambda_init,
-                temperature=args.lambda_temperature,
-                per_channel=args.lambda_per_channel,
-            )
+            convert_to_lambda_gelu(model, args.lambda_config())
             logger.warning(
                 "LambdaGELUTrainer converted the model's GELU activations to λ-GELU (init λ=%g, τ=%g).",
                 args.lambda_init,
@@ -117,7 +114,7 @@ class LambdaGELUTrainer(DistillationTrainer):
         )
         self.lambda_update = None
         self.final_profile: dict[str, float] | None = None
-        self.reluization_report: dict[str, Any] | None = None
+        self.reluization_report: ReluizeReport | None = None
         #: Why the naive-swap baseline could not be measured (None when it was, or was not asked for).
         self.naive_swap_unavailable: str | None = None
         #: Checkpoint this run resumed from, whose pre-hardening weights are read on first need.
@@ -271,7 +268,7 @@ class LambdaGELUTrainer(DistillationTrainer):
 
         The release folder ``output_dir/release`` holds exactly what goes up: model (config says
         relu), tokenizer/processor, model card, hardness profile plot/JSON and the disruption report.
-        A failed upload raises :class:`hf_lambda_gelu.publishing.PushError` and keeps that folder.
+        A failed upload raises :class:`hf_lambda_gelu.errors.PushError` and keeps that folder.
 
         Args:
             commit_message: Hub commit message.
@@ -280,7 +277,7 @@ class LambdaGELUTrainer(DistillationTrainer):
             private: create the repo private (default ``args.hub_private_repo``).
             **kwargs: card fields for :func:`hf_lambda_gelu.model_card.build_model_card`
                 (``dataset_names``, ``license``, ``model_name``, ``extra_text``, ...), ``base_model``, and
-                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.publishing.save_release`).
+                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.release.save_release`).
 
         Returns:
             The Hub commit URL on the main process, None elsewhere.
@@ -322,69 +319,50 @@ class LambdaGELUTrainer(DistillationTrainer):
             commit_message=commit_message,
         )
 
-    def _predict_with(self, model, dataset):
+    def _predict_eval(self, model):
+        """``predict`` on the eval set with ``model`` in place of ``self.model`` (the same data, metrics, gathering)."""
+        if model is self.model:
+            return self.predict(self.eval_dataset, metric_key_prefix="eval")
         saved = self.model, self.model_wrapped
         self.model = self.model_wrapped = model
         try:
-            return self.predict(dataset, metric_key_prefix="eval")
+            return self.predict(self.eval_dataset, metric_key_prefix="eval")
         finally:
             self.model, self.model_wrapped = saved
 
     def reluize_and_report(self) -> dict[str, float]:
         """Swap λ-GELU → ReLU on ``self.model``, measure the disruption, write and log the report.
 
-        Every rank must call it (evaluation gathers across ranks); rank 0 writes the file.
-        Returns the flat metrics (``reluize_*``, ``naive_swap_*``) also added to ``train()``'s metrics.
+        Every rank must call it (evaluation gathers across ranks); rank 0 writes the file. The
+        :class:`~hf_lambda_gelu.reluize.ReluizeReport` is kept as ``self.reluization_report``.
+        Returns its flat metrics (``reluize_*``, ``naive_swap_*``), also added to ``train()``'s metrics.
         """
-        dataset = self.eval_dataset
+        predict = self._predict_eval if self.eval_dataset is not None else None
         naive_model = None
         pre_hardening_state = self._pre_hardening_state()
-        if dataset is not None and pre_hardening_state is not None:
+        if predict is not None and pre_hardening_state is not None:
             naive_model = copy.deepcopy(self.model)
             naive_model.load_state_dict(pre_hardening_state)
             for _, module in lambda_modules(naive_model):
                 module.unpin()
                 module.relu_forward = False
-        before = self.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
         # hardened to this run's own (possibly per-layer) targets: the bound is checked only if hardening never ran
-        swap = reluize(self.model, tolerance=None if self.hardening.started else self.args.relu_tolerance)
-        report: dict[str, Any] = {
-            **swap.to_dict(),
-            "target_lambda": self.args.target_lambda,
-            "learned_lambdas": self.learned_profile(),
-            "settings": {k: getattr(self.args, k) for k in _SETTINGS},
-        }
-        flat = {"reluize_max_error_bound": swap.max_error_bound}
-        if before is not None:
-            after = self.predict(dataset, metric_key_prefix="eval")
-            diff = compare_predictions(before.predictions, after.predictions, before.label_ids)
-            report.update(
-                before_swap=summary_metrics(before.metrics), after_swap=summary_metrics(after.metrics), **diff
-            )
-            report["metric_name"] = _main_metric(before.metrics)
-            flat.update({f"reluize_{k}": v for k, v in diff.items()})
-            flat.update({f"reluize_before_{k}": v for k, v in report["before_swap"].items()})
-            flat.update({f"reluize_after_{k}": v for k, v in report["after_swap"].items()})
+        tolerance = None if self.hardening.started else self.args.relu_tolerance
+        report = measure_swap(self.model, functools.partial(reluize, tolerance=tolerance), predict)
+        report.target_lambda = self.args.target_lambda
+        report.learned_lambdas = self.learned_profile()
+        report.settings = {k: getattr(self.args, k) for k in _SETTINGS}
         if naive_model is not None:
-            naive_before = self._predict_with(naive_model, dataset)
-            reluize(naive_model, tolerance=None)  # the naive baseline, measured on purpose
-            naive_after = self._predict_with(naive_model, dataset)
-            naive = compare_predictions(naive_before.predictions, naive_after.predictions, naive_before.label_ids)
-            report["naive_swap"] = {
-                "before_swap": summary_metrics(naive_before.metrics),
-                "after_swap": summary_metrics(naive_after.metrics),
-                **naive,
-            }
-            flat.update({f"naive_swap_{k}": v for k, v in naive.items()})
-            flat.update({f"naive_swap_after_{k}": v for k, v in report["naive_swap"]["after_swap"].items()})
+            report.naive_swap = measure_swap(naive_model, gelu_to_relu, predict)  # the naive baseline, on purpose
         elif self.naive_swap_unavailable:
-            report["naive_swap_unavailable"] = self.naive_swap_unavailable
+            report.naive_swap_unavailable = self.naive_swap_unavailable
         self.hardening.pre_hardening_state = None
         self.reluization_report = report
         if self.is_world_process_zero():
             os.makedirs(self.args.output_dir, exist_ok=True)
             with open(os.path.join(self.args.output_dir, REPORT_FILENAME), "w") as f:
-                json.dump(report, f, indent=2)
+                json.dump(report.to_dict(), f, indent=2)
+        flat = report.metrics()
         self.log(flat)
         return flat
 
@@ -421,8 +399,3 @@ def _upgrade_training_args(args: Any) -> LambdaGELUTrainingArguments:
     values.update({key: getattr(args, key) for key in values if key.endswith("_token")})
     logger.warning("LambdaGELUTrainer got plain TrainingArguments: the λ-GELU settings take their defaults.")
     return LambdaGELUTrainingArguments(**values)
-
-
-def _main_metric(metrics: dict[str, float]) -> str:
-    keys = [k for k in summary_metrics(metrics) if k != "eval_loss" and not k.endswith("_loss")]
-    return keys[0] if keys else "eval_loss"

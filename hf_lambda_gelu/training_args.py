@@ -6,15 +6,22 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from .activation import check_lambda_settings
+from .config import LambdaGELUConfig
+from .errors import InvalidSettingError
 from .hardening import HARDENING_SHAPES, check_hardening_end, target_lambda_for_tolerance
 from .optim import OPTIMIZER_FAMILIES
 
 __all__ = ["LambdaGELUTrainingArguments"]
 
 
-def _bad(name: str, value, fix: str) -> ValueError:
-    return ValueError(f"{name}={value!r} is invalid: {fix}")
+def _bad(name: str, value, fix: str) -> InvalidSettingError:
+    return InvalidSettingError(name, value, fix)
+
+
+def _config_field(name: str):
+    """The :class:`LambdaGELUConfig` field ``name`` (same default and help) as a training argument."""
+    spec = LambdaGELUConfig.__dataclass_fields__[name]
+    return field(default=spec.default, metadata=dict(spec.metadata))
 
 
 @dataclass
@@ -33,15 +40,9 @@ class LambdaGELUTrainingArguments(TrainingArguments):
             "0 keeps λ at lambda_init until hardening (ablation: hardening without learned λ)."
         },
     )
-    lambda_temperature: float = field(
-        default=0.1, metadata={"help": "Temperature τ of the reparameterization λ = 1 + softplus(s/τ)."}
-    )
-    lambda_init: float = field(
-        default=1.0, metadata={"help": "Initial λ (≥ 1) when the Trainer converts a GELU model; 1 = exact GELU."}
-    )
-    lambda_per_channel: bool = field(
-        default=False, metadata={"help": "One λ per channel instead of one per layer (when converting)."}
-    )
+    lambda_temperature: float = _config_field("lambda_temperature")
+    lambda_init: float = _config_field("lambda_init")
+    lambda_per_channel: bool = _config_field("lambda_per_channel")
     lambda_optimizer_family: str = field(
         default="auto",
         metadata={"help": f"How the optimizer normalizes steps, for the λ update: one of {OPTIMIZER_FAMILIES}."},
@@ -132,12 +133,7 @@ class LambdaGELUTrainingArguments(TrainingArguments):
         super().__post_init__()
         if not self.lambda_learning_rate >= 0:
             raise _bad("lambda_learning_rate", self.lambda_learning_rate, "use a λ step size ≥ 0, e.g. 1e-2.")
-        try:
-            check_lambda_settings(self.lambda_init, None)
-        except ValueError:
-            raise _bad("lambda_init", self.lambda_init, "λ-GELU needs λ ≥ 1 (1 = GELU).") from None
-        if not self.lambda_temperature > 0:
-            raise _bad("lambda_temperature", self.lambda_temperature, "τ must be > 0 (default 0.1).")
+        self.lambda_config()  # validates lambda_init, lambda_temperature, lambda_per_channel
         if self.lambda_optimizer_family not in OPTIMIZER_FAMILIES:
             raise _bad("lambda_optimizer_family", self.lambda_optimizer_family, f"use one of {OPTIMIZER_FAMILIES}.")
         if not 0.0 <= self.hardening_start <= 1.0:
@@ -165,6 +161,18 @@ class LambdaGELUTrainingArguments(TrainingArguments):
                 raise _bad(name, getattr(self, name), "use a weight ≥ 0 (0 = off).")
         if not self.distill_temperature > 0.0:
             raise _bad("distill_temperature", self.distill_temperature, "T must be > 0 (default 2).")
+
+    def lambda_config(self) -> LambdaGELUConfig:
+        """The conversion settings of these arguments (what the trainer converts a GELU model with).
+
+        >>> LambdaGELUTrainingArguments(output_dir="out", lambda_init=2.0, report_to="none").lambda_config()
+        LambdaGELUConfig(lambda_init=2.0, lambda_temperature=0.1, lambda_per_channel=False, num_channels=None)
+        """
+        return LambdaGELUConfig(
+            lambda_init=self.lambda_init,
+            lambda_temperature=self.lambda_temperature,
+            lambda_per_channel=self.lambda_per_channel,
+        )
 
     @property
     def distillation_enabled(self) -> bool:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from huggingface_hub.utils import filter_repo_objects
 
-from hf_lambda_gelu import publishing
+from hf_lambda_gelu import upload
 
 TOKEN = "hf_SECRETtoken0123456789abcdefXYZ"
 
@@ -63,5 +63,5 @@ def install_fake_hub(monkeypatch, remote: Path, fail_on: str | None = None) -> F
     """Patch the one HfApi name the package uses; ``remote`` receives the uploaded files."""
     fake = FakeHub(remote, fail_on=fail_on)
     remote.mkdir(parents=True, exist_ok=True)
-    monkeypatch.setattr(publishing, "HfApi", fake)
+    monkeypatch.setattr(upload, "HfApi", fake)
     return fake

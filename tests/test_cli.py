@@ -17,10 +17,11 @@ from helpers import offline_env
 from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
-from hf_lambda_gelu import cli, convert_to_lambda_gelu, publishing
+import hf_lambda_gelu.upload as hub_upload
+from hf_lambda_gelu import cli, convert_to_lambda_gelu
 from hf_lambda_gelu.cli import COMMANDS, PROG, Command, build_parser, main
 from hf_lambda_gelu.profile_plot import load_profile_json
-from hf_lambda_gelu.publishing import MANIFEST_FILENAME, check_release_dir, save_release
+from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir, save_release
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad movie great awful film fine plot".split()]
 TOKEN = "hf_SECRETcliToken0123456789abcdef"
@@ -83,10 +84,10 @@ def test_help_documents_every_command_and_option(capsys, command):
 @pytest.mark.slow
 def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
     lg, release = tmp_path / "lg", tmp_path / "release"
-    code, out, err = run_cli(capsys, "convert", work.gelu, lg, "--init-lambda", "30", "--temperature", "0.2")
+    code, out, err = run_cli(capsys, "convert", work.gelu, lg, "--lambda-init", "30", "--lambda-temperature", "0.2")
     assert code == 0, err
     config = json.loads((lg / "config.json").read_text())
-    assert config["hidden_act"] == "lambda_gelu" and config["lambda_gelu"]["temperature"] == 0.2
+    assert config["hidden_act"] == "lambda_gelu" and config["lambda_gelu"]["lambda_temperature"] == 0.2
     assert config["architectures"] == ["BertForSequenceClassification"]
     assert (lg / "tokenizer.json").read_bytes() == (work.gelu / "tokenizer.json").read_bytes()
     assert "2 λ-GELU layers" in out and "tokenizer.json" in out
@@ -143,7 +144,7 @@ def test_convert_profile_reluize_push(work, tmp_path, capsys, monkeypatch):
             uploads.append(kwargs)
             return SimpleNamespace(commit_url="https://huggingface.co/me/bert-relu/commit/1")
 
-    monkeypatch.setattr(publishing, "HfApi", FakeHfApi)
+    monkeypatch.setattr(hub_upload, "HfApi", FakeHfApi)
     code, out, err = run_cli(capsys, "push", release, "me/bert-relu", "--private", "--keep-remote-files")
     assert code == 0, err
     assert out.strip().endswith("https://huggingface.co/me/bert-relu/commit/1")
@@ -188,7 +189,7 @@ def test_user_errors_print_one_line(work, tmp_path, capsys, case, fragments):
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
-    [("--init-lambda", "0.5", "λ must be ≥ 1"), ("--temperature", "0", "must be > 0")],
+    [("--lambda-init", "0.5", "λ must be ≥ 1"), ("--lambda-temperature", "0", "must be > 0")],
 )
 def test_bad_option_values_are_usage_errors(work, tmp_path, capsys, option, value, message):
     with pytest.raises(SystemExit) as exit_info:

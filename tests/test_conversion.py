@@ -20,7 +20,7 @@ from transformers import (
 )
 
 import hf_lambda_gelu
-from hf_lambda_gelu import LambdaGELU, NoGELUFoundError, convert_to_lambda_gelu
+from hf_lambda_gelu import InvalidSettingError, LambdaGELU, LambdaGELUConfig, NoGELUFoundError, convert_to_lambda_gelu
 
 EXACT = {"rtol": 0.0, "atol": 0.0}
 
@@ -65,7 +65,7 @@ def test_converted_models_reproduce_the_originals(tiny_case: TinyCase):
 
     config = converted.config
     assert getattr(config, tiny_case.act_config_key) == lambda_form_name(tiny_case)
-    assert config.lambda_gelu == {"init_lambda": 1.0, "temperature": 0.1}
+    assert config.lambda_gelu == {"lambda_init": 1.0, "lambda_temperature": 0.1, "lambda_per_channel": False}
     assert "lambda_gelu" in config.to_dict()
 
     # gradients of the shared weights match the stock model; every λ gets one
@@ -98,11 +98,11 @@ def test_gpt2_needs_the_tanh_form():
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"init_lambda": 2.5, "temperature": 0.3, "per_channel": True}, {"init_lambda": 1.7}],
+    [{}, {"lambda_init": 2.5, "lambda_temperature": 0.3, "lambda_per_channel": True}, {"lambda_init": 1.7}],
     ids=["default", "custom_per_channel", "init_only"],
 )
 def test_save_load_round_trip_is_bit_exact(tiny_case: TinyCase, options, tmp_path, fill_uninitialized_memory):
-    model = convert_to_lambda_gelu(tiny_case.build(), **options)
+    model = convert_to_lambda_gelu(tiny_case.build(), LambdaGELUConfig(**options))
     perturb_lambdas(model)  # so that a reload at the initial λ cannot pass by accident
     inputs = tiny_case.inputs()
     expected = forward(tiny_case, model, inputs)
@@ -122,7 +122,7 @@ def test_save_load_round_trip_is_bit_exact(tiny_case: TinyCase, options, tmp_pat
 
 
 def test_per_channel_checkpoint_loads_into_a_base_model(tmp_path):
-    model = convert_to_lambda_gelu(TINY_MODELS["bert_mlm"].build(), per_channel=True)
+    model = convert_to_lambda_gelu(TINY_MODELS["bert_mlm"].build(), LambdaGELUConfig(lambda_per_channel=True))
     perturb_lambdas(model)
     model.save_pretrained(tmp_path)
     base = BertModel.from_pretrained(tmp_path)
@@ -133,7 +133,7 @@ def test_per_channel_checkpoint_loads_into_a_base_model(tmp_path):
 
 
 def test_per_channel_sizes_follow_the_feeding_linear_layer(tiny_case: TinyCase):
-    model = convert_to_lambda_gelu(tiny_case.build(), per_channel=True)
+    model = convert_to_lambda_gelu(tiny_case.build(), LambdaGELUConfig(lambda_per_channel=True))
     sizes = {name: m.num_channels for name, m in lambda_modules(model).items()}
     expected_inner = 128 if tiny_case.name == "gpt2" else 37
     for name, size in sizes.items():
@@ -167,7 +167,7 @@ def test_plain_sequential_gelu(approximate):
     model = nn.Sequential(nn.Linear(8, 16), nn.GELU(approximate=approximate), nn.Linear(16, 4))
     x = torch.randn(5, 8)
     expected = model(x)
-    convert_to_lambda_gelu(model, init_lambda=1.0)
+    convert_to_lambda_gelu(model, LambdaGELUConfig(lambda_init=1.0))
     assert isinstance(model[1], LambdaGELU) and model[1].approximate == approximate
     torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=0)
 
@@ -183,19 +183,24 @@ def test_model_without_gelu_raises_listing_what_it_found():
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"init_lambda": 0.5}, "init_lambda=0.5"), ({"temperature": 0}, "temperature=0"), ({"temperature": -1.0}, "-1.0")],
+    [
+        ({"lambda_init": 0.5}, "lambda_init=0.5"),
+        ({"lambda_temperature": 0}, "lambda_temperature=0"),
+        ({"lambda_temperature": -1.0}, "-1.0"),
+        ({"lambda_per_channel": "yes"}, "lambda_per_channel='yes'"),
+    ],
 )
 def test_invalid_settings(kwargs, message):
     model = TINY_MODELS["bert_mlm"].build()
-    with pytest.raises(ValueError, match=message):
-        convert_to_lambda_gelu(model, **kwargs)
+    with pytest.raises(InvalidSettingError, match=message):
+        convert_to_lambda_gelu(model, LambdaGELUConfig(**kwargs))
     assert not lambda_modules(model), "nothing may be swapped when the settings are rejected"
 
 
 def test_per_channel_without_a_linear_parent_raises():
     model = nn.Sequential(nn.GELU())
-    with pytest.raises(ValueError, match="per_channel=True"):
-        convert_to_lambda_gelu(model, per_channel=True)
+    with pytest.raises(InvalidSettingError, match="lambda_per_channel=True"):
+        convert_to_lambda_gelu(model, LambdaGELUConfig(lambda_per_channel=True))
 
 
 # --------------------------------------------------------------------------- loading GELU checkpoints
@@ -231,7 +236,9 @@ def test_loading_gelu_checkpoint_as_lambda_gelu_initializes_lambda(tmp_path, fil
 
 
 def test_config_lambda_settings_are_honoured_on_load(tmp_path, fill_uninitialized_memory):
-    _, path = _save_plain(tmp_path, hidden_act="lambda_gelu", lambda_gelu={"init_lambda": 3.0, "temperature": 0.5})
+    _, path = _save_plain(
+        tmp_path, hidden_act="lambda_gelu", lambda_gelu={"lambda_init": 3.0, "lambda_temperature": 0.5}
+    )
     for _ in range(2):
         model = AutoModelForMaskedLM.from_pretrained(path)
         acts = lambda_modules(model)
@@ -251,16 +258,16 @@ def test_from_pretrained_helper_converts(tmp_path):
     assert model.config.hidden_act == "lambda_gelu"
     torch.testing.assert_close(forward(case, model.eval(), inputs), forward(case, plain, inputs), atol=1e-5, rtol=0)
 
-    model = hf_lambda_gelu.from_pretrained(AutoModelForMaskedLM, path, lambda_config={"init_lambda": 2.0})
+    model = hf_lambda_gelu.from_pretrained(AutoModelForMaskedLM, path, lambda_config=LambdaGELUConfig(lambda_init=2.0))
     assert all(m.lambda_.item() == pytest.approx(2.0, rel=1e-6) for m in lambda_modules(model).values())
-    with pytest.raises(ValueError, match="bogus"):
-        hf_lambda_gelu.from_pretrained(AutoModelForMaskedLM, path, lambda_config={"bogus": 1})
+    with pytest.raises(TypeError, match="LambdaGELUConfig"):
+        hf_lambda_gelu.from_pretrained(AutoModelForMaskedLM, path, lambda_config={"lambda_init": 2.0})
 
 
 def test_patch_from_pretrained_is_scoped(tmp_path):
     _, path = _save_plain(tmp_path)
     original = PreTrainedModel.__dict__["from_pretrained"]
-    with hf_lambda_gelu.patch_from_pretrained({"init_lambda": 1.5}):
+    with hf_lambda_gelu.patch_from_pretrained(LambdaGELUConfig(lambda_init=1.5)):
         model = AutoModel.from_pretrained(path)
         assert isinstance(model, BertModel)
         acts = lambda_modules(model)
@@ -277,13 +284,15 @@ def test_patch_from_pretrained_is_scoped(tmp_path):
 
 def test_helpers_keep_lambda_of_a_lambda_checkpoint(tmp_path):
     case = TINY_MODELS["bert_mlm"]
-    trained = convert_to_lambda_gelu(case.build(), temperature=0.2)
+    trained = convert_to_lambda_gelu(case.build(), LambdaGELUConfig(lambda_temperature=0.2))
     perturb_lambdas(trained)
     trained.save_pretrained(tmp_path)
     reference = {n: m.lambda_raw.clone() for n, m in lambda_modules(trained).items()}
 
-    via_helper = hf_lambda_gelu.from_pretrained(AutoModelForMaskedLM, tmp_path, lambda_config={"init_lambda": 5.0})
-    with hf_lambda_gelu.patch_from_pretrained({"init_lambda": 5.0}):
+    via_helper = hf_lambda_gelu.from_pretrained(
+        AutoModelForMaskedLM, tmp_path, lambda_config=LambdaGELUConfig(lambda_init=5.0)
+    )
+    with hf_lambda_gelu.patch_from_pretrained(LambdaGELUConfig(lambda_init=5.0)):
         via_patch = AutoModelForMaskedLM.from_pretrained(tmp_path)
     for model in (via_helper, via_patch):
         acts = lambda_modules(model)

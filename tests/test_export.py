@@ -35,7 +35,7 @@ from hf_lambda_gelu.export import (
     export_release,
 )
 from hf_lambda_gelu.model_card import set_card_section
-from hf_lambda_gelu.publishing import MANIFEST_FILENAME, add_release_files, check_release_dir
+from hf_lambda_gelu.release import MANIFEST_FILENAME, add_release_files, check_release_dir
 
 RELEASES = {
     # name: (model class, config factory, expected MLP activation modules, expected other activations)
@@ -62,7 +62,9 @@ def make_release(name: str, folder, seed: int = 0):
     """A ReLU release of a tiny random model: λ-GELU at λ = 170, swapped and saved by save_release."""
     cls, config, _, _ = RELEASES[name]
     torch.manual_seed(seed)
-    model = hf_lambda_gelu.convert_to_lambda_gelu(cls(config()).eval(), init_lambda=170.0)
+    model = hf_lambda_gelu.convert_to_lambda_gelu(
+        cls(config()).eval(), hf_lambda_gelu.LambdaGELUConfig(lambda_init=170.0)
+    )
     hf_lambda_gelu.save_release(model, folder)
     return folder
 
@@ -117,7 +119,9 @@ def test_export_release_audits_and_matches_pytorch(tmp_path, name, opset, int8):
 def test_real_minilm_release_exports_through_the_cli_and_gets_its_sparsity(minilm_path, tmp_path, capsys):
     torch.manual_seed(0)
     model = BertForSequenceClassification.from_pretrained(minilm_path, num_labels=2).eval()
-    hf_lambda_gelu.convert_to_lambda_gelu(model, init_lambda=170.0)  # "hardened"; save_release swaps to ReLU
+    hf_lambda_gelu.convert_to_lambda_gelu(
+        model, hf_lambda_gelu.LambdaGELUConfig(lambda_init=170.0)
+    )  # "hardened"; save_release swaps to ReLU
     release, out = tmp_path / "minilm-relu", tmp_path / "onnx"
     hf_lambda_gelu.save_release(model, release, processing_class=AutoTokenizer.from_pretrained(minilm_path))
 

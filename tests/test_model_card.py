@@ -15,7 +15,7 @@ import yaml
 from huggingface_hub import ModelCard
 from transformers import BertConfig, GPT2Config
 
-from hf_lambda_gelu import model_card
+from hf_lambda_gelu import ReluizeReport, model_card
 from hf_lambda_gelu.model_card import (
     TEMPLATE_NAME,
     build_model_card,
@@ -73,7 +73,7 @@ def test_full_card_metadata_and_sections(tmp_path):
     card = build_model_card(
         model=relu_config(),
         base_model="google-bert/bert-base-uncased",
-        report=REPORT,
+        report=ReluizeReport.from_dict(REPORT),
         dataset_names=["stanfordnlp/sst2"],
         eval_dataset="stanfordnlp/sst2",
         license="apache-2.0",
@@ -144,7 +144,7 @@ def test_every_section_renders_without_inputs():
 
 def test_partial_report_renders_what_is_there():
     report = {"after_swap": {"eval_f1": 0.8}, "max_abs_logit_diff": 0.01, "settings": {"relu_tolerance": 0.002}}
-    card = build_model_card(model=relu_config(), report=report, profile={LAYERS[0]: 90.0})
+    card = build_model_card(model=relu_config(), report=ReluizeReport.from_dict(report), profile={LAYERS[0]: 90.0})
     text = card.text
     assert "model-index" not in header(card)  # no metric_name: nothing to index
     assert "Naive" not in text
@@ -159,7 +159,7 @@ def test_hostile_user_strings_survive_the_yaml_header(tmp_path):
         model=relu_config(),
         base_model=HOSTILE,
         model_name=HOSTILE,
-        report={"metric_name": "accuracy", "before_swap": {"eval_accuracy": 0.5}, "after_swap": {"accuracy": 0.5}},
+        report=ReluizeReport(metric_name="accuracy", before_swap={"eval_accuracy": 0.5}, after_swap={"accuracy": 0.5}),
         dataset_names=[HOSTILE, "org/data"],
         eval_dataset=HOSTILE,
         license=HOSTILE,

@@ -18,22 +18,14 @@ from helpers import offline_env
 from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from hf_lambda_gelu import LambdaGELU, NotLambdaGELUModelError, convert_to_lambda_gelu, hardness_profile
-from hf_lambda_gelu.publishing import (
-    MANIFEST_FILENAME,
-    NotAReleaseError,
-    NotReluModelError,
-    PushError,
-    ReleaseDirNotEmptyError,
-    check_release_dir,
-    push_reluized,
-    reluize_for_release,
-    save_release,
-)
+from hf_lambda_gelu import LambdaGELU, NotLambdaGELUModelError, ReluizeReport, convert_to_lambda_gelu, hardness_profile
+from hf_lambda_gelu.errors import NotAReleaseError, NotReluModelError, PushError, ReleaseDirNotEmptyError
+from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir, reluize_for_release, save_release
+from hf_lambda_gelu.upload import push_reluized
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad movie great awful film fine plot".split()]
 TEXTS = ["good movie", "bad plot awful film", "great"]
-REPORT = {"metric_name": "accuracy", "before_swap": {"eval_accuracy": 0.75}, "after_swap": {"eval_accuracy": 0.75}}
+REPORT = ReluizeReport(metric_name="accuracy", before_swap={"eval_accuracy": 0.75}, after_swap={"eval_accuracy": 0.75})
 BASE_FILES = {"README.md", "config.json", "model.safetensors", MANIFEST_FILENAME}
 PROFILE_FILES = {"hardness_profile.png", "hardness_profile.json"}
 

@@ -42,7 +42,8 @@ from transformers import (
     ViTImageProcessor,
 )
 
-from hf_lambda_gelu import publishing
+import hf_lambda_gelu.upload as hub_upload
+from hf_lambda_gelu import release
 from hf_lambda_gelu.recipe_utils import RESULTS_FILENAME, ColumnNotFoundError, MissingDataError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -211,7 +212,7 @@ def test_recipe_runs_under_accelerate_ddp_and_writes_a_relu_release(recipe, tmp_
         assert results["perplexity"] == pytest.approx(np.exp(results["eval_loss"]), rel=1e-6)
     else:
         assert 0.0 <= results["eval_accuracy"] <= 1.0 and results["after_swap_eval_accuracy"] is not None
-    manifest = json.loads((out / publishing.MANIFEST_FILENAME).read_text())["files"]
+    manifest = json.loads((out / release.MANIFEST_FILENAME).read_text())["files"]
     for name in ("README.md", "config.json", "model.safetensors", "hardness_profile.png", "reluization_report.json"):
         assert name in manifest and (out / name).is_file()
     card = (out / "README.md").read_text()
@@ -306,7 +307,7 @@ class FakeHfApi:
 
 @pytest.mark.slow
 def test_push_to_hub_uploads_exactly_the_release(text_recipe, bert_case, tmp_path, monkeypatch):
-    monkeypatch.setattr(publishing, "HfApi", FakeHfApi)
+    monkeypatch.setattr(hub_upload, "HfApi", FakeHfApi)
     FakeHfApi.calls = []
     out = tmp_path / "out"
     args = _recipe_args("text_classification", {"text_classification": bert_case}, out)
@@ -315,8 +316,8 @@ def test_push_to_hub_uploads_exactly_the_release(text_recipe, bert_case, tmp_pat
     assert create[:2] == ("create_repo", "me/tiny-bert-relu")
     assert upload[1] == "me/tiny-bert-relu" and Path(upload[2]["folder_path"]) == out
     sent = set(upload[2]["allow_patterns"])
-    manifest = json.loads((out / publishing.MANIFEST_FILENAME).read_text())["files"]
-    assert sent == {*manifest, publishing.MANIFEST_FILENAME}
+    manifest = json.loads((out / release.MANIFEST_FILENAME).read_text())["files"]
+    assert sent == {*manifest, release.MANIFEST_FILENAME}
     assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= sent
     assert "me/tiny-bert-relu" in (out / "README.md").read_text()  # the card's loading snippet
 

@@ -53,7 +53,7 @@ def test_register_is_idempotent(monkeypatch):
     monkeypatch.setattr(
         registration_module, "apply_config_settings", lambda model: (calls.append(model), original(model))[1]
     )
-    model = BertModel(TINY_MODELS["bert_mlm"].config(hidden_act="lambda_gelu", lambda_gelu={"init_lambda": 2.0}))
+    model = BertModel(TINY_MODELS["bert_mlm"].config(hidden_act="lambda_gelu", lambda_gelu={"lambda_init": 2.0}))
     assert [type(c).__name__ for c in calls] == ["BertModel"], "post_init wrapped more than once"
     assert all(m.lambda_.item() == pytest.approx(2.0, rel=1e-6) for m in _lambda_modules(model).values())
 
@@ -99,8 +99,8 @@ def test_config_builds_one_independent_lambda_gelu_per_layer(case_name):
 
 def test_config_lambda_settings_are_applied_per_module():
     settings = {
-        "init_lambda": 2.0,
-        "temperature": 0.5,
+        "lambda_init": 2.0,
+        "lambda_temperature": 0.5,
         "num_channels": {"encoder.layer.0.intermediate.intermediate_act_fn": 37},
     }
     model = BertModel(TINY_MODELS["bert_mlm"].config(hidden_act="lambda_gelu", lambda_gelu=settings))

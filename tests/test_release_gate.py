@@ -13,7 +13,7 @@ import pytest
 import torch
 from arch_matrix import ARCHS, NOT_GELU, NOTHING_CONTROLLED, REMNANT_CASES, build
 
-from hf_lambda_gelu import LambdaGELU, NoGELUFoundError, convert_to_lambda_gelu, reluize
+from hf_lambda_gelu import LambdaGELU, LambdaGELUConfig, NoGELUFoundError, convert_to_lambda_gelu, reluize
 from hf_lambda_gelu.errors import ReleaseReloadError, UncontrolledGELUError
 from hf_lambda_gelu.release_gate import ReloadCase, check_reload, dummy_inputs, verify_reloads
 
@@ -41,7 +41,7 @@ def matrix(tmp_path_factory):
     for name in GELU_CASES:
         model = build(name)
         originals[name] = copy.deepcopy(model)
-        convert_to_lambda_gelu(model, temperature=0.2)  # a non-default τ must round-trip too
+        convert_to_lambda_gelu(model, LambdaGELUConfig(lambda_temperature=0.2))  # a non-default τ must round-trip too
         _set_lambda(model, 170.0)
         model.save_pretrained(root / f"{name}-lambda")
         relu = copy.deepcopy(model)

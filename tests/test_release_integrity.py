@@ -23,16 +23,16 @@ from transformers import AutoConfig, AutoTokenizer, ElectraConfig, ElectraForSeq
 
 from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_modules
 from hf_lambda_gelu.cli import main as cli_main
-from hf_lambda_gelu.errors import GELURemnantsError, ReleaseReloadError, UnhardenedSwapWarning
-from hf_lambda_gelu.output_dirs import OutputDirError, check_run_output_dir
-from hf_lambda_gelu.publishing import (
-    MANIFEST_FILENAME,
+from hf_lambda_gelu.errors import (
+    GELURemnantsError,
     NotAReleaseError,
     PushError,
-    push_reluized,
-    save_release,
-    upload_release,
+    ReleaseReloadError,
+    UnhardenedSwapWarning,
 )
+from hf_lambda_gelu.output_dirs import OutputDirError, check_run_output_dir
+from hf_lambda_gelu.release import MANIFEST_FILENAME, save_release
+from hf_lambda_gelu.upload import push_reluized, upload_release
 
 
 def _hardened(name: str, seed: int = 0):
@@ -166,7 +166,7 @@ def test_cli_allow_gelu_remnants_flag(tmp_path, capsys):
     """ELECTRA's classification head hard-codes GELU: refused in one line, released with the flag."""
     model = build("electra_classifier")
     model.save_pretrained(tmp_path / "gelu")
-    assert cli_main(["convert", str(tmp_path / "gelu"), str(tmp_path / "lg"), "--init-lambda", "170"]) == 0
+    assert cli_main(["convert", str(tmp_path / "gelu"), str(tmp_path / "lg"), "--lambda-init", "170"]) == 0
     assert AutoConfig.from_pretrained(tmp_path / "lg").hidden_act == "lambda_gelu"
     capsys.readouterr()
     assert cli_main(["reluize", str(tmp_path / "lg"), str(tmp_path / "out")]) == 1

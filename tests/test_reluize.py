@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -14,7 +15,9 @@ from torch import nn
 from hf_lambda_gelu import (
     RELU_DISTANCE_CONSTANT,
     LambdaGELU,
+    LambdaGELUConfig,
     NotLambdaGELUModelError,
+    ReluizeReport,
     convert_to_lambda_gelu,
     hardness_profile,
     lambda_gelu,
@@ -26,7 +29,7 @@ LAYER_LAMBDAS = (200.0, 400.0, 800.0)  # BERT MLM: layer 0, layer 1, MLM head (d
 
 def hardened_bert(lambdas=LAYER_LAMBDAS):
     case = TINY_MODELS["bert_mlm"]
-    model = convert_to_lambda_gelu(case.build(), temperature=0.5)
+    model = convert_to_lambda_gelu(case.build(), LambdaGELUConfig(lambda_temperature=0.5))
     for m, lam in zip([m for m in model.modules() if isinstance(m, LambdaGELU)], lambdas, strict=True):
         m.set_lambda(lam)
     return model
@@ -91,7 +94,7 @@ def test_partial_reluize_keeps_the_lambda_config():
     report = reluize(model, filter_fn=lambda m, name: name.startswith("bert.encoder.layer.0."))
     assert report.swapped == ["bert.encoder.layer.0.intermediate.intermediate_act_fn"]
     assert sum(isinstance(m, LambdaGELU) for m in model.modules()) == 2
-    assert model.config.hidden_act == "lambda_gelu" and model.config.lambda_gelu["temperature"] == 0.5
+    assert model.config.hidden_act == "lambda_gelu" and model.config.lambda_gelu["lambda_temperature"] == 0.5
 
 
 def test_reluize_without_lambda_gelu_raises():
@@ -163,3 +166,48 @@ def test_error_bound_holds_on_a_real_layer():
     assert gap <= RELU_DISTANCE_CONSTANT / lam * (1 + 1e-4)
     assert gap > 0.5 * RELU_DISTANCE_CONSTANT / lam  # the bound is nearly attained on dense data
     assert math.isclose(reluize(nn.Sequential(act)).max_error_bound, RELU_DISTANCE_CONSTANT / lam, rel_tol=1e-5)
+
+
+def test_swap_report_round_trips_through_json_and_flattens_to_the_logged_metrics():
+    naive = ReluizeReport(
+        after_swap={"eval_loss": 1.1},
+        max_abs_logit_diff=1.3,
+        mean_abs_logit_diff=0.2,
+        prediction_agreement=0.8,
+    )
+    report = ReluizeReport(
+        swapped=["act"],
+        lambdas={"act": 170.0},
+        error_bounds={"act": 0.001},
+        before_swap={"eval_loss": 0.3},
+        after_swap={"eval_loss": 0.31},
+        max_abs_logit_diff=0.002,
+        mean_abs_logit_diff=1e-4,
+        prediction_agreement=0.995,
+        settings={"lambda_init": 1.0},
+        naive_swap=naive,
+    )
+    values = json.loads(json.dumps(report.to_dict()))
+    assert values["max_error_bound"] == 0.001
+    assert values["naive_swap"] == {
+        "after_swap": {"eval_loss": 1.1},
+        "max_abs_logit_diff": 1.3,
+        "mean_abs_logit_diff": 0.2,
+        "prediction_agreement": 0.8,
+    }
+    assert "target_lambda" not in values and "naive_swap_unavailable" not in values  # not measured: not written
+    assert ReluizeReport.from_dict(values) == report
+    assert report.metrics() == {
+        "reluize_max_error_bound": 0.001,
+        "reluize_max_abs_logit_diff": 0.002,
+        "reluize_mean_abs_logit_diff": 1e-4,
+        "reluize_prediction_agreement": 0.995,
+        "reluize_before_eval_loss": 0.3,
+        "reluize_after_eval_loss": 0.31,
+        "naive_swap_max_abs_logit_diff": 1.3,
+        "naive_swap_mean_abs_logit_diff": 0.2,
+        "naive_swap_prediction_agreement": 0.8,
+        "naive_swap_after_eval_loss": 1.1,
+    }
+    with pytest.raises(TypeError, match="bogus"):
+        ReluizeReport.from_dict({"bogus": 1})

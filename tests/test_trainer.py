@@ -170,7 +170,7 @@ def test_resume_without_pre_hardening_weights_says_the_baseline_is_unavailable(t
     )
     resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-6"))
     report = resumed.reluization_report
-    assert "naive_swap" not in report and PRE_HARDENING_WEIGHTS_NAME in report["naive_swap_unavailable"]
+    assert report.naive_swap is None and PRE_HARDENING_WEIGHTS_NAME in report.naive_swap_unavailable
     card = build_model_card(model=resumed.model.config, report=report).text
     assert "naive GELU → ReLU swap baseline is unavailable" in card and "checkpoint-6" in card
 

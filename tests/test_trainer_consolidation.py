@@ -56,10 +56,10 @@ def test_hardening_end_reaches_target_then_trains_as_relu_and_swaps_for_free(tmp
     assert record.exact_relu == record.flags
     # the model was already ReLU: the final swap is exactly free; the naive baseline still runs
     report = trainer.reluization_report
-    assert report["max_abs_logit_diff"] == 0.0 and report["prediction_agreement"] == 1.0
-    assert report["before_swap"]["eval_loss"] == report["after_swap"]["eval_loss"]
-    assert "naive_swap" in report and math.isfinite(out.metrics["naive_swap_max_abs_logit_diff"])
-    assert report["settings"]["hardening_end"] == 0.5
+    assert report.max_abs_logit_diff == 0.0 and report.prediction_agreement == 1.0
+    assert report.before_swap["eval_loss"] == report.after_swap["eval_loss"]
+    assert report.naive_swap is not None and math.isfinite(out.metrics["naive_swap_max_abs_logit_diff"])
+    assert report.settings["hardening_end"] == 0.5
     assert trainer.model.config.hidden_act == "relu"
     # the profile plot shows the road (λ per layer over the 12 steps) under the profile
     road = road_from_log_history(trainer.state.log_history)

@@ -10,7 +10,7 @@ from fake_hub import TOKEN, install_fake_hub
 from tiny_data import accuracy, text_dataset, tiny_bert, training_args
 
 from hf_lambda_gelu import LambdaGELUTrainer
-from hf_lambda_gelu.publishing import PushError
+from hf_lambda_gelu.errors import PushError
 
 
 def _trained(tmp_path, **overrides):

@@ -1,4 +1,4 @@
-"""Release folders of ReLU-ized models, and their upload to the Hugging Face Hub.
+"""Release folders of ReLU-ized models: write, check and list the files of one release.
 
 A release folder holds exactly one ReLU-ized model: the ``save_pretrained`` files (config says
 ``"relu"``), the tokenizer/processor if given, ``README.md`` (the model card),
@@ -13,7 +13,7 @@ Decisions:
   in a fresh process with stock transformers and compares outputs with the model in memory on a batch
   (``inputs``, default a dummy batch); a mismatch raises :class:`~hf_lambda_gelu.errors.ReleaseReloadError`
   naming the modules that came back non-ReLU, and the target folder is left untouched. The manifest
-  records the check and the SHA-256 of the model files it reloaded; :func:`upload_release` refuses a
+  records the check and the SHA-256 of the model files it reloaded; :func:`~hf_lambda_gelu.upload.upload_release` refuses a
   folder without a passed check, or whose model files changed since (the card may be edited).
 - GELUs no config field controls (hard-coded modules, functional calls; :mod:`hf_lambda_gelu.remnants`)
   stay GELU. Such a model is not called "ReLU" unless ``allow_gelu_remnants=True``; then the report
@@ -22,63 +22,44 @@ Decisions:
   removed first, so nothing stale is left); any other non-empty folder is refused unless
   ``overwrite=True``; then same-named files are replaced by the release's, the others are left alone
   and are never uploaded.
-- The upload sends exactly the manifest's files and deletes every other file of the Hub repo
-  (``delete_patterns="*"``; the Hub always keeps ``.gitattributes``). A repo therefore holds one
-  release, never a mix: a stale ``model.safetensors.index.json`` or old shard of a previous release
-  would otherwise be loaded in place of the new weights. Files you add to the repo by hand are deleted
-  too: pass ``delete_stale=False`` (CLI: ``--keep-remote-files``) to keep them.
-- Any failure of the upload raises :class:`PushError`, chained from the original error; the release
-  folder is kept intact and the message says how to retry. Tokens are never logged, and are scrubbed
-  from the error chain (the explicit token, ``$HF_TOKEN`` and anything shaped like ``hf_...``).
-- The Hub client is looked up as ``hf_lambda_gelu.publishing.HfApi`` at call time: tests (and
-  callers needing a custom endpoint) patch that one name.
 """
 
 from __future__ import annotations
 
-import glob
+import dataclasses
 import hashlib
 import json
 import logging
 import os
-import re
-import shlex
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import HfApi
 from torch import nn
 from transformers import BaseImageProcessor, FeatureExtractionMixin, PreTrainedTokenizerBase, ProcessorMixin
 
-from .activation import LambdaGELU
+from .activation import has_lambda_gelu
+from .config import CONFIG_KEY
 from .config_fields import activation_fields, says_relu
-from .errors import GELURemnantsError
+from .errors import GELURemnantsError, NotAReleaseError, NotReluModelError, ReleaseDirNotEmptyError
 from .model_card import build_model_card, resolve_target_lambda
 from .profile_plot import save_profile_json, save_profile_plot
-from .registration import CONFIG_KEY
 from .release_gate import check_reload, dummy_inputs
-from .reluize import DEFAULT_RELU_TOLERANCE, reluize
+from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, reluize
 from .remnants import hard_coded_gelus
 
 __all__ = [
     "CARD_FILENAME",
     "MANIFEST_FILENAME",
-    "NotAReleaseError",
-    "NotReluModelError",
     "PROFILE_JSON_FILENAME",
     "PROFILE_PLOT_FILENAME",
-    "PushError",
     "REPORT_FILENAME",
-    "ReleaseDirNotEmptyError",
     "add_release_files",
     "check_output_dir",
     "check_release_dir",
-    "push_reluized",
     "reluize_for_release",
     "save_release",
-    "upload_release",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,79 +71,22 @@ PROFILE_PLOT_FILENAME = "hardness_profile.png"
 PROFILE_JSON_FILENAME = "hardness_profile.json"
 _MANIFEST_FORMAT = "hf-lambda-gelu-release"
 _CARD_ARGS_SET_HERE = ("model", "base_model", "report", "profile", "plot_filename", "processor_auto_class")
-_TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{16,}")
-_MAX_CAUSE_CHARS = 400
-
-
-class ReleaseDirNotEmptyError(ValueError):
-    """The release folder holds files that are not a previous release."""
-
-    def __init__(self, path: Path, files: list[str]) -> None:
-        self.path = path
-        self.files = files
-        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-        super().__init__(
-            f"Release folder {str(path)!r} is not empty and is not a previous hf-lambda-gelu release "
-            f"(it holds {shown}). Choose an empty or new folder, or pass overwrite=True (CLI: --overwrite) to "
-            "write the release next to those files (same-named ones are replaced by the release's, the others are left "
-            "alone and never uploaded)."
-        )
-
-
-class NotReluModelError(ValueError):
-    """The model is neither λ-GELU (to ReLU-ize) nor a ReLU model."""
-
-    def __init__(self, what: str, activations: dict[str, Any]) -> None:
-        self.activations = activations
-        super().__init__(
-            f"{what} is not a ReLU model (config activation fields: {activations or 'none found'}) and has no "
-            "λ-GELU module to swap. Convert and train it first (hf_lambda_gelu.convert_to_lambda_gelu), or pass "
-            "the λ-GELU model itself: save_release ReLU-izes it."
-        )
-
-
-class NotAReleaseError(ValueError):
-    """The folder is not a (complete) ReLU release."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        super().__init__(
-            f"{str(path)!r} is not a ReLU release folder: {reason}. Build one with hf_lambda_gelu.save_release "
-            "(CLI: hf-lambda-gelu reluize SRC DST)."
-        )
-
-
-class PushError(RuntimeError):
-    """Uploading a release folder failed; the folder itself is complete and kept."""
-
-    def __init__(self, release_dir: Path, repo_id: str, cause: str, private: bool | None = None) -> None:
-        release_dir = Path(release_dir).resolve()
-        self.release_dir = release_dir
-        self.repo_id = repo_id
-        retry = f"hf-lambda-gelu push {shlex.quote(str(release_dir))} {shlex.quote(repo_id)}"
-        super().__init__(
-            f"Upload to the Hub repo {repo_id!r} failed ({cause}). The local release folder is complete and intact "
-            f"at {release_dir}; retry with: {retry}{' --private' if private else ''}"
-        )
-
-
-def _has_lambda_gelu(model: nn.Module) -> bool:
-    return any(isinstance(m, LambdaGELU) for m in model.modules())
 
 
 def reluize_for_release(
-    model: nn.Module, *, report: dict | None = None, tolerance: float | None = DEFAULT_RELU_TOLERANCE
-) -> dict:
+    model: nn.Module, *, report: ReluizeReport | None = None, tolerance: float | None = DEFAULT_RELU_TOLERANCE
+) -> ReluizeReport:
     """ReLU-ize ``model`` in place and return the release report completed with what the swap knows.
 
-    Adds, where ``report`` lacks them: ``lambdas`` (the hardness profile at the swap),
-    ``error_bounds`` (c/λ per layer), ``max_error_bound``, ``unhardened`` (the bound exceeds
-    ``tolerance``: a naive swap, warned about), and under ``settings`` the ``lambda_init`` and
+    The swap's own report (:func:`hf_lambda_gelu.reluize`) fills what ``report`` lacks: the layers
+    swapped, ``lambdas`` (the hardness profile at the swap), ``error_bounds`` (c/λ per layer; the
+    worst is ``max_error_bound``), ``unhardened`` (the bound exceeds ``tolerance``: a naive swap,
+    warned about), and under ``settings`` the ``relu_tolerance`` and the ``lambda_init`` /
     ``lambda_temperature`` recorded in the model's config.
 
     Args:
         model: a model with λ-GELU activations.
-        report: the training's report (``reluization_report.json`` shape), if any; not modified.
+        report: the training's report (its measurements are kept), if any; not modified.
         tolerance: ε for the hardened/naive verdict (see :func:`hf_lambda_gelu.reluize`).
 
     Raises:
@@ -172,24 +96,26 @@ def reluize_for_release(
     >>> import hf_lambda_gelu
     >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg))
-    >>> sorted(reluize_for_release(model, tolerance=None))
-    ['error_bounds', 'lambdas', 'max_error_bound', 'settings', 'unhardened']
+    >>> report = reluize_for_release(model, tolerance=None)
+    >>> len(report.lambdas), sorted(report.settings)
+    (2, ['lambda_init', 'lambda_temperature'])
     """
-    report = dict(report or {})
     recorded = getattr(getattr(model, "config", None), CONFIG_KEY, None) or {}
     swap = reluize(model, tolerance=tolerance)
-    report.setdefault("lambdas", swap.lambdas)
-    report.setdefault("error_bounds", swap.error_bounds)
-    report.setdefault("max_error_bound", swap.max_error_bound)
-    report.setdefault("unhardened", swap.unhardened)
-    settings = dict(report.get("settings") or {})
+    merged = dataclasses.replace(report) if report is not None else ReluizeReport()
+    merged.swapped = merged.swapped or swap.swapped
+    merged.lambdas = merged.lambdas or swap.lambdas
+    merged.error_bounds = merged.error_bounds or swap.error_bounds
+    if merged.unhardened is None:
+        merged.tolerance, merged.unhardened = swap.tolerance, swap.unhardened
+    settings = dict(merged.settings)
     if swap.tolerance is not None:
         settings.setdefault("relu_tolerance", swap.tolerance)
-    for ours, theirs in (("lambda_init", "init_lambda"), ("lambda_temperature", "temperature")):
-        if theirs in recorded:
-            settings.setdefault(ours, recorded[theirs])
-    report["settings"] = settings
-    return report
+    for name in ("lambda_init", "lambda_temperature"):
+        if name in recorded:
+            settings.setdefault(name, recorded[name])
+    merged.settings = settings
+    return merged
 
 
 def _sha256(path: Path) -> str:
@@ -281,7 +207,7 @@ def save_release(
     *,
     processing_class: Any = None,
     base_model: str | None = None,
-    report: dict | None = None,
+    report: ReluizeReport | None = None,
     profile: dict[str, float] | None = None,
     card_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -300,9 +226,10 @@ def save_release(
         output_dir: the release folder: new, empty, or holding a previous release (which is replaced).
         processing_class: tokenizer / image processor / processor to ship with the model.
         base_model: the checkpoint training started from (Hub id or path), for the card.
-        report: the ReLU-ization report (``reluization_report.json`` shape); written as that file.
-        profile: layer → λ at the swap (default: taken from the model before the swap, or
-            ``report["lambdas"]``).
+        report: the swap's :class:`~hf_lambda_gelu.reluize.ReluizeReport` (e.g. ``trainer.reluization_report``);
+            written as ``reluization_report.json``.
+        profile: layer → λ at the swap (default: ``report.lambdas``, taken from the model before the swap
+            when ``save_release`` swaps it).
         card_kwargs: more keyword arguments for :func:`hf_lambda_gelu.model_card.build_model_card`
             (``dataset_names``, ``eval_dataset``, ``pipeline_tag``, ``license``, ``model_name``,
             ``repo_id``, ``settings``, ``extra_text``).
@@ -324,7 +251,7 @@ def save_release(
     >>> import hf_lambda_gelu
     >>> from transformers import BertConfig, BertModel
     >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg), init_lambda=170.0)
+    >>> model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(cfg), hf_lambda_gelu.LambdaGELUConfig(lambda_init=170.0))
     >>> save_release(model, "release", base_model="google-bert/bert-base-uncased")  # doctest: +SKIP
     PosixPath('release')
     """
@@ -334,12 +261,12 @@ def save_release(
         raise ValueError(f"card_kwargs {clashing} are set by save_release itself; pass them as its own arguments.")
     output_dir = Path(output_dir)
     previous = check_output_dir(output_dir, overwrite=overwrite)
-    if _has_lambda_gelu(model):
+    if has_lambda_gelu(model):
         report = reluize_for_release(model, report=report)
     config = getattr(model, "config", None)
-    if not says_relu(config) or _has_lambda_gelu(model):
+    if not says_relu(config) or has_lambda_gelu(model):
         raise NotReluModelError(type(model).__name__, activation_fields(config))
-    profile = profile if profile is not None else (report or {}).get("lambdas") or None
+    profile = profile if profile is not None else (report.lambdas if report is not None else None) or None
 
     target = output_dir.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -352,7 +279,7 @@ def save_release(
         if remnants:
             if not allow_gelu_remnants:
                 raise GELURemnantsError(type(model).__name__, remnants)
-            report = {**(report or {}), "gelu_remnants": remnants}
+            report = dataclasses.replace(report or ReluizeReport(), gelu_remnants=remnants)
         _write_release_extras(staging, model, processing_class, base_model, report, profile, card_kwargs)
         files = sorted(_release_files(staging))
         manifest = {
@@ -382,7 +309,7 @@ def _write_release_extras(
     model: nn.Module,
     processing_class: Any,
     base_model: str | None,
-    report: dict | None,
+    report: ReluizeReport | None,
     profile: dict[str, float] | None,
     card_kwargs: dict[str, Any],
 ) -> None:
@@ -392,14 +319,15 @@ def _write_release_extras(
         processing_class.save_pretrained(folder)
         processor_auto_class = _processor_auto_class(processing_class)
     plot_filename = None
+    values = report.to_dict() if report is not None else None
     if profile:
-        target = resolve_target_lambda(report, card_kwargs.get("settings"))
-        learned = (report or {}).get("learned_lambdas")
+        target = resolve_target_lambda(values, card_kwargs.get("settings"))
+        learned = values and values.get("learned_lambdas")
         save_profile_plot(profile, folder / PROFILE_PLOT_FILENAME, target_lambda=target, learned=learned)
         save_profile_json(profile, folder / PROFILE_JSON_FILENAME, target_lambda=target, learned=learned)
         plot_filename = PROFILE_PLOT_FILENAME
     if report is not None:
-        text = json.dumps(report, indent=2, ensure_ascii=False, default=_json_scalar)
+        text = json.dumps(values, indent=2, ensure_ascii=False, default=_json_scalar)
         (folder / REPORT_FILENAME).write_text(text + "\n", encoding="utf-8")
     card = build_model_card(
         model=model,
@@ -461,183 +389,6 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
     if changed:
         raise NotAReleaseError(folder, f"{changed} changed after the reload check; write the release again")
     return sorted(files)
-
-
-def _secrets(token: str | None) -> set[str]:
-    env = (os.environ.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"))
-    return {secret for secret in (token, *env) if secret}
-
-
-def _redact(text: str, secrets: set[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return _TOKEN_SHAPE.sub("hf_***", text)
-
-
-def _texts_of(obj: Any) -> list[str]:
-    """What an attribute object shows: its repr and the headers of it and of its request (HTTP responses)."""
-    texts = [repr(obj)]
-    holders = [obj]
-    try:
-        holders.append(obj.request)
-    except Exception:  # noqa: BLE001 - no request, or httpx's Response.request raising when unset
-        pass
-    for holder in holders:
-        headers = getattr(holder, "headers", None)
-        if headers is not None and hasattr(headers, "items"):
-            texts += [f"{key}: {value}" for key, value in headers.items()]
-    return texts
-
-
-def _scrub_attributes(err: BaseException, secrets: set[str]) -> None:
-    """Redact string attributes (``server_message``...); drop objects that carry a secret (an HTTP response
-    whose request kept the ``Authorization`` header)."""
-    for name, value in list(vars(err).items()):
-        if isinstance(value, str):
-            setattr(err, name, _redact(value, secrets))
-        elif value is not None and not isinstance(value, BaseException):
-            if any(_redact(text, secrets) != text for text in _texts_of(value)):
-                setattr(err, name, None)
-
-
-def _scrub_exception_chain(err: BaseException, secrets: set[str]) -> None:
-    """Remove secrets from ``err`` and every exception chained to it, in place: messages, notes, attributes."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [err]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        current.args = tuple(_redact(a, secrets) if isinstance(a, str) else a for a in current.args)
-        if hasattr(current, "__notes__"):
-            current.__notes__ = [_redact(str(note), secrets) for note in current.__notes__]
-        _scrub_attributes(current, secrets)
-        stack += [current.__cause__, current.__context__]
-
-
-def upload_release(
-    release_dir: str | os.PathLike,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    token: str | None = None,
-    commit_message: str | None = None,
-    delete_stale: bool = True,
-) -> str:
-    """Upload a release folder to a Hub model repo (created if needed) and return the commit URL.
-
-    Exactly the release's files go up (:func:`check_release_dir`); with ``delete_stale`` every other
-    file of the repo is deleted in the same commit (see the module docstring for why).
-
-    Args:
-        release_dir: folder written by :func:`save_release` (or any folder with a ReLU ``config.json``).
-        repo_id: ``"user/name"`` on the Hub.
-        private: create the repo private (an existing repo keeps its visibility).
-        token: Hub token (default: ``$HF_TOKEN`` or the stored login). Never logged or shown.
-        commit_message: the commit message (default names the package).
-        delete_stale: delete the repo's files that are not part of this release.
-
-    Raises:
-        PushError: any failure of the Hub calls; the folder is kept and the message says how to retry.
-        FileNotFoundError, NotAReleaseError: see :func:`check_release_dir` (before anything is sent).
-
-    >>> upload_release("release", "me/bert-relu")  # doctest: +SKIP
-    'https://huggingface.co/me/bert-relu/commit/...'
-    """
-    folder = Path(release_dir)
-    files = check_release_dir(folder)
-    logger.info("Uploading %d file(s) from %s to the Hub repo %s.", len(files), folder, repo_id)
-    try:
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            commit_message=commit_message or "Upload ReLU-ized model (λ-GELU, hf-lambda-gelu)",
-            allow_patterns=[glob.escape(name) for name in files],
-            delete_patterns="*" if delete_stale else None,
-        )
-    except Exception as err:
-        secrets = _secrets(token)
-        _scrub_exception_chain(err, secrets)
-        cause = _redact(" ".join(f"{type(err).__name__}: {err}".split()), secrets).rstrip(".")
-        if len(cause) > _MAX_CAUSE_CHARS:
-            cause = cause[: _MAX_CAUSE_CHARS - 1] + "…"
-        raise PushError(folder, repo_id, cause, private) from err
-    url = getattr(info, "commit_url", None) or str(info)
-    logger.info("Uploaded the release to %s.", url)
-    return url
-
-
-def push_reluized(
-    model: nn.Module,
-    repo_id: str,
-    *,
-    processing_class: Any = None,
-    base_model: str | None = None,
-    report: dict | None = None,
-    profile: dict[str, float] | None = None,
-    card_kwargs: dict[str, Any] | None = None,
-    release_dir: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    allow_gelu_remnants: bool = False,
-    inputs: dict[str, Any] | None = None,
-    private: bool | None = None,
-    token: str | None = None,
-    commit_message: str | None = None,
-    delete_stale: bool = True,
-) -> str:
-    """ReLU-ize (if needed), write the release folder and upload it: :func:`save_release` + :func:`upload_release`.
-
-    Without ``release_dir`` the release is written to a fresh temporary folder (its path is logged);
-    it is removed after a successful upload and kept when the upload fails (the :class:`PushError`
-    names it).
-
-    Args:
-        model: the trained λ-GELU model (ReLU-ized in place) or an already ReLU-ized one.
-        repo_id: ``"user/name"`` on the Hub; also the name in the card's loading snippet.
-        processing_class, base_model, report, profile, card_kwargs, overwrite, allow_gelu_remnants, inputs:
-            see :func:`save_release`.
-        release_dir: where to write the release (kept); default a fresh temporary folder.
-        private, token, commit_message, delete_stale: see :func:`upload_release`.
-
-    Returns:
-        The URL of the Hub commit.
-
-    Raises:
-        PushError: the upload failed (the release folder is complete and kept).
-
-    >>> push_reluized(model, "me/bert-relu", processing_class=tokenizer)  # doctest: +SKIP
-    'https://huggingface.co/me/bert-relu/commit/...'
-    """
-    card_kwargs = {"repo_id": repo_id, **(card_kwargs or {})}
-    fresh = release_dir is None
-    folder = Path(tempfile.mkdtemp(prefix="hf-lambda-gelu-release-")) if fresh else Path(release_dir)
-    logger.info("Writing the release for %s to %s.", repo_id, folder)
-    try:
-        save_release(
-            model,
-            folder,
-            processing_class=processing_class,
-            base_model=base_model,
-            report=report,
-            profile=profile,
-            card_kwargs=card_kwargs,
-            overwrite=overwrite,
-            allow_gelu_remnants=allow_gelu_remnants,
-            inputs=inputs,
-        )
-    except BaseException:
-        if fresh:  # nothing worth keeping: the release was not written
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    url = upload_release(
-        folder, repo_id, private=private, token=token, commit_message=commit_message, delete_stale=delete_stale
-    )
-    if fresh:
-        shutil.rmtree(folder)
-    return url
 
 
 def add_release_files(release_dir: str | os.PathLike, names: list[str]) -> list[str]:
