@@ -1,7 +1,6 @@
 """The ``hf-lambda-gelu`` command line: ``convert``, ``reluize``, ``profile``, ``push``.
 
-Every subcommand is a :class:`Command` in :data:`COMMANDS`; add one with :func:`register_command`
-(before :func:`main` builds the parser). Errors the user can fix (missing folder, not a λ-GELU
+Every subcommand is a :class:`Command` in :data:`COMMANDS`. Errors the user can fix (missing folder, not a λ-GELU
 checkpoint, no GELU to convert, a failed upload...) print one line,
 ``hf-lambda-gelu: error: ...``, and exit with status 1; anything else keeps its traceback.
 
@@ -51,6 +50,7 @@ from .conversion import from_pretrained
 from .disruption import compare_predictions
 from .errors import (
     GELURemnantsError,
+    MissingExtraError,
     NoGELUFoundError,
     NotLambdaGELUModelError,
     ReleaseReloadError,
@@ -74,7 +74,7 @@ from .publishing import (
 from .release_gate import check_reload
 from .reluize import DEFAULT_RELU_TOLERANCE, exceeds_tolerance, hardness_profile
 
-__all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main", "register_command"]
+__all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +124,6 @@ class Command:
     passthrough: bool = False
 
 
-#: Subcommands by name, in ``--help`` order.
-COMMANDS: dict[str, Command] = {}
-
 _USER_ERRORS = (
     CLIError,
     NoGELUFoundError,
@@ -138,28 +135,9 @@ _USER_ERRORS = (
     GELURemnantsError,
     ReleaseReloadError,
     UnhardenedSwapError,
+    MissingExtraError,
     OSError,
 )
-
-
-def register_command(command: Command) -> Command:
-    """Add a subcommand to ``hf-lambda-gelu`` (call at import time, before :func:`main`).
-
-    Args:
-        command: the :class:`Command`; its name must be new.
-
-    Raises:
-        ValueError: a command of that name exists.
-
-    >>> import argparse
-    >>> def run(args: argparse.Namespace) -> None:
-    ...     print("hello")
-    >>> register_command(Command("hello", "Say hello.", lambda parser: None, run))  # doctest: +SKIP
-    """
-    if command.name in COMMANDS:
-        raise ValueError(f"Subcommand {command.name!r} is already registered; choose another name.")
-    COMMANDS[command.name] = command
-    return command
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -506,20 +484,6 @@ def _push(args: argparse.Namespace) -> None:
     print(f"Uploaded {args.dir} to {args.repo_id}: {url}")
 
 
-register_command(
-    Command("convert", "Convert a GELU checkpoint to λ-GELU (λ = 1: same outputs).", _convert_arguments, _convert)
-)
-register_command(
-    Command(
-        "reluize", "Swap a trained λ-GELU checkpoint to ReLU and write a release folder.", _reluize_arguments, _reluize
-    )
-)
-register_command(
-    Command("profile", "Print the hardness profile (λ per layer and its bound c/λ).", _profile_arguments, _profile)
-)
-register_command(Command("push", "Upload a release folder to the Hugging Face Hub.", _push_arguments, _push))
-
-
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Other flags go to the demo: --output_dir, --quick, and every LambdaGELUTrainingArguments flag "
@@ -533,17 +497,6 @@ def _demo(args: argparse.Namespace) -> None:
     transformers_logging.enable_progress_bar()  # the demo shows the Trainer's progress bars
     datasets.enable_progress_bars()
     demo.main(args.flags)
-
-
-register_command(
-    Command(
-        "demo",
-        "Run the offline digits demo: GELU ViT → λ-GELU fine-tune → hardening → ReLU release.",
-        _demo_arguments,
-        _demo,
-        passthrough=True,
-    )
-)
 
 
 # ------------------------------------------------------------------ deployment: export and sparsity
@@ -717,14 +670,37 @@ def _sparsity(args: argparse.Namespace) -> None:
         print(f"Added {', '.join(names)} and a card section to the release {source}")
 
 
-register_command(
-    Command("export", "Export a ReLU release to ONNX and audit the graph (no Erf/GELU).", _export_arguments, _export)
-)
-register_command(
-    Command(
-        "sparsity", "Measure the activation sparsity of a ReLU model on real inputs.", _sparsity_arguments, _sparsity
+#: Subcommands by name, in ``--help`` order.
+COMMANDS: dict[str, Command] = {
+    command.name: command
+    for command in (
+        Command("convert", "Convert a GELU checkpoint to λ-GELU (λ = 1: same outputs).", _convert_arguments, _convert),
+        Command(
+            "reluize",
+            "Swap a trained λ-GELU checkpoint to ReLU and write a release folder.",
+            _reluize_arguments,
+            _reluize,
+        ),
+        Command("profile", "Print the hardness profile (λ per layer and its bound c/λ).", _profile_arguments, _profile),
+        Command("push", "Upload a release folder to the Hugging Face Hub.", _push_arguments, _push),
+        Command(
+            "demo",
+            "Run the offline digits demo: GELU ViT → λ-GELU fine-tune → hardening → ReLU release.",
+            _demo_arguments,
+            _demo,
+            passthrough=True,
+        ),
+        Command(
+            "export", "Export a ReLU release to ONNX and audit the graph (no Erf/GELU).", _export_arguments, _export
+        ),
+        Command(
+            "sparsity",
+            "Measure the activation sparsity of a ReLU model on real inputs.",
+            _sparsity_arguments,
+            _sparsity,
+        ),
     )
-)
+}
 
 
 # -------------------------------------------------------------------------------------------- main

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "DataFileError",
     "GELURemnantsError",
+    "MissingExtraError",
     "NoGELUFoundError",
     "NotLambdaGELUModelError",
     "ReleaseReloadError",
@@ -127,4 +128,15 @@ class ReluModelRequiredError(ValueError):
             f"{what} still has GELU / λ-GELU activations ({', '.join(found)}); {action} needs the ReLU release. "
             "Make it with `hf-lambda-gelu reluize SRC DST` (Python: hf_lambda_gelu.save_release(model, DST)) "
             "and pass DST."
+        )
+
+
+class MissingExtraError(ImportError):
+    """A feature needs a package of an optional extra that is not installed (e.g. the demo's scikit-learn)."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: pip install 'hf-lambda-gelu[{extra}]' "
+            f"(the {extra!r} extra)."
         )

@@ -16,7 +16,7 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
-from hf_lambda_gelu import cli, convert_to_lambda_gelu, publishing
+from hf_lambda_gelu import convert_to_lambda_gelu, publishing
 from hf_lambda_gelu.cli import COMMANDS, PROG, Command, main
 from hf_lambda_gelu.profile_plot import load_profile_json
 from hf_lambda_gelu.publishing import MANIFEST_FILENAME, check_release_dir, save_release
@@ -197,9 +197,15 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
         main(["profile", "x"])
 
 
-def test_register_command_refuses_duplicates():
-    with pytest.raises(ValueError, match="'push' is already registered"):
-        cli.register_command(Command("push", "again", lambda parser: None, lambda args: None))
+def test_demo_without_its_extra_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails as if scikit-learn were missing
+    threads = torch.get_num_threads()
+    try:
+        assert main(["demo", "--quick", "--output_dir", "unused"]) == 1
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "scikit-learn" in err[0] and "pip install 'hf-lambda-gelu[demo]'" in err[0]
 
 
 def _release(root: Path) -> Path:

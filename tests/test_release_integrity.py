@@ -18,13 +18,13 @@ import pytest
 import torch
 from arch_matrix import build
 from fake_hub import TOKEN, install_fake_hub
+from output_dirs import OutputDirError, check_run_output_dir
 from test_recipes import _load_recipe, _recipe_args, bert_case  # noqa: F401 - fixture reused
 from transformers import AutoConfig, AutoTokenizer, ElectraConfig, ElectraForSequenceClassification
 
 from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_modules
 from hf_lambda_gelu.cli import main as cli_main
 from hf_lambda_gelu.errors import GELURemnantsError, ReleaseReloadError, UnhardenedSwapWarning
-from hf_lambda_gelu.output_dirs import OutputDirError, check_run_output_dir
 from hf_lambda_gelu.publishing import (
     MANIFEST_FILENAME,
     NotAReleaseError,

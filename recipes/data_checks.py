@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import DataFileError, UnseenLabelError
+from hf_lambda_gelu.errors import DataFileError, UnseenLabelError
 
 __all__ = ["check_labels_seen_in_training", "check_splits_not_empty", "diagnose_data_files"]
 

@@ -1,8 +1,10 @@
-"""Plumbing shared by the recipes (``recipes/*.py``) and the demo (:mod:`hf_lambda_gelu.demo`).
+"""Plumbing shared by the recipes (``recipes/*.py``); not part of the installed package.
 
 The recipes follow transformers' examples (``run_glue.py``, ``run_image_classification.py``,
-``run_clm.py``): dataclasses + ``HfArgumentParser``, then a fixed ``main()`` order. What every recipe
-does the same way lives here, so the recipes stay thin:
+``run_clm.py``): dataclasses + ``HfArgumentParser``, then a fixed ``main()`` order, and like those
+examples they keep their shared helpers beside the scripts (``from common import ...``: a script's
+folder is on ``sys.path`` when it runs as ``python recipes/x.py`` or under ``accelerate launch``).
+What every recipe does the same way lives here, so the recipes stay thin:
 
 - argument parsing (CLI flags or one ``.json`` file) with recipe defaults, logging, the checks that
   catch a bad launch early (:func:`parse_args`, :func:`setup_logging`, :func:`check_run`);
@@ -10,10 +12,11 @@ does the same way lives here, so the recipes stay thin:
   (:func:`load_raw_datasets`, :func:`require_columns`, :func:`label_list`, :func:`image_transform`);
 - the three activation modes for A/B runs (:data:`ACTIVATION_MODES`): the model loading
   (:func:`load_model`), the trainer class (:func:`build_trainer`), training and the swap
-  (:func:`train_and_evaluate`), all writing one metrics layout (:func:`swap_metrics`);
+  (:func:`train_and_evaluate`), all writing one metrics layout (:func:`swap_metrics`); metrics that
+  load offline (:func:`load_metric`: the ``evaluate`` scripts in ``recipes/metrics/``);
 - the output folder and the push (:func:`finish_run`), and the scripts' entry point: bad input as one
   line without traceback, exit code 1, and a clean exit of distributed workers (:func:`run_recipe`,
-  :func:`exit_if_distributed`); data problems name the file and line (:mod:`.data_checks`), a run of
+  :func:`exit_if_distributed`); data problems name the file and line (``data_checks.py``), a run of
   zero length is refused (:func:`check_run_length`), sequence lengths are capped at the model's
   positions (:func:`cap_sequence_length`).
 
@@ -22,8 +25,11 @@ Decisions:
   train → harden → swap. ``--do_train false`` is allowed for ``gelu`` and ``naive_relu_swap`` (evaluate
   a checkpoint, or measure its naive swap), not for ``lambda_gelu``.
 - ``all_results.json`` has the same keys in every mode: ``activation_mode``, ``train_*``, ``eval_*``
-  (the saved model), ``before_swap_eval_*``, ``after_swap_eval_*`` and ``swap_*`` (|Δlogits|,
-  prediction agreement); keys a mode has no value for (``gelu`` has no swap) are ``null``. The
+  (the saved model), and the swap under the trainer's own names: ``reluize_before_eval_*``,
+  ``reluize_after_eval_*``, ``reluize_max_abs_logit_diff``, ``reluize_mean_abs_logit_diff``,
+  ``reluize_prediction_agreement``, ``reluize_max_error_bound`` (the naive swap of
+  ``naive_relu_swap`` reports under the same names); keys a mode has no value for (``gelu`` has no
+  swap) are ``null``. The
   trainer's own naive-swap baseline stays in ``reluization_report.json`` and the model card.
 - ReLU modes write the output folder with :func:`hf_lambda_gelu.publishing.save_release` (model,
   processor, card, profile, report, manifest) on rank 0; ``--push_to_hub`` then uploads exactly that
@@ -47,26 +53,33 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from data_checks import check_labels_seen_in_training, check_splits_not_empty, diagnose_data_files
+from output_dirs import check_run_output_dir
 
-from .conversion import convert_to_lambda_gelu
-from .data_checks import check_labels_seen_in_training, check_splits_not_empty, diagnose_data_files
-from .disruption import compare_predictions, summary_metrics
-from .errors import GELURemnantsError
-from .output_dirs import check_run_output_dir
-from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
-from .release_gate import dummy_inputs
-from .reluize import reluize
-from .remnants import find_gelu_remnants
-from .trainer import LambdaGELUTrainer
+from hf_lambda_gelu.conversion import convert_to_lambda_gelu, from_pretrained
+from hf_lambda_gelu.disruption import compare_predictions, summary_metrics
+from hf_lambda_gelu.errors import GELURemnantsError
+from hf_lambda_gelu.publishing import (
+    PROFILE_JSON_FILENAME,
+    PROFILE_PLOT_FILENAME,
+    REPORT_FILENAME,
+    save_release,
+    upload_release,
+)
+from hf_lambda_gelu.release_gate import dummy_inputs
+from hf_lambda_gelu.reluize import reluize
+from hf_lambda_gelu.remnants import find_gelu_remnants
+from hf_lambda_gelu.trainer import LambdaGELUTrainer
 
 __all__ = [
     "ACTIVATION_MODES",
     "RESULTS_FILENAME",
-    "SWAP_DIFF_KEYS",
+    "RELUIZE_KEYS",
     "BaseDataArguments",
     "BaseModelArguments",
     "ColumnNotFoundError",
     "HubTarget",
+    "MetricNotFoundError",
     "MissingDataError",
     "build_trainer",
     "cap_sequence_length",
@@ -80,6 +93,7 @@ __all__ = [
     "image_transform",
     "label_list",
     "lambda_config",
+    "load_metric",
     "load_model",
     "load_raw_datasets",
     "model_max_positions",
@@ -103,8 +117,10 @@ logger = logging.getLogger(__name__)
 ACTIVATION_MODES = ("lambda_gelu", "gelu", "naive_relu_swap")
 #: All metrics of a run (``trainer.save_metrics("all", ...)``).
 RESULTS_FILENAME = "all_results.json"
-#: Swap disruption figures, as ``swap_<name>`` in the results.
-SWAP_DIFF_KEYS = ("max_abs_logit_diff", "mean_abs_logit_diff", "prediction_agreement")
+#: Swap figures of the report, as ``reluize_<name>`` in the results (the names ``LambdaGELUTrainer`` logs).
+RELUIZE_KEYS = ("max_abs_logit_diff", "mean_abs_logit_diff", "prediction_agreement", "max_error_bound")
+#: The local ``evaluate`` metric scripts (``<name>.py``): they load without network.
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 
 class MissingDataError(ValueError):
@@ -112,6 +128,19 @@ class MissingDataError(ValueError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"No training data given: pass {what}.")
+
+
+class MetricNotFoundError(FileNotFoundError):
+    """A metric is neither a local script in ``recipes/metrics/`` nor loadable with ``evaluate.load``."""
+
+    def __init__(self, name: str, cause: BaseException) -> None:
+        self.name = name
+        local = sorted(path.stem for path in METRICS_DIR.glob("*.py"))
+        super().__init__(
+            f"Metric {name!r} is not in recipes/metrics/ (there: {local}) and evaluate.load({name!r}) failed: "
+            f"{str(cause).rstrip('.')}. Without network (HF_HUB_OFFLINE=1), use a local metric or pass the path "
+            "of a local evaluate metric script (a .py file or a folder holding <name>.py)."
+        )
 
 
 class ColumnNotFoundError(ValueError):
@@ -558,11 +587,43 @@ def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
     return batch
 
 
+def load_metric(name: str, **kwargs: Any):
+    """An ``evaluate`` metric: the local script ``recipes/metrics/<name>.py`` if there is one, else ``evaluate.load``.
+
+    ``evaluate.load("accuracy")`` fetches the metric's script from the Hub (the pip package ships no
+    metric code); the local copy works offline.
+
+    Args:
+        name: a metric name, or the path of a local metric script or folder.
+        **kwargs: passed to ``evaluate.load`` (``cache_dir``, ``keep_in_memory``...).
+
+    Raises:
+        MetricNotFoundError: no local script, and ``evaluate.load`` could not find it (e.g. offline).
+
+    >>> load_metric("accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0])["accuracy"]  # doctest: +ELLIPSIS
+    0.666...
+    """
+    import evaluate
+
+    local = METRICS_DIR / f"{name}.py"
+    if local.is_file():
+        return evaluate.load(str(local), **kwargs)
+    try:
+        return evaluate.load(name, **kwargs)
+    except FileNotFoundError as err:
+        raise MetricNotFoundError(name, err) from err
+
+
 # -- model, trainer, training -------------------------------------------------------------------------------------
 
 
 def lambda_config(training_args) -> dict[str, Any]:
-    """The conversion settings (``lambda_config`` of the patcher) from the training arguments."""
+    """The conversion settings (``lambda_config`` of the patcher) from the training arguments.
+
+    INTEGRATOR (issue 9, point 1): the single call site of this table is :func:`load_model`; once
+    ``LambdaGELUTrainingArguments.lambda_config()`` exists, pass ``training_args.lambda_config()`` there
+    and delete this function.
+    """
     return {
         "init_lambda": training_args.lambda_init,
         "temperature": training_args.lambda_temperature,
@@ -580,12 +641,13 @@ def load_model(auto_class, model_args: BaseModelArguments, training_args, **kwar
         GELURemnantsError: a ReLU mode, a model with GELUs no config field controls (found with one
             forward on a dummy batch) and no ``--allow_gelu_remnants true``: refused before training.
     """
-    from .conversion import from_pretrained
-
     kwargs = {**model_args.hub_kwargs(), **kwargs}
     if model_args.activation_mode == "lambda_gelu":
         model = from_pretrained(
-            auto_class, model_args.model_name_or_path, lambda_config=lambda_config(training_args), **kwargs
+            auto_class,
+            model_args.model_name_or_path,
+            lambda_config=lambda_config(training_args),  # INTEGRATOR: training_args.lambda_config()
+            **kwargs,
         )
     else:
         model = auto_class.from_pretrained(model_args.model_name_or_path, **kwargs)
@@ -640,6 +702,7 @@ def naive_relu_swap(trainer, metric_name: str) -> dict[str, Any]:
     """
     model, dataset = trainer.model, trainer.eval_dataset
     before = trainer.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
+    # INTEGRATOR: these two lines become gelu_to_relu(model) (issue 9, point 2) with the report from it
     convert_to_lambda_gelu(model)  # λ = 1: exactly the model's GELU, now swappable by reluize
     report: dict[str, Any] = {
         **reluize(model).to_dict(),
@@ -657,14 +720,20 @@ def naive_relu_swap(trainer, metric_name: str) -> dict[str, Any]:
 
 
 def swap_metrics(report: dict | None, eval_keys: Sequence[str]) -> dict[str, Any]:
-    """The swap part of the results: ``before_swap_<k>``, ``after_swap_<k>``, ``swap_<diff>`` (None if absent)."""
+    """The swap part of the results, under the trainer's names (None where absent).
+
+    ``reluize_before_<k>``, ``reluize_after_<k>`` for each eval key, ``reluize_<name>`` for :data:`RELUIZE_KEYS`.
+
+    >>> swap_metrics({"after_swap": {"eval_loss": 0.5}, "prediction_agreement": 1.0}, ["eval_loss"])["reluize_after_eval_loss"]
+    0.5
+    """
     report = report or {}
     before, after = report.get("before_swap") or {}, report.get("after_swap") or {}
     out: dict[str, Any] = {}
     for key in eval_keys:
-        out[f"before_swap_{key}"] = before.get(key)
-        out[f"after_swap_{key}"] = after.get(key)
-    out.update({f"swap_{key}": report.get(key) for key in SWAP_DIFF_KEYS})
+        out[f"reluize_before_{key}"] = before.get(key)
+        out[f"reluize_after_{key}"] = after.get(key)
+    out.update({f"reluize_{key}": report.get(key) for key in RELUIZE_KEYS})
     return out
 
 
@@ -695,7 +764,7 @@ def train_and_evaluate(trainer, activation_mode: str, *, metric_name: str) -> tu
 
 
 def with_perplexity(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Add ``perplexity`` = exp(eval_loss) next to every ``*eval_loss`` (``before_swap_perplexity``...)."""
+    """Add ``perplexity`` = exp(eval_loss) next to every ``*eval_loss`` (``reluize_before_perplexity``...)."""
     out = dict(metrics)
     for key, value in metrics.items():
         if key.endswith("eval_loss"):
