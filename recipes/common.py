@@ -355,7 +355,7 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
         ValueError: ``lambda_gelu`` without training, with ``--reluize_at_end false`` or ``--hardening_start
             1.0``; a zero-length run (:func:`check_run_length`); ``--push_to_hub`` of a ReLU release without
             ``--hub_model_id``; a bad launch (:func:`check_launch`); an output folder that is not empty, is the
-            model folder or cannot be written (:class:`~hf_lambda_gelu.output_dirs.OutputDirError`).
+            model folder or cannot be written (``output_dirs.OutputDirError``).
     """
     check_launch(training_args)
     if model_args.activation_mode == "lambda_gelu":
