@@ -18,7 +18,9 @@ Decisions:
   unless ``--allow-unhardened``, and a model with GELUs no config field controls unless
   ``--allow-gelu-remnants``; the card then says so.
 - ``reluize --eval-file`` evaluates sequence classification only (accuracy, cross-entropy loss and
-  the logit/prediction disruption of the swap); other tasks are released without a disruption figure.
+  the logit/prediction disruption of the swap), with transformers' ``Trainer.predict`` and
+  :func:`~hf_lambda_gelu.metrics.compute_accuracy` (no evaluation loop of its own); other tasks are
+  released without a disruption figure.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from transformers.utils import logging as transformers_logging
 from .activation import LambdaGELU
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
-from .disruption import compare_predictions
+from .disruption import compare_predictions, summary_metrics
 from .errors import (
     GELURemnantsError,
     MissingExtraError,
@@ -56,6 +58,7 @@ from .errors import (
     ReleaseReloadError,
     UnhardenedSwapError,
 )
+from .metrics import compute_accuracy
 from .model_card import infer_pipeline_tag, resolve_target_lambda
 from .ops import RELU_DISTANCE_CONSTANT
 from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
@@ -244,29 +247,30 @@ def _label_ids(labels: list[Any], config: Any) -> list[int]:
     return ids
 
 
-def _predict(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int) -> Any:
-    model.eval()
-    device = next(model.parameters()).device
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            chunks.append(model(**batch.to(device)).logits.float().cpu())
-    return torch.cat(chunks).numpy()
+def _swap_on_eval_file(model: Any, tokenizer: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """ReLU-ize ``model`` and measure the swap on ``--eval-file`` with transformers' ``Trainer``: the report."""
+    from transformers import Trainer, TrainingArguments
 
-
-def _classification_metrics(logits: Any, labels: Any) -> dict[str, float]:
-    logits_t, labels_t = torch.from_numpy(logits), torch.tensor(labels)
-    return {
-        "eval_accuracy": float((logits_t.argmax(-1) == labels_t).double().mean()),
-        "eval_loss": float(torch.nn.functional.cross_entropy(logits_t, labels_t)),
-    }
+    texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
+    labels = _label_ids(raw_labels, model.config)
+    encoded = tokenizer(texts, truncation=True, max_length=args.max_length)
+    data = datasets.Dataset.from_dict({**encoded, "labels": labels})
+    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-eval-") as output_dir:
+        eval_args = TrainingArguments(
+            output_dir=output_dir, per_device_eval_batch_size=args.batch_size, report_to="none", disable_tqdm=True
+        )
+        trainer = Trainer(model=model, args=eval_args, processing_class=tokenizer, compute_metrics=compute_accuracy)
+        before = trainer.predict(data, metric_key_prefix="eval")
+        report = reluize_for_release(model)
+        after = trainer.predict(data, metric_key_prefix="eval")
+    report.update(
+        metric_name="accuracy",
+        eval_dataset=f"{Path(args.eval_file).name} (local file)",
+        before_swap=summary_metrics(before.metrics),
+        after_swap=summary_metrics(after.metrics),
+        **compare_predictions(before.predictions, after.predictions),
+    )
+    return report
 
 
 def _lambda_arg(text: str) -> float:
@@ -382,19 +386,8 @@ def _reluize(args: argparse.Namespace) -> None:
             raise CLIError(f"--eval-file evaluates sequence classifiers; {source!r} is a {type(model).__name__}.")
         if processor is None:
             raise CLIError(f"--eval-file needs a tokenizer, and {source!r} has no tokenizer files.")
-        texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
-        labels = _label_ids(raw_labels, model.config)
         _refuse_unhardened(model, args.allow_unhardened)
-        before = _predict(model, processor, texts, args.max_length, args.batch_size)
-        report = reluize_for_release(model)
-        after = _predict(model, processor, texts, args.max_length, args.batch_size)
-        report.update(
-            metric_name="accuracy",
-            eval_dataset=f"{Path(args.eval_file).name} (local file)",
-            before_swap=_classification_metrics(before, labels),
-            after_swap=_classification_metrics(after, labels),
-            **compare_predictions(before, after),
-        )
+        report = _swap_on_eval_file(model, processor, args)
     else:
         _refuse_unhardened(model, args.allow_unhardened)
         report = reluize_for_release(model)

@@ -53,12 +53,13 @@ import torch
 from .conversion import convert_to_lambda_gelu
 from .disruption import compare_predictions
 from .errors import MissingExtraError
+from .metrics import compute_accuracy
 from .publishing import save_release
 from .reluize import reluize
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
 
-__all__ = ["DEMO_DEFAULTS", "DemoArguments", "compute_accuracy", "digits_dataset", "format_table", "main", "run"]
+__all__ = ["DEMO_DEFAULTS", "DemoArguments", "digits_dataset", "format_table", "main", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,17 +162,6 @@ def _transform(processor):
 
 def _first(dataset, count: int | None):
     return dataset if count is None else dataset.select(range(min(count, len(dataset))))
-
-
-def compute_accuracy(eval_pred) -> dict[str, float]:
-    """``compute_metrics`` for the Trainer: the share of argmax predictions equal to the labels.
-
-    >>> from transformers import EvalPrediction
-    >>> compute_accuracy(EvalPrediction(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1])))
-    {'accuracy': 0.5}
-    """
-    predictions = np.asarray(eval_pred.predictions).argmax(-1)
-    return {"accuracy": float(np.mean(predictions == np.asarray(eval_pred.label_ids)))}
 
 
 def _pretrain_gelu_vit(path: Path, train, processor, demo_args: DemoArguments, training_args) -> None:

@@ -116,3 +116,15 @@ def test_wheel_holds_the_library_only(tmp_path):
 
     result = _run(tmp_path, INSTALLED_CHECK, PYTHONPATH=str(tmp_path / "site"))
     assert Path(result["file"]).parent == tmp_path / "site" / "hf_lambda_gelu" and result["sklearn"] is False
+
+
+def test_compute_accuracy_is_what_scikit_learn_computes_on_logits():
+    from transformers import EvalPrediction
+
+    from hf_lambda_gelu.metrics import compute_accuracy
+
+    rng = np.random.default_rng(1)
+    logits, labels = rng.normal(size=(300, 7)), rng.integers(0, 7, 300)
+    expected = accuracy_score(labels, logits.argmax(-1))
+    assert 0.05 < expected < 0.5  # random logits: neither all right nor all wrong
+    assert compute_accuracy(EvalPrediction(logits, labels)) == {"accuracy": pytest.approx(expected)}
