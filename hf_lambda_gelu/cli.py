@@ -49,7 +49,7 @@ from transformers.utils import logging as transformers_logging
 from .activation import LambdaGELU
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
-from .disruption import compare_predictions, summary_metrics
+from .disruption import compare_predictions
 from .errors import (
     GELURemnantsError,
     MissingExtraError,
@@ -247,14 +247,22 @@ def _label_ids(labels: list[Any], config: Any) -> list[int]:
     return ids
 
 
-def _swap_on_eval_file(model: Any, tokenizer: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """ReLU-ize ``model`` and measure the swap on ``--eval-file`` with transformers' ``Trainer``: the report."""
+#: What ``reluize --eval-file`` reports before and after the swap.
+_EVAL_KEYS = ("eval_accuracy", "eval_loss")
+
+
+def _eval_dataset(tokenizer: Any, config: Any, args: argparse.Namespace) -> datasets.Dataset:
+    """``--eval-file`` read, its labels checked against the model's, tokenized."""
+    texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
+    labels = _label_ids(raw_labels, config)
+    encoded = tokenizer(texts, truncation=True, max_length=args.max_length)
+    return datasets.Dataset.from_dict({**encoded, "labels": labels})
+
+
+def _swap_on_eval_file(model: Any, tokenizer: Any, data: datasets.Dataset, args: argparse.Namespace) -> dict[str, Any]:
+    """ReLU-ize ``model`` and measure the swap on ``data`` with transformers' ``Trainer``: the report."""
     from transformers import Trainer, TrainingArguments
 
-    texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
-    labels = _label_ids(raw_labels, model.config)
-    encoded = tokenizer(texts, truncation=True, max_length=args.max_length)
-    data = datasets.Dataset.from_dict({**encoded, "labels": labels})
     with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-eval-") as output_dir:
         eval_args = TrainingArguments(
             output_dir=output_dir, per_device_eval_batch_size=args.batch_size, report_to="none", disable_tqdm=True
@@ -266,8 +274,8 @@ def _swap_on_eval_file(model: Any, tokenizer: Any, args: argparse.Namespace) -> 
     report.update(
         metric_name="accuracy",
         eval_dataset=f"{Path(args.eval_file).name} (local file)",
-        before_swap=summary_metrics(before.metrics),
-        after_swap=summary_metrics(after.metrics),
+        before_swap={k: before.metrics[k] for k in _EVAL_KEYS},
+        after_swap={k: after.metrics[k] for k in _EVAL_KEYS},
         **compare_predictions(before.predictions, after.predictions),
     )
     return report
@@ -386,8 +394,9 @@ def _reluize(args: argparse.Namespace) -> None:
             raise CLIError(f"--eval-file evaluates sequence classifiers; {source!r} is a {type(model).__name__}.")
         if processor is None:
             raise CLIError(f"--eval-file needs a tokenizer, and {source!r} has no tokenizer files.")
+        data = _eval_dataset(processor, model.config, args)
         _refuse_unhardened(model, args.allow_unhardened)
-        report = _swap_on_eval_file(model, processor, args)
+        report = _swap_on_eval_file(model, processor, data, args)
     else:
         _refuse_unhardened(model, args.allow_unhardened)
         report = reluize_for_release(model)
