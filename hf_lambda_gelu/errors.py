@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 __all__ = [
-    "DataFileError",
     "GELURemnantsError",
     "MissingExtraError",
     "NoGELUFoundError",
@@ -13,7 +12,6 @@ __all__ = [
     "UncontrolledGELUError",
     "UnhardenedSwapError",
     "UnhardenedSwapWarning",
-    "UnseenLabelError",
 ]
 
 
@@ -37,27 +35,6 @@ class NotLambdaGELUModelError(ValueError):
         super().__init__(
             f"{what} has no LambdaGELU module. Convert it first with hf_lambda_gelu.convert_to_lambda_gelu(model) "
             "or load a λ-GELU checkpoint."
-        )
-
-
-class DataFileError(ValueError):
-    """A local data file (or folder) a recipe was given cannot be used; names the file, the line, the fix."""
-
-    def __init__(self, path: str, problem: str, fix: str, line: int | None = None) -> None:
-        self.path, self.problem, self.line = str(path), problem, line
-        where = f"{self.path!r}" + (f", line {line}" if line is not None else "")
-        super().__init__(f"Data file {where}: {problem}. {fix}")
-
-
-class UnseenLabelError(ValueError):
-    """Labels that appear in evaluation data but never in the training data (classes never trained)."""
-
-    def __init__(self, labels: list, where: str, column: str, train: str | None = None) -> None:
-        self.labels = labels
-        train = f"the training data ({train})" if train else "the training data"
-        super().__init__(
-            f"Labels {labels} of column {column!r} appear in {where} but not in {train}: the model would get "
-            "classes it never trains on. Fix those labels, or add training examples for them."
         )
 
 
