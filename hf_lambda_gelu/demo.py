@@ -304,6 +304,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         defaults["use_cpu"] = True  # CPU-only `accelerate launch`: the workers join one gloo group
     parser.set_defaults(**defaults)
     demo_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    data = digits_dataset()  # first: without the demo extra, stop before anything else happens
     # 2. logging, threads  3. seed
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", stream=sys.stdout)
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
@@ -312,7 +313,6 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     set_seed(training_args.seed)
 
     # 4. data: the digits, a fixed split
-    data = digits_dataset()
     train = _first(data["train"], demo_args.max_train_samples)
     validation = _first(data["validation"], demo_args.max_eval_samples)
 

@@ -58,7 +58,7 @@ from output_dirs import check_run_output_dir
 
 from hf_lambda_gelu.conversion import convert_to_lambda_gelu, from_pretrained
 from hf_lambda_gelu.disruption import compare_predictions, summary_metrics
-from hf_lambda_gelu.errors import GELURemnantsError
+from hf_lambda_gelu.errors import GELURemnantsError, MissingExtraError
 from hf_lambda_gelu.publishing import (
     PROFILE_JSON_FILENAME,
     PROFILE_PLOT_FILENAME,
@@ -844,13 +844,14 @@ def finish_run(
 def run_recipe(main: Callable[[], Any]) -> None:
     """A recipe's ``__main__`` entry: run ``main()``; bad input ends with ONE line on stderr and exit code 1.
 
-    Bad input is a ``ValueError`` (the package's errors name the value, the file and line, and the fix);
+    Bad input is a ``ValueError`` (the package's errors name the value, the file and line, and the fix), a
+    missing optional extra (the demo's scikit-learn) a ``MissingExtraError`` naming the extra;
     the line is printed without traceback. ``HF_LAMBDA_GELU_TRACEBACK=1`` re-raises it with its traceback.
     Then :func:`exit_if_distributed`.
     """
     try:
         main()
-    except ValueError as err:
+    except (ValueError, MissingExtraError) as err:
         if os.environ.get("HF_LAMBDA_GELU_TRACEBACK", "") not in ("", "0"):
             raise
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)

@@ -101,3 +101,19 @@ def test_table_shows_every_row_and_marks_missing_values():
     assert len(lines) == 2 + len(TABLE_ROWS)
     assert "93.00%" in lines[3] and "0.4" in lines[3] and "100.00%" in lines[5] and "6e-05" in lines[5]
     assert "—" in lines[4]  # reluize_before_eval_accuracy was not given
+
+
+def test_the_recipe_without_the_demo_extra_says_which_extra_in_one_line(monkeypatch, capsys):
+    import test_recipes
+    from common import run_recipe
+
+    recipe = test_recipes._load_recipe("image_classification")
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails as if scikit-learn were missing
+    with pytest.raises(SystemExit) as exit_info:
+        run_recipe(lambda: recipe.main(["--quick", "--output_dir", "unused"]))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: The demo (its handwritten digits data set) needs scikit-learn, which is not installed: "
+        "pip install 'hf-lambda-gelu[demo]' (the 'demo' extra)."
+    ]
