@@ -8,12 +8,12 @@ from .activation import LambdaGELU, lambda_modules
 from .config import LambdaGELUConfig
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
 from .errors import (
-    DataFileError,
     ExportAuditError,
     GELURemnantsError,
     InvalidSettingError,
     LambdaOptimizerError,
     LRFloorError,
+    MissingExtraError,
     NoGELUFoundError,
     NotAReleaseError,
     NotLambdaGELUModelError,
@@ -25,7 +25,6 @@ from .errors import (
     UncontrolledGELUError,
     UnhardenedSwapError,
     UnhardenedSwapWarning,
-    UnseenLabelError,
 )
 from .export import export_onnx, export_release
 from .hardening import HardeningCallback, target_lambda_for_tolerance
@@ -48,7 +47,6 @@ register()
 __version__ = "0.1.0"
 
 __all__ = [
-    "DataFileError",
     "ExportAuditError",
     "GELURemnantsError",
     "HardeningCallback",
@@ -59,6 +57,7 @@ __all__ = [
     "LambdaGELUTrainer",
     "LambdaGELUTrainingArguments",
     "LambdaOptimizerError",
+    "MissingExtraError",
     "NoGELUFoundError",
     "NotAReleaseError",
     "NotLambdaGELUModelError",
@@ -72,7 +71,6 @@ __all__ = [
     "UncontrolledGELUError",
     "UnhardenedSwapError",
     "UnhardenedSwapWarning",
-    "UnseenLabelError",
     "add_lambda_modules_to_save",
     "build_model_card",
     "convert_to_lambda_gelu",

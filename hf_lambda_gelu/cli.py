@@ -1,7 +1,6 @@
 """The ``hf-lambda-gelu`` command line: ``convert``, ``reluize``, ``profile``, ``push``.
 
-Every subcommand is a :class:`Command` in :data:`COMMANDS`; add one with :func:`register_command`
-(before :func:`main` builds the parser). Errors the user can fix (missing folder, not a λ-GELU
+Every subcommand is a :class:`Command` in :data:`COMMANDS`. Errors the user can fix (missing folder, not a λ-GELU
 checkpoint, no GELU to convert, a failed upload...) print one line,
 ``hf-lambda-gelu: error: ...``, and exit with status 1; anything else keeps its traceback.
 
@@ -19,7 +18,9 @@ Decisions:
   unless ``--allow-unhardened``, and a model with GELUs no config field controls unless
   ``--allow-gelu-remnants``; the card then says so.
 - ``reluize --eval-file`` evaluates sequence classification only (accuracy, cross-entropy loss and
-  the logit/prediction disruption of the swap); other tasks are released without a disruption figure.
+  the logit/prediction disruption of the swap), with transformers' ``Trainer.predict`` and
+  :func:`~hf_lambda_gelu.metrics.compute_accuracy` (no evaluation loop of its own); other tasks are
+  released without a disruption figure.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ from .activation import lambda_modules
 from .config import LambdaGELUConfig
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
-from .disruption import compare_predictions
+from .disruption import measure_swap
 from .errors import (
     GELURemnantsError,
+    MissingExtraError,
     NoGELUFoundError,
     NotAReleaseError,
     NotLambdaGELUModelError,
@@ -61,15 +63,16 @@ from .errors import (
     ReleaseReloadError,
     UnhardenedSwapError,
 )
+from .metrics import compute_accuracy
 from .model_card import infer_pipeline_tag, resolve_target_lambda
 from .ops import RELU_DISTANCE_CONSTANT
 from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
 from .release import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
 from .release_gate import check_reload
-from .reluize import DEFAULT_RELU_TOLERANCE, exceeds_tolerance, hardness_profile
+from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, exceeds_tolerance, hardness_profile
 from .upload import upload_release
 
-__all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main", "register_command"]
+__all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +122,6 @@ class Command:
     passthrough: bool = False
 
 
-#: Subcommands by name, in ``--help`` order.
-COMMANDS: dict[str, Command] = {}
-
 _USER_ERRORS = (
     CLIError,
     NoGELUFoundError,
@@ -133,28 +133,9 @@ _USER_ERRORS = (
     GELURemnantsError,
     ReleaseReloadError,
     UnhardenedSwapError,
+    MissingExtraError,
     OSError,
 )
-
-
-def register_command(command: Command) -> Command:
-    """Add a subcommand to ``hf-lambda-gelu`` (call at import time, before :func:`main`).
-
-    Args:
-        command: the :class:`Command`; its name must be new.
-
-    Raises:
-        ValueError: a command of that name exists.
-
-    >>> import argparse
-    >>> def run(args: argparse.Namespace) -> None:
-    ...     print("hello")
-    >>> register_command(Command("hello", "Say hello.", lambda parser: None, run))  # doctest: +SKIP
-    """
-    if command.name in COMMANDS:
-        raise ValueError(f"Subcommand {command.name!r} is already registered; choose another name.")
-    COMMANDS[command.name] = command
-    return command
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -261,29 +242,27 @@ def _label_ids(labels: list[Any], config: Any) -> list[int]:
     return ids
 
 
-def _predict(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int) -> Any:
-    model.eval()
-    device = next(model.parameters()).device
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            chunks.append(model(**batch.to(device)).logits.float().cpu())
-    return torch.cat(chunks).numpy()
+def _eval_dataset(tokenizer: Any, config: Any, args: argparse.Namespace) -> datasets.Dataset:
+    """``--eval-file`` read, its labels checked against the model's, tokenized."""
+    texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
+    labels = _label_ids(raw_labels, config)
+    encoded = tokenizer(texts, truncation=True, max_length=args.max_length)
+    return datasets.Dataset.from_dict({**encoded, "labels": labels})
 
 
-def _classification_metrics(logits: Any, labels: Any) -> dict[str, float]:
-    logits_t, labels_t = torch.from_numpy(logits), torch.tensor(labels)
-    return {
-        "eval_accuracy": float((logits_t.argmax(-1) == labels_t).double().mean()),
-        "eval_loss": float(torch.nn.functional.cross_entropy(logits_t, labels_t)),
-    }
+def _swap_on_eval_file(model: Any, tokenizer: Any, data: datasets.Dataset, args: argparse.Namespace) -> ReluizeReport:
+    """ReLU-ize ``model`` and measure the swap on ``data`` with transformers' ``Trainer``: the report."""
+    from transformers import Trainer, TrainingArguments
+
+    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-eval-") as output_dir:
+        eval_args = TrainingArguments(
+            output_dir=output_dir, per_device_eval_batch_size=args.batch_size, report_to="none", disable_tqdm=True
+        )
+        trainer = Trainer(model=model, args=eval_args, processing_class=tokenizer, compute_metrics=compute_accuracy)
+        report = measure_swap(model, reluize_for_release, lambda m: trainer.predict(data, metric_key_prefix="eval"))
+    report.metric_name = "accuracy"
+    report.eval_dataset = f"{Path(args.eval_file).name} (local file)"
+    return report
 
 
 def _lambda_arg(text: str) -> float:
@@ -397,19 +376,9 @@ def _reluize(args: argparse.Namespace) -> None:
             raise CLIError(f"--eval-file evaluates sequence classifiers; {source!r} is a {type(model).__name__}.")
         if processor is None:
             raise CLIError(f"--eval-file needs a tokenizer, and {source!r} has no tokenizer files.")
-        texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
-        labels = _label_ids(raw_labels, model.config)
+        data = _eval_dataset(processor, model.config, args)
         _refuse_unhardened(model, args.allow_unhardened)
-        before = _predict(model, processor, texts, args.max_length, args.batch_size)
-        report = reluize_for_release(model)
-        after = _predict(model, processor, texts, args.max_length, args.batch_size)
-        report.add_measurement(
-            before=_classification_metrics(before, labels),
-            after=_classification_metrics(after, labels),
-            disruption=compare_predictions(before, after),
-            metric_name="accuracy",
-        )
-        report.eval_dataset = f"{Path(args.eval_file).name} (local file)"
+        report = _swap_on_eval_file(model, processor, data, args)
     else:
         _refuse_unhardened(model, args.allow_unhardened)
         report = reluize_for_release(model)
@@ -499,20 +468,6 @@ def _push(args: argparse.Namespace) -> None:
     print(f"Uploaded {args.dir} to {args.repo_id}: {url}")
 
 
-register_command(
-    Command("convert", "Convert a GELU checkpoint to λ-GELU (λ = 1: same outputs).", _convert_arguments, _convert)
-)
-register_command(
-    Command(
-        "reluize", "Swap a trained λ-GELU checkpoint to ReLU and write a release folder.", _reluize_arguments, _reluize
-    )
-)
-register_command(
-    Command("profile", "Print the hardness profile (λ per layer and its bound c/λ).", _profile_arguments, _profile)
-)
-register_command(Command("push", "Upload a release folder to the Hugging Face Hub.", _push_arguments, _push))
-
-
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Other flags go to the demo: --output_dir, --quick, and every LambdaGELUTrainingArguments flag "
@@ -526,17 +481,6 @@ def _demo(args: argparse.Namespace) -> None:
     transformers_logging.enable_progress_bar()  # the demo shows the Trainer's progress bars
     datasets.enable_progress_bars()
     demo.main(args.flags)
-
-
-register_command(
-    Command(
-        "demo",
-        "Run the offline digits demo: GELU ViT → λ-GELU fine-tune → hardening → ReLU release.",
-        _demo_arguments,
-        _demo,
-        passthrough=True,
-    )
-)
 
 
 # ------------------------------------------------------------------ deployment: export and sparsity
@@ -710,14 +654,37 @@ def _sparsity(args: argparse.Namespace) -> None:
         print(f"Added {', '.join(names)} and a card section to the release {source}")
 
 
-register_command(
-    Command("export", "Export a ReLU release to ONNX and audit the graph (no Erf/GELU).", _export_arguments, _export)
-)
-register_command(
-    Command(
-        "sparsity", "Measure the activation sparsity of a ReLU model on real inputs.", _sparsity_arguments, _sparsity
+#: Subcommands by name, in ``--help`` order.
+COMMANDS: dict[str, Command] = {
+    command.name: command
+    for command in (
+        Command("convert", "Convert a GELU checkpoint to λ-GELU (λ = 1: same outputs).", _convert_arguments, _convert),
+        Command(
+            "reluize",
+            "Swap a trained λ-GELU checkpoint to ReLU and write a release folder.",
+            _reluize_arguments,
+            _reluize,
+        ),
+        Command("profile", "Print the hardness profile (λ per layer and its bound c/λ).", _profile_arguments, _profile),
+        Command("push", "Upload a release folder to the Hugging Face Hub.", _push_arguments, _push),
+        Command(
+            "demo",
+            "Run the offline digits demo: GELU ViT → λ-GELU fine-tune → hardening → ReLU release.",
+            _demo_arguments,
+            _demo,
+            passthrough=True,
+        ),
+        Command(
+            "export", "Export a ReLU release to ONNX and audit the graph (no Erf/GELU).", _export_arguments, _export
+        ),
+        Command(
+            "sparsity",
+            "Measure the activation sparsity of a ReLU model on real inputs.",
+            _sparsity_arguments,
+            _sparsity,
+        ),
     )
-)
+}
 
 
 # -------------------------------------------------------------------------------------------- main

@@ -22,17 +22,25 @@ Every ``LambdaGELUTrainingArguments`` flag works (``--num_train_epochs``, ``--ha
 ``--lambda_learning_rate``...), with demo defaults (:data:`DEMO_DEFAULTS`); ``--quick`` shrinks the
 model and the step counts for smoke tests. Progress bars are the Trainer's own.
 
+The demo is written against the package's public API only (``LambdaGELUTrainer``,
+``gelu_to_relu``, ``measure_swap``, ``save_release``): it is also the worked example of the
+method. The recipes' plumbing (``recipes/common.py``) is not part of the installed package.
+It needs the ``demo`` extra (scikit-learn, for the digits): ``pip install 'hf-lambda-gelu[demo]'``.
+
 Decisions:
 - Torch runs with one intra-op thread by default (``--num_threads``): the model is tiny, and on a
   shared 2-core machine a training step took ~0.09 s with one thread and ~2.4 s with two (the
   threads spin-wait for a core another process holds).
 - The demo's own launch is DDP-safe (``accelerate launch recipes/image_classification.py``): the
-  pretraining runs on every rank, rank 0 saves, the others wait for it.
+  pretraining runs on every rank, rank 0 saves, the others wait for it; launched as several CPU
+  processes, ``use_cpu`` defaults to True (so that they join one gloo group).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,20 +50,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .recipe_utils import (
-    SWAP_DIFF_KEYS,
-    check_launch,
-    collate_images,
-    finish_run,
-    image_transform,
-    lambda_config,
-    naive_relu_swap,
-    parse_args,
-    recipe_defaults,
-    select_samples,
-    setup_logging,
-    train_and_evaluate,
-)
+from .disruption import measure_swap
+from .errors import MissingExtraError
+from .metrics import compute_accuracy
+from .release import save_release
+from .reluize import gelu_to_relu
+from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
 
 __all__ = ["DEMO_DEFAULTS", "DemoArguments", "digits_dataset", "format_table", "main", "run"]
@@ -126,7 +126,11 @@ def digits_dataset(seed: int = SPLIT_SEED):
     """
     from datasets import ClassLabel, Dataset, Features, Image
     from PIL import Image as PILImage
-    from sklearn.datasets import load_digits
+
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise MissingExtraError("The demo (its handwritten digits data set)", "scikit-learn", "demo") from err
 
     digits = load_digits()
     pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # values 0..16 → 0..255
@@ -145,15 +149,18 @@ def _processor():
     return ViTImageProcessor(do_resize=False, size={"height": 8, "width": 8}, image_mean=[0.5], image_std=[0.5])
 
 
-def _accuracy_fn():
-    from .metrics import load_metric
+def _transform(processor):
+    """A ``with_transform`` function: grayscale images → ``pixel_values``, ``label`` → ``labels``."""
 
-    metric = load_metric("accuracy")
+    def transform(batch: dict) -> dict:
+        images = [image.convert("L") for image in batch["image"]]
+        return {"pixel_values": processor(images, return_tensors="pt")["pixel_values"], "labels": batch["label"]}
 
-    def compute_metrics(eval_pred) -> dict:
-        return metric.compute(predictions=eval_pred.predictions.argmax(-1), references=eval_pred.label_ids)
+    return transform
 
-    return compute_metrics
+
+def _first(dataset, count: int | None):
+    return dataset if count is None else dataset.select(range(min(count, len(dataset))))
 
 
 def _pretrain_gelu_vit(path: Path, train, processor, demo_args: DemoArguments, training_args) -> None:
@@ -195,7 +202,6 @@ def _pretrain_gelu_vit(path: Path, train, processor, demo_args: DemoArguments, t
         model=ViTForImageClassification(config),
         args=args,
         train_dataset=train,
-        data_collator=collate_images,
         processing_class=processor,
     )
     logger.info("Pretraining the GELU ViT (%g epochs) → %s", demo_args.pretrain_epochs, path)
@@ -205,7 +211,11 @@ def _pretrain_gelu_vit(path: Path, train, processor, demo_args: DemoArguments, t
 
 
 def _gelu_baselines(checkpoint: str, eval_dataset, training_args) -> dict[str, Any]:
-    """Accuracy of the GELU checkpoint, and of the same checkpoint naively swapped GELU → ReLU."""
+    """Accuracy of the GELU checkpoint, and of the same checkpoint naively swapped GELU → ReLU.
+
+    Returns ``gelu_eval_accuracy``, ``naive_swap_eval_accuracy`` and the swap's disruption figures
+    (``naive_swap_max_abs_logit_diff``, ``naive_swap_mean_abs_logit_diff``, ``naive_swap_prediction_agreement``).
+    """
     from transformers import AutoModelForImageClassification, Trainer, TrainingArguments
 
     args = TrainingArguments(
@@ -217,22 +227,23 @@ def _gelu_baselines(checkpoint: str, eval_dataset, training_args) -> dict[str, A
         use_cpu=training_args.use_cpu,
         disable_tqdm=training_args.disable_tqdm,
     )
-    trainer = Trainer(
-        model=AutoModelForImageClassification.from_pretrained(checkpoint),
-        args=args,
-        eval_dataset=eval_dataset,
-        data_collator=collate_images,
-        compute_metrics=_accuracy_fn(),
-    )
-    return naive_relu_swap(trainer, "accuracy")
+    model = AutoModelForImageClassification.from_pretrained(checkpoint)
+    trainer = Trainer(model=model, args=args, eval_dataset=eval_dataset, compute_metrics=compute_accuracy)
+    # the naive swap, through the same walker as the method (public API: gelu_to_relu)
+    report = measure_swap(model, gelu_to_relu, lambda m: trainer.predict(eval_dataset, metric_key_prefix="eval"))
+    return {
+        "gelu_eval_accuracy": report.before_swap["eval_accuracy"],
+        "naive_swap_eval_accuracy": report.after_swap["eval_accuracy"],
+        **{f"naive_swap_{k}": v for k, v in report.disruption.items()},
+    }
 
 
 #: Table rows: (label, accuracy key, key prefix of the swap figures or None).
 ROWS = (
     ("GELU ViT (the pretrained checkpoint)", "gelu_eval_accuracy", None),
     ("naive swap: that checkpoint, GELU → ReLU", "naive_swap_eval_accuracy", "naive_swap_"),
-    ("λ-GELU: fine-tuned and hardened, before the swap", "before_swap_eval_accuracy", None),
-    ("λ-GELU → ReLU: the released ReLU model", "eval_accuracy", "swap_"),
+    ("λ-GELU: fine-tuned and hardened, before the swap", "reluize_before_eval_accuracy", None),
+    ("λ-GELU → ReLU: the released ReLU model", "eval_accuracy", "reluize_"),
 )
 
 
@@ -273,30 +284,31 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
     >>> results = run(["--quick", "--output_dir", "demo_out"])  # doctest: +SKIP
     >>> sorted(k for k in results if k.endswith("accuracy"))[:2]  # doctest: +SKIP
-    ['after_swap_eval_accuracy', 'before_swap_eval_accuracy']
+    ['eval_accuracy', 'gelu_eval_accuracy']
     """
     from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
-
-    from .conversion import from_pretrained
-    from .trainer import LambdaGELUTrainer
 
     start = time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
     # 1. parse: demo defaults, shrunk by --quick, under the user's flags
-    (probe, _) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    defaults = recipe_defaults(**{**DEMO_DEFAULTS, **(QUICK_DEFAULTS if probe.quick else {})})
-    demo_args, training_args = parse_args((DemoArguments, LambdaGELUTrainingArguments), argv, defaults)
-    check_launch(training_args)
+    parser = HfArgumentParser((DemoArguments, LambdaGELUTrainingArguments))
+    probe = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)[0]
+    defaults = {**DEMO_DEFAULTS, **(QUICK_DEFAULTS if probe.quick else {})}
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        defaults["use_cpu"] = True  # CPU-only `accelerate launch`: the workers join one gloo group
+    parser.set_defaults(**defaults)
+    demo_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    data = digits_dataset()  # first: without the demo extra, stop before anything else happens
     # 2. logging, threads  3. seed
-    setup_logging(training_args)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", stream=sys.stdout)
+    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     if demo_args.num_threads > 0:
         torch.set_num_threads(demo_args.num_threads)
     set_seed(training_args.seed)
 
     # 4. data: the digits, a fixed split
-    data = digits_dataset()
-    train = select_samples(data["train"], demo_args.max_train_samples)
-    validation = select_samples(data["validation"], demo_args.max_eval_samples)
+    train = _first(data["train"], demo_args.max_train_samples)
+    validation = _first(data["validation"], demo_args.max_eval_samples)
 
     # 5. the GELU "pretrained checkpoint" (trained once, cached), and its baselines
     output_dir = Path(training_args.output_dir)
@@ -307,51 +319,51 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             logger.info("Reusing the GELU checkpoint cached in %s.", cached)
         else:
             processor = _processor()
-            transform = image_transform(processor, image_column="image", label_column="label", num_channels=1)
-            _pretrain_gelu_vit(cached, train.with_transform(transform), processor, demo_args, training_args)
+            _pretrain_gelu_vit(cached, train.with_transform(_transform(processor)), processor, demo_args, training_args)
         checkpoint = str(cached)
     processor = AutoImageProcessor.from_pretrained(checkpoint)
-    model = from_pretrained(AutoModelForImageClassification, checkpoint, lambda_config=lambda_config(training_args))
-    transform = image_transform(
-        processor, image_column="image", label_column="label", num_channels=model.config.num_channels
-    )
-    train, validation = train.with_transform(transform), validation.with_transform(transform)
-    baseline = _gelu_baselines(checkpoint, validation, training_args)
+    train, validation = train.with_transform(_transform(processor)), validation.with_transform(_transform(processor))
+    baselines = _gelu_baselines(checkpoint, validation, training_args)
 
-    # 6. the method: λ-GELU fine-tune, hardening, ReLU swap (LambdaGELUTrainer)
+    # 6. the method: LambdaGELUTrainer converts the GELU model (GELU → λ-GELU with the λ flags), learns λ,
+    # hardens and swaps to ReLU at the end of train(); its metrics say reluize_*
     trainer = LambdaGELUTrainer(
-        model=model,
+        model=AutoModelForImageClassification.from_pretrained(checkpoint),
         args=training_args,
         train_dataset=train,
         eval_dataset=validation,
         processing_class=processor,
-        data_collator=collate_images,
-        compute_metrics=_accuracy_fn(),
+        compute_metrics=compute_accuracy,
     )
-    results, report = train_and_evaluate(trainer, "lambda_gelu", metric_name="accuracy")
-    results["gelu_eval_accuracy"] = baseline["before_swap"]["eval_accuracy"]
-    results["naive_swap_eval_accuracy"] = baseline["after_swap"]["eval_accuracy"]
-    results.update({f"naive_swap_{k}": baseline[k] for k in SWAP_DIFF_KEYS})
+    trained = trainer.train()
+    # the trainer's own naive_swap_* baseline (its model before hardening) stays in the report and the card
+    results = {k: v for k, v in trained.metrics.items() if not k.startswith("naive_swap_")}
+    results.update(trainer.evaluate(), train_samples=len(train), eval_samples=len(validation), **baselines)
     table = format_table(results)
 
-    # 7. the release folder, with the table in its card
-    finish_run(
-        trainer,
-        "lambda_gelu",
-        metrics=results,
-        report=report,
-        processing_class=processor,
-        base_model=checkpoint,
-        dataset_names=["scikit-learn digits (sklearn.datasets.load_digits)"],
-        card_text=f"Demo run on the handwritten digits ({len(validation)} validation images):\n\n{table}",
-    )
+    # 7. the release folder, with the table in its card, and all_results.json
+    card_text = f"Demo run on the handwritten digits ({len(validation)} validation images):\n\n{table}"
     if trainer.is_world_process_zero():
+        save_release(
+            trainer.model,
+            output_dir,
+            processing_class=processor,
+            base_model=checkpoint,
+            report=trainer.reluization_report,
+            card_kwargs={
+                "dataset_names": ["scikit-learn digits (sklearn.datasets.load_digits)"],
+                "extra_text": card_text,
+            },
+            overwrite=True,
+        )
+        (output_dir / "all_results.json").write_text(json.dumps(results, indent=4, sort_keys=True) + "\n")
         print(
             f"\nλ-GELU demo: handwritten digits, accuracy on {len(validation)} validation images\n{table}\n"
             f"Release (ReLU model, model card, hardness profile plot, all_results.json): {output_dir}\n"
             f"Wall time: {time.perf_counter() - start:.0f} s",
             flush=True,
         )
+    trainer.accelerator.wait_for_everyone()
     return results
 
 

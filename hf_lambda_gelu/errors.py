@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "DataFileError",
     "ExportAuditError",
     "GELURemnantsError",
     "InvalidSettingError",
     "LRFloorError",
     "LambdaOptimizerError",
+    "MissingExtraError",
     "NoGELUFoundError",
     "NotAReleaseError",
     "NotLambdaGELUModelError",
@@ -24,7 +24,6 @@ __all__ = [
     "UncontrolledGELUError",
     "UnhardenedSwapError",
     "UnhardenedSwapWarning",
-    "UnseenLabelError",
 ]
 
 
@@ -48,27 +47,6 @@ class NotLambdaGELUModelError(ValueError):
         super().__init__(
             f"{what} has no LambdaGELU module. Convert it first with hf_lambda_gelu.convert_to_lambda_gelu(model) "
             "or load a λ-GELU checkpoint."
-        )
-
-
-class DataFileError(ValueError):
-    """A local data file (or folder) a recipe was given cannot be used; names the file, the line, the fix."""
-
-    def __init__(self, path: str, problem: str, fix: str, line: int | None = None) -> None:
-        self.path, self.problem, self.line = str(path), problem, line
-        where = f"{self.path!r}" + (f", line {line}" if line is not None else "")
-        super().__init__(f"Data file {where}: {problem}. {fix}")
-
-
-class UnseenLabelError(ValueError):
-    """Labels that appear in evaluation data but never in the training data (classes never trained)."""
-
-    def __init__(self, labels: list, where: str, column: str, train: str | None = None) -> None:
-        self.labels = labels
-        train = f"the training data ({train})" if train else "the training data"
-        super().__init__(
-            f"Labels {labels} of column {column!r} appear in {where} but not in {train}: the model would get "
-            "classes it never trains on. Fix those labels, or add training examples for them."
         )
 
 
@@ -225,3 +203,14 @@ class InvalidSettingError(ValueError):
     def __init__(self, name: str, value: Any, fix: str) -> None:
         self.name, self.value = name, value
         super().__init__(f"{name}={value!r} is invalid: {fix}")
+
+
+class MissingExtraError(ImportError):
+    """A feature needs a package of an optional extra that is not installed (e.g. the demo's scikit-learn)."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: pip install 'hf-lambda-gelu[{extra}]' "
+            f"(the {extra!r} extra)."
+        )

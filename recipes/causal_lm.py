@@ -21,10 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from itertools import chain
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, default_data_collator, set_seed
-
-from hf_lambda_gelu import LambdaGELUTrainingArguments
-from hf_lambda_gelu.recipe_utils import (
+from common import (
     BaseDataArguments,
     BaseModelArguments,
     build_trainer,
@@ -45,6 +42,9 @@ from hf_lambda_gelu.recipe_utils import (
     train_and_evaluate,
     with_perplexity,
 )
+from transformers import AutoModelForCausalLM, AutoTokenizer, default_data_collator, set_seed
+
+from hf_lambda_gelu import LambdaGELUTrainingArguments
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
-
-from hf_lambda_gelu import LambdaGELUTrainingArguments, demo
-from hf_lambda_gelu.metrics import load_metric
-from hf_lambda_gelu.recipe_utils import (
+from common import (
     BaseDataArguments,
     BaseModelArguments,
     build_trainer,
@@ -35,6 +31,7 @@ from hf_lambda_gelu.recipe_utils import (
     finish_run,
     image_transform,
     label_list,
+    load_metric,
     load_model,
     load_raw_datasets,
     parse_args,
@@ -47,6 +44,9 @@ from hf_lambda_gelu.recipe_utils import (
     take_over_push,
     train_and_evaluate,
 )
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
+
+from hf_lambda_gelu import LambdaGELUTrainingArguments, demo
 
 logger = logging.getLogger(__name__)
 

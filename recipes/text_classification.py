@@ -19,11 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
-
-from hf_lambda_gelu import LambdaGELUTrainingArguments
-from hf_lambda_gelu.metrics import load_metric
-from hf_lambda_gelu.recipe_utils import (
+from common import (
     BaseDataArguments,
     BaseModelArguments,
     build_trainer,
@@ -32,6 +28,7 @@ from hf_lambda_gelu.recipe_utils import (
     data_sources,
     finish_run,
     label_list,
+    load_metric,
     load_model,
     load_raw_datasets,
     parse_args,
@@ -44,6 +41,9 @@ from hf_lambda_gelu.recipe_utils import (
     take_over_push,
     train_and_evaluate,
 )
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
+
+from hf_lambda_gelu import LambdaGELUTrainingArguments
 
 logger = logging.getLogger(__name__)
 

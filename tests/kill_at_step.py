@@ -24,4 +24,5 @@ def on_step_begin(self, args, state, control, **kwargs):
 
 HardeningCallback.on_step_begin = on_step_begin
 sys.argv = sys.argv[2:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))  # as `python SCRIPT` does (from common import)
 runpy.run_path(sys.argv[0], run_name="__main__")

@@ -18,7 +18,7 @@ from huggingface_hub import ModelCard
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 import hf_lambda_gelu.upload as hub_upload
-from hf_lambda_gelu import cli, convert_to_lambda_gelu
+from hf_lambda_gelu import convert_to_lambda_gelu
 from hf_lambda_gelu.cli import COMMANDS, PROG, Command, build_parser, main
 from hf_lambda_gelu.profile_plot import load_profile_json
 from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir, save_release
@@ -207,9 +207,11 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
         main(["profile", "x"])
 
 
-def test_register_command_refuses_duplicates():
-    with pytest.raises(ValueError, match="'push' is already registered"):
-        cli.register_command(Command("push", "again", lambda parser: None, lambda args: None))
+def test_demo_without_its_extra_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails as if scikit-learn were missing
+    assert main(["demo", "--quick", "--output_dir", "unused"]) == 1  # fails before any work or side effect
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "scikit-learn" in err[0] and "pip install 'hf-lambda-gelu[demo]'" in err[0]
 
 
 def _release(root: Path) -> Path:

@@ -50,7 +50,7 @@ def test_image_recipe_without_arguments_runs_the_demo_and_a_rerun_reuses_the_che
     assert printed[TABLE_ROWS[3]] == pytest.approx(results["eval_accuracy"], abs=1e-4)
     assert results["eval_samples"] == 360 and results["train_samples"] == 1437
     # the hardened λ-GELU swap barely moves the logits
-    assert results["swap_prediction_agreement"] == 1.0 and results["swap_max_abs_logit_diff"] < 0.05
+    assert results["reluize_prediction_agreement"] == 1.0 and results["reluize_max_abs_logit_diff"] < 0.05
 
     # the release: ReLU model + processor + card (with the table) + profile plot
     assert json.loads((out / "config.json").read_text())["hidden_act"] == "relu"
@@ -94,11 +94,27 @@ def test_table_shows_every_row_and_marks_missing_values():
             "naive_swap_prediction_agreement": 0.93,
             "naive_swap_mean_abs_logit_diff": 0.4,
             "eval_accuracy": 0.96,
-            "swap_prediction_agreement": 1.0,
-            "swap_mean_abs_logit_diff": 6e-5,
+            "reluize_prediction_agreement": 1.0,
+            "reluize_mean_abs_logit_diff": 6e-5,
         }
     )
     lines = table.splitlines()
     assert len(lines) == 2 + len(TABLE_ROWS)
     assert "93.00%" in lines[3] and "0.4" in lines[3] and "100.00%" in lines[5] and "6e-05" in lines[5]
-    assert "—" in lines[4]  # before_swap_eval_accuracy was not given
+    assert "—" in lines[4]  # reluize_before_eval_accuracy was not given
+
+
+def test_the_recipe_without_the_demo_extra_says_which_extra_in_one_line(monkeypatch, capsys):
+    import test_recipes
+    from common import run_recipe
+
+    recipe = test_recipes._load_recipe("image_classification")
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails as if scikit-learn were missing
+    with pytest.raises(SystemExit) as exit_info:
+        run_recipe(lambda: recipe.main(["--quick", "--output_dir", "unused"]))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: The demo (its handwritten digits data set) needs scikit-learn, which is not installed: "
+        "pip install 'hf-lambda-gelu[demo]' (the 'demo' extra)."
+    ]

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import test_recipes
 import torch
+from common import RESULTS_FILENAME, run_recipe
 from helpers import offline_env
 from test_recipes import RECIPES, _load_recipe, _recipe_args
 from transformers import GPT2Config, GPT2LMHeadModel
-
-from hf_lambda_gelu.recipe_utils import RESULTS_FILENAME, run_recipe
 
 bert_recipe_case = test_recipes.bert_case  # fixtures: tiny checkpoints and data
 gpt2_recipe_case = test_recipes.gpt2_case

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from common import RESULTS_FILENAME, ColumnNotFoundError, MissingDataError
 from helpers import offline_env
 from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -44,7 +45,6 @@ from transformers import (
 
 import hf_lambda_gelu.upload as hub_upload
 from hf_lambda_gelu import release
-from hf_lambda_gelu.recipe_utils import RESULTS_FILENAME, ColumnNotFoundError, MissingDataError
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = REPO / "recipes"
@@ -53,7 +53,11 @@ WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", 
 
 
 def _load_recipe(name: str):
-    """Import recipes/<name>.py as module ``recipe_<name>`` (the recipes are scripts, not a package)."""
+    """Import recipes/<name>.py as module ``recipe_<name>`` (the recipes are scripts, not a package).
+
+    Their helpers (``from common import ...``) resolve through ``recipes/`` on ``sys.path`` (pytest's
+    ``pythonpath`` setting), as when the scripts run.
+    """
     module_name = f"recipe_{name}"
     if module_name not in sys.modules:
         spec = importlib.util.spec_from_file_location(module_name, RECIPES / f"{name}.py")
@@ -206,12 +210,12 @@ def test_recipe_runs_under_accelerate_ddp_and_writes_a_relu_release(recipe, tmp_
     assert config[RELU_KEY[recipe]] == "relu" and "lambda_gelu" not in config
     results = json.loads((out / RESULTS_FILENAME).read_text())
     assert results["activation_mode"] == "lambda_gelu"
-    assert results["swap_max_abs_logit_diff"] < 0.05  # hardened to λ* ≈ 170 before the swap
-    assert results["after_swap_eval_loss"] == pytest.approx(results["eval_loss"], rel=1e-5)
+    assert results["reluize_max_abs_logit_diff"] < 0.05  # hardened to λ* ≈ 170 before the swap
+    assert results["reluize_after_eval_loss"] == pytest.approx(results["eval_loss"], rel=1e-5)
     if recipe == "causal_lm":
         assert results["perplexity"] == pytest.approx(np.exp(results["eval_loss"]), rel=1e-6)
     else:
-        assert 0.0 <= results["eval_accuracy"] <= 1.0 and results["after_swap_eval_accuracy"] is not None
+        assert 0.0 <= results["eval_accuracy"] <= 1.0 and results["reluize_after_eval_accuracy"] is not None
     manifest = json.loads((out / release.MANIFEST_FILENAME).read_text())["files"]
     for name in ("README.md", "config.json", "model.safetensors", "hardness_profile.png", "reluization_report.json"):
         assert name in manifest and (out / name).is_file()
@@ -254,24 +258,24 @@ def test_activation_modes_write_the_same_results_layout(text_recipe, bert_case, 
 
     layouts = {mode: sorted(r) for mode, r in results.items()}
     assert layouts["gelu"] == layouts["lambda_gelu"] == layouts["naive_relu_swap"]
-    assert {"before_swap_eval_accuracy", "after_swap_eval_accuracy", "swap_prediction_agreement"} <= set(
+    assert {"reluize_before_eval_accuracy", "reluize_after_eval_accuracy", "reluize_prediction_agreement"} <= set(
         layouts["gelu"]
     )
     # gelu: the stock path, no swap
     gelu = results["gelu"]
     assert configs["gelu"]["hidden_act"] == "gelu" and gelu["activation_mode"] == "gelu"
-    assert gelu["swap_max_abs_logit_diff"] is None and gelu["after_swap_eval_accuracy"] is None
+    assert gelu["reluize_max_abs_logit_diff"] is None and gelu["reluize_after_eval_accuracy"] is None
     assert (tmp_path / "gelu" / "README.md").is_file()
     # naive swap: GELU fine-tuned, then swapped straight to ReLU
     naive = results["naive_relu_swap"]
     assert configs["naive_relu_swap"]["hidden_act"] == "relu"
-    assert naive["swap_max_abs_logit_diff"] > 0 and naive["after_swap_eval_accuracy"] == naive["eval_accuracy"]
+    assert naive["reluize_max_abs_logit_diff"] > 0 and naive["reluize_after_eval_accuracy"] == naive["eval_accuracy"]
     report = json.loads((tmp_path / "naive_relu_swap" / "reluization_report.json").read_text())
     assert report["lambdas"] and all(v == pytest.approx(1.0, abs=1e-5) for v in report["lambdas"].values())
     # λ-GELU: hardened before the swap, so the swap barely moves the logits
     lam = results["lambda_gelu"]
     assert configs["lambda_gelu"]["hidden_act"] == "relu"
-    assert lam["swap_max_abs_logit_diff"] < 0.05 and lam["swap_prediction_agreement"] == 1.0
+    assert lam["reluize_max_abs_logit_diff"] < 0.05 and lam["reluize_prediction_agreement"] == 1.0
     # the same data and steps for every mode
     assert gelu["train_samples"] == naive["train_samples"] == lam["train_samples"] == 48
     assert gelu["eval_samples"] == lam["eval_samples"] == 16

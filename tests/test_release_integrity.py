@@ -18,6 +18,7 @@ import pytest
 import torch
 from arch_matrix import build
 from fake_hub import TOKEN, install_fake_hub
+from output_dirs import OutputDirError, check_run_output_dir
 from test_recipes import _load_recipe, _recipe_args, bert_case  # noqa: F401 - fixture reused
 from transformers import AutoConfig, AutoTokenizer, ElectraConfig, ElectraForSequenceClassification
 
@@ -30,7 +31,6 @@ from hf_lambda_gelu.errors import (
     ReleaseReloadError,
     UnhardenedSwapWarning,
 )
-from hf_lambda_gelu.output_dirs import OutputDirError, check_run_output_dir
 from hf_lambda_gelu.release import MANIFEST_FILENAME, save_release
 from hf_lambda_gelu.upload import push_reluized, upload_release
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import test_recipes
 import torch
+from common import RESULTS_FILENAME
 from helpers import offline_env
 from safetensors.torch import load_file
 from test_recipes import RECIPES, _recipe_args
 
 from hf_lambda_gelu.hardening import PRE_HARDENING_WEIGHTS_NAME
-from hf_lambda_gelu.recipe_utils import RESULTS_FILENAME
 
 bert_recipe_case = test_recipes.bert_case  # the tiny BERT checkpoint and csv data (a fixture)
 KILLER = Path(__file__).resolve().parent / "kill_at_step.py"
@@ -80,7 +80,7 @@ def test_run_killed_mid_hardening_resumes_to_the_same_release(bert_recipe_case, 
 
     results = [json.loads((d / RESULTS_FILENAME).read_text()) for d in (full, killed)]
     for key, value in results[0].items():
-        if key.startswith("eval_") or key.startswith(("before_swap_", "after_swap_", "swap_")):
+        if key.startswith("eval_") or key.startswith("reluize_"):
             if key.endswith(("_runtime", "_per_second")):
                 continue
             assert results[1][key] == pytest.approx(value, rel=1e-6, abs=1e-7), key

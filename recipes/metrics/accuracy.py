@@ -1,9 +1,9 @@
 """Accuracy: the fraction of predictions equal to their references.
 
-A local ``evaluate`` metric script shipped with hf-lambda-gelu so the recipes evaluate offline
+A local ``evaluate`` metric script beside the recipes so they evaluate offline
 (``evaluate.load("accuracy")`` fetches its script from the Hugging Face Hub). It computes the same
-number as the Hub's ``evaluate-metric/accuracy`` for single-label classification. Load it with
-:func:`hf_lambda_gelu.metrics.load_metric` (``load_metric("accuracy")``).
+number as the Hub's ``evaluate-metric/accuracy`` (scikit-learn's ``accuracy_score``) for single-label
+classification, with numpy only. The recipes load it with ``common.load_metric("accuracy")``.
 
 Imports are one per line: ``evaluate`` scans this file for its dependencies and misreads
 ``import a, b``.
@@ -11,7 +11,7 @@ Imports are one per line: ``evaluate`` scans this file for its dependencies and 
 
 import datasets
 import evaluate
-from sklearn.metrics import accuracy_score
+import numpy as np
 
 _DESCRIPTION = """
 Accuracy is the proportion of correct predictions among the examples processed:
@@ -29,9 +29,8 @@ Returns:
     accuracy (`float` or `int`): the fraction (or count) of correct predictions.
 
 Examples:
-    >>> from hf_lambda_gelu.metrics import load_metric
-    >>> accuracy_metric = load_metric("accuracy")
-    >>> accuracy_metric.compute(references=[0, 1, 2, 0, 1, 2], predictions=[0, 1, 1, 2, 1, 0])
+    >>> accuracy_metric = evaluate.load("recipes/metrics/accuracy.py")  # doctest: +SKIP
+    >>> accuracy_metric.compute(references=[0, 1, 2, 0, 1, 2], predictions=[0, 1, 1, 2, 1, 0])  # doctest: +SKIP
     {'accuracy': 0.5}
 """
 
@@ -51,7 +50,7 @@ _CITATION = """
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Accuracy(evaluate.Metric):
-    """Single-label classification accuracy (scikit-learn's ``accuracy_score``)."""
+    """Single-label classification accuracy (what scikit-learn's ``accuracy_score`` computes)."""
 
     def _info(self):
         return evaluate.MetricInfo(
@@ -63,5 +62,8 @@ class Accuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
-        score = accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight)
-        return {"accuracy": float(score) if normalize else int(score)}
+        correct = np.asarray(predictions) == np.asarray(references)
+        weights = np.ones(len(correct)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if not normalize:
+            return {"accuracy": int(np.dot(correct, weights))}
+        return {"accuracy": float(np.average(correct, weights=weights))}

@@ -16,9 +16,35 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import DataFileError, UnseenLabelError
+__all__ = [
+    "DataFileError",
+    "UnseenLabelError",
+    "check_labels_seen_in_training",
+    "check_splits_not_empty",
+    "diagnose_data_files",
+]
 
-__all__ = ["check_labels_seen_in_training", "check_splits_not_empty", "diagnose_data_files"]
+
+class DataFileError(ValueError):
+    """A local data file (or folder) a recipe was given cannot be used; names the file, the line, the fix."""
+
+    def __init__(self, path: str, problem: str, fix: str, line: int | None = None) -> None:
+        self.path, self.problem, self.line = str(path), problem, line
+        where = f"{self.path!r}" + (f", line {line}" if line is not None else "")
+        super().__init__(f"Data file {where}: {problem}. {fix}")
+
+
+class UnseenLabelError(ValueError):
+    """Labels that appear in evaluation data but never in the training data (classes never trained)."""
+
+    def __init__(self, labels: list, where: str, column: str, train: str | None = None) -> None:
+        self.labels = labels
+        train = f"the training data ({train})" if train else "the training data"
+        super().__init__(
+            f"Labels {labels} of column {column!r} appear in {where} but not in {train}: the model would get "
+            "classes it never trains on. Fix those labels, or add training examples for them."
+        )
+
 
 _FIX = {
     "csv": "Give a csv file with a header row and at least one example row.",
@@ -103,7 +129,7 @@ def diagnose_data_files(data_files: Mapping[str, str], builder: str, error: Base
         error: what ``load_dataset`` raised (quoted when no file shows a problem of its own).
 
     Returns:
-        A :class:`~hf_lambda_gelu.errors.DataFileError` to raise (``raise ... from error``).
+        A :class:`DataFileError` to raise (``raise ... from error``).
 
     >>> import tempfile, pathlib
     >>> empty = pathlib.Path(tempfile.mkdtemp()) / "train.csv"

@@ -1,8 +1,10 @@
-"""Plumbing shared by the recipes (``recipes/*.py``) and the demo (:mod:`hf_lambda_gelu.demo`).
+"""Plumbing shared by the recipes (``recipes/*.py``); not part of the installed package.
 
 The recipes follow transformers' examples (``run_glue.py``, ``run_image_classification.py``,
-``run_clm.py``): dataclasses + ``HfArgumentParser``, then a fixed ``main()`` order. What every recipe
-does the same way lives here, so the recipes stay thin:
+``run_clm.py``): dataclasses + ``HfArgumentParser``, then a fixed ``main()`` order, and like those
+examples they keep their shared helpers beside the scripts (``from common import ...``: a script's
+folder is on ``sys.path`` when it runs as ``python recipes/x.py`` or under ``accelerate launch``).
+What every recipe does the same way lives here, so the recipes stay thin:
 
 - argument parsing (CLI flags or one ``.json`` file) with recipe defaults, logging, the checks that
   catch a bad launch early (:func:`parse_args`, :func:`setup_logging`, :func:`check_run`);
@@ -10,10 +12,11 @@ does the same way lives here, so the recipes stay thin:
   (:func:`load_raw_datasets`, :func:`require_columns`, :func:`label_list`, :func:`image_transform`);
 - the three activation modes for A/B runs (:data:`ACTIVATION_MODES`): the model loading
   (:func:`load_model`), the trainer class (:func:`build_trainer`), training and the swap
-  (:func:`train_and_evaluate`), all writing one metrics layout (:func:`swap_metrics`);
+  (:func:`train_and_evaluate`), all writing one metrics layout (:func:`swap_metrics`); metrics that
+  load offline (:func:`load_metric`: the ``evaluate`` scripts in ``recipes/metrics/``);
 - the output folder and the push (:func:`finish_run`), and the scripts' entry point: bad input as one
   line without traceback, exit code 1, and a clean exit of distributed workers (:func:`run_recipe`,
-  :func:`exit_if_distributed`); data problems name the file and line (:mod:`.data_checks`), a run of
+  :func:`exit_if_distributed`); data problems name the file and line (``data_checks.py``), a run of
   zero length is refused (:func:`check_run_length`), sequence lengths are capped at the model's
   positions (:func:`cap_sequence_length`).
 
@@ -22,10 +25,13 @@ Decisions:
   train → harden → swap. ``--do_train false`` is allowed for ``gelu`` and ``naive_relu_swap`` (evaluate
   a checkpoint, or measure its naive swap), not for ``lambda_gelu``.
 - ``all_results.json`` has the same keys in every mode: ``activation_mode``, ``train_*``, ``eval_*``
-  (the saved model), ``before_swap_eval_*``, ``after_swap_eval_*`` and ``swap_*`` (|Δlogits|,
-  prediction agreement); keys a mode has no value for (``gelu`` has no swap) are ``null``. The
+  (the saved model), and the swap under the trainer's own names: ``reluize_before_eval_*``,
+  ``reluize_after_eval_*``, ``reluize_max_abs_logit_diff``, ``reluize_mean_abs_logit_diff``,
+  ``reluize_prediction_agreement``, ``reluize_max_error_bound`` (the naive swap of
+  ``naive_relu_swap`` reports under the same names); keys a mode has no value for (``gelu`` has no
+  swap) are ``null``. The
   trainer's own naive-swap baseline stays in ``reluization_report.json`` and the model card.
-- ReLU modes write the output folder with :func:`hf_lambda_gelu.publishing.save_release` (model,
+- ReLU modes write the output folder with :func:`hf_lambda_gelu.release.save_release` (model,
   processor, card, profile, report, manifest) on rank 0; ``--push_to_hub`` then uploads exactly that
   release (``upload_release``), never the λ-GELU checkpoints of the run. The ``gelu`` mode is the
   plain transformers path: ``trainer.save_model``, transformers' model card and ``trainer.push_to_hub``.
@@ -47,26 +53,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from data_checks import check_labels_seen_in_training, check_splits_not_empty, diagnose_data_files
+from output_dirs import check_run_output_dir
 
-from .conversion import convert_to_lambda_gelu
-from .data_checks import check_labels_seen_in_training, check_splits_not_empty, diagnose_data_files
-from .disruption import compare_predictions, summary_metrics
-from .errors import GELURemnantsError
-from .output_dirs import check_run_output_dir
-from .publishing import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release, upload_release
-from .release_gate import dummy_inputs
-from .reluize import reluize
-from .remnants import find_gelu_remnants
-from .trainer import LambdaGELUTrainer
+from hf_lambda_gelu.conversion import from_pretrained
+from hf_lambda_gelu.disruption import measure_swap, summary_metrics
+from hf_lambda_gelu.errors import GELURemnantsError, MissingExtraError
+from hf_lambda_gelu.release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
+from hf_lambda_gelu.release_gate import dummy_inputs
+from hf_lambda_gelu.reluize import ReluizeReport, gelu_to_relu
+from hf_lambda_gelu.remnants import find_gelu_remnants
+from hf_lambda_gelu.trainer import LambdaGELUTrainer
+from hf_lambda_gelu.upload import upload_release
 
 __all__ = [
     "ACTIVATION_MODES",
     "RESULTS_FILENAME",
-    "SWAP_DIFF_KEYS",
+    "RELUIZE_KEYS",
     "BaseDataArguments",
     "BaseModelArguments",
     "ColumnNotFoundError",
     "HubTarget",
+    "MetricNotFoundError",
     "MissingDataError",
     "build_trainer",
     "cap_sequence_length",
@@ -79,7 +87,7 @@ __all__ = [
     "finish_run",
     "image_transform",
     "label_list",
-    "lambda_config",
+    "load_metric",
     "load_model",
     "load_raw_datasets",
     "model_max_positions",
@@ -103,8 +111,10 @@ logger = logging.getLogger(__name__)
 ACTIVATION_MODES = ("lambda_gelu", "gelu", "naive_relu_swap")
 #: All metrics of a run (``trainer.save_metrics("all", ...)``).
 RESULTS_FILENAME = "all_results.json"
-#: Swap disruption figures, as ``swap_<name>`` in the results.
-SWAP_DIFF_KEYS = ("max_abs_logit_diff", "mean_abs_logit_diff", "prediction_agreement")
+#: Swap figures of the report, as ``reluize_<name>`` in the results (the names ``LambdaGELUTrainer`` logs).
+RELUIZE_KEYS = ("max_abs_logit_diff", "mean_abs_logit_diff", "prediction_agreement", "max_error_bound")
+#: The local ``evaluate`` metric scripts (``<name>.py``): they load without network.
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 
 class MissingDataError(ValueError):
@@ -112,6 +122,19 @@ class MissingDataError(ValueError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"No training data given: pass {what}.")
+
+
+class MetricNotFoundError(FileNotFoundError):
+    """A metric is neither a local script in ``recipes/metrics/`` nor loadable with ``evaluate.load``."""
+
+    def __init__(self, name: str, cause: BaseException) -> None:
+        self.name = name
+        local = sorted(path.stem for path in METRICS_DIR.glob("*.py"))
+        super().__init__(
+            f"Metric {name!r} is not in recipes/metrics/ (there: {local}) and evaluate.load({name!r}) failed: "
+            f"{str(cause).rstrip('.')}. Without network (HF_HUB_OFFLINE=1), use a local metric or pass the path "
+            "of a local evaluate metric script (a .py file or a folder holding <name>.py)."
+        )
 
 
 class ColumnNotFoundError(ValueError):
@@ -326,7 +349,7 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
         ValueError: ``lambda_gelu`` without training, with ``--reluize_at_end false`` or ``--hardening_start
             1.0``; a zero-length run (:func:`check_run_length`); ``--push_to_hub`` of a ReLU release without
             ``--hub_model_id``; a bad launch (:func:`check_launch`); an output folder that is not empty, is the
-            model folder or cannot be written (:class:`~hf_lambda_gelu.output_dirs.OutputDirError`).
+            model folder or cannot be written (``output_dirs.OutputDirError``).
     """
     check_launch(training_args)
     if model_args.activation_mode == "lambda_gelu":
@@ -558,16 +581,34 @@ def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
     return batch
 
 
+def load_metric(name: str, **kwargs: Any):
+    """An ``evaluate`` metric: the local script ``recipes/metrics/<name>.py`` if there is one, else ``evaluate.load``.
+
+    ``evaluate.load("accuracy")`` fetches the metric's script from the Hub (the pip package ships no
+    metric code); the local copy works offline.
+
+    Args:
+        name: a metric name, or the path of a local metric script or folder.
+        **kwargs: passed to ``evaluate.load`` (``cache_dir``, ``keep_in_memory``...).
+
+    Raises:
+        MetricNotFoundError: no local script, and ``evaluate.load`` could not find it (e.g. offline).
+
+    >>> load_metric("accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0])["accuracy"]  # doctest: +ELLIPSIS
+    0.666...
+    """
+    import evaluate
+
+    local = METRICS_DIR / f"{name}.py"
+    if local.is_file():
+        return evaluate.load(str(local), **kwargs)
+    try:
+        return evaluate.load(name, **kwargs)
+    except FileNotFoundError as err:
+        raise MetricNotFoundError(name, err) from err
+
+
 # -- model, trainer, training -------------------------------------------------------------------------------------
-
-
-def lambda_config(training_args) -> dict[str, Any]:
-    """The conversion settings (``lambda_config`` of the patcher) from the training arguments."""
-    return {
-        "init_lambda": training_args.lambda_init,
-        "temperature": training_args.lambda_temperature,
-        "per_channel": training_args.lambda_per_channel,
-    }
 
 
 def load_model(auto_class, model_args: BaseModelArguments, training_args, **kwargs: Any):
@@ -580,12 +621,13 @@ def load_model(auto_class, model_args: BaseModelArguments, training_args, **kwar
         GELURemnantsError: a ReLU mode, a model with GELUs no config field controls (found with one
             forward on a dummy batch) and no ``--allow_gelu_remnants true``: refused before training.
     """
-    from .conversion import from_pretrained
-
     kwargs = {**model_args.hub_kwargs(), **kwargs}
     if model_args.activation_mode == "lambda_gelu":
         model = from_pretrained(
-            auto_class, model_args.model_name_or_path, lambda_config=lambda_config(training_args), **kwargs
+            auto_class,
+            model_args.model_name_or_path,
+            lambda_config=training_args.lambda_config(),
+            **kwargs,
         )
     else:
         model = auto_class.from_pretrained(model_args.model_name_or_path, **kwargs)
@@ -628,47 +670,47 @@ def build_trainer(activation_mode: str, **kwargs: Any):
     return (LambdaGELUTrainer if activation_mode == "lambda_gelu" else Trainer)(**kwargs)
 
 
-def naive_relu_swap(trainer, metric_name: str) -> dict[str, Any]:
+def naive_relu_swap(trainer, metric_name: str) -> ReluizeReport:
     """Swap the trainer's GELU model to ReLU directly and measure it (the naive baseline), in place.
 
-    The GELUs go through the same walker as the method (exact λ = 1 λ-GELU, then ReLU), so the config
-    says ``"relu"`` afterwards. Every rank must call it (evaluation gathers across ranks).
+    :func:`hf_lambda_gelu.gelu_to_relu` does the swap (config updated: it says ``"relu"`` afterwards).
+    Every rank must call it (evaluation gathers across ranks).
 
     Returns:
-        A report shaped like ``reluization_report.json``: the swap, and with an eval set
-        ``before_swap`` / ``after_swap`` metrics and the disruption figures.
+        The swap report, with ``before_swap`` / ``after_swap`` metrics and the disruption figures when
+        there is an eval set.
     """
-    model, dataset = trainer.model, trainer.eval_dataset
-    before = trainer.predict(dataset, metric_key_prefix="eval") if dataset is not None else None
-    convert_to_lambda_gelu(model)  # λ = 1: exactly the model's GELU, now swappable by reluize
-    report: dict[str, Any] = {
-        **reluize(model).to_dict(),
-        "settings": {"method": "naive GELU → ReLU swap (no λ learning, no hardening)"},
-    }
-    if before is not None:
-        after = trainer.predict(dataset, metric_key_prefix="eval")
-        report.update(
-            before_swap=summary_metrics(before.metrics),
-            after_swap=summary_metrics(after.metrics),
-            metric_name=metric_name,
-            **compare_predictions(before.predictions, after.predictions, before.label_ids),
-        )
+    dataset = trainer.eval_dataset
+    predict = (lambda model: trainer.predict(dataset, metric_key_prefix="eval")) if dataset is not None else None
+    report = measure_swap(trainer.model, gelu_to_relu, predict)
+    report.settings = {"method": "naive GELU → ReLU swap (no λ learning, no hardening)"}
+    if predict is not None:
+        report.metric_name = metric_name
     return report
 
 
-def swap_metrics(report: dict | None, eval_keys: Sequence[str]) -> dict[str, Any]:
-    """The swap part of the results: ``before_swap_<k>``, ``after_swap_<k>``, ``swap_<diff>`` (None if absent)."""
-    report = report or {}
-    before, after = report.get("before_swap") or {}, report.get("after_swap") or {}
+def swap_metrics(report: ReluizeReport | None, eval_keys: Sequence[str]) -> dict[str, Any]:
+    """The swap part of the results, under the trainer's names (None where absent).
+
+    ``reluize_before_<k>``, ``reluize_after_<k>`` for each eval key, ``reluize_<name>`` for :data:`RELUIZE_KEYS`.
+
+    >>> report = ReluizeReport(after_swap={"eval_loss": 0.5}, prediction_agreement=1.0)
+    >>> swap_metrics(report, ["eval_loss"])["reluize_after_eval_loss"]
+    0.5
+    """
+    before = (report.before_swap if report else None) or {}
+    after = (report.after_swap if report else None) or {}
     out: dict[str, Any] = {}
     for key in eval_keys:
-        out[f"before_swap_{key}"] = before.get(key)
-        out[f"after_swap_{key}"] = after.get(key)
-    out.update({f"swap_{key}": report.get(key) for key in SWAP_DIFF_KEYS})
+        out[f"reluize_before_{key}"] = before.get(key)
+        out[f"reluize_after_{key}"] = after.get(key)
+    out.update({f"reluize_{key}": getattr(report, key, None) for key in RELUIZE_KEYS})
     return out
 
 
-def train_and_evaluate(trainer, activation_mode: str, *, metric_name: str) -> tuple[dict[str, Any], dict | None]:
+def train_and_evaluate(
+    trainer, activation_mode: str, *, metric_name: str
+) -> tuple[dict[str, Any], ReluizeReport | None]:
     """Train (``do_train``), swap (ReLU modes), evaluate the final model: the metrics and the swap report.
 
     - ``lambda_gelu``: ``LambdaGELUTrainer.train`` learns λ, hardens and swaps; its report is returned.
@@ -695,7 +737,7 @@ def train_and_evaluate(trainer, activation_mode: str, *, metric_name: str) -> tu
 
 
 def with_perplexity(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Add ``perplexity`` = exp(eval_loss) next to every ``*eval_loss`` (``before_swap_perplexity``...)."""
+    """Add ``perplexity`` = exp(eval_loss) next to every ``*eval_loss`` (``reluize_before_perplexity``...)."""
     out = dict(metrics)
     for key, value in metrics.items():
         if key.endswith("eval_loss"):
@@ -712,7 +754,7 @@ def finish_run(
     activation_mode: str,
     *,
     metrics: dict[str, Any],
-    report: dict | None,
+    report: ReluizeReport | None,
     processing_class: Any,
     base_model: str | None,
     dataset_names: Sequence[str] = (),
@@ -775,13 +817,14 @@ def finish_run(
 def run_recipe(main: Callable[[], Any]) -> None:
     """A recipe's ``__main__`` entry: run ``main()``; bad input ends with ONE line on stderr and exit code 1.
 
-    Bad input is a ``ValueError`` (the package's errors name the value, the file and line, and the fix);
+    Bad input is a ``ValueError`` (the package's errors name the value, the file and line, and the fix), a
+    missing optional extra (the demo's scikit-learn) a ``MissingExtraError`` naming the extra;
     the line is printed without traceback. ``HF_LAMBDA_GELU_TRACEBACK=1`` re-raises it with its traceback.
     Then :func:`exit_if_distributed`.
     """
     try:
         main()
-    except ValueError as err:
+    except (ValueError, MissingExtraError) as err:
         if os.environ.get("HF_LAMBDA_GELU_TRACEBACK", "") not in ("", "0"):
             raise
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
