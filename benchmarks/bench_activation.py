@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import common
+import bench_common as common
 import torch
 import torch.nn.functional as F
 

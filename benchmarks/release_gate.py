@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402 - sets the offline variables before transformers is imported
+import bench_common as common  # noqa: E402 - sets the offline variables before transformers is imported
 from transformers import AutoModel, BertConfig, BertForSequenceClassification  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 

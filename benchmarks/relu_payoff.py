@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
+import bench_common as common
 import numpy as np
 import reluization
 import torch

@@ -85,7 +85,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import common
+import bench_common as common
 import numpy as np
 import torch
 from torch import nn

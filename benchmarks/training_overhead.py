@@ -59,7 +59,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import common
+import bench_common as common
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 from transformers import logging as hf_logging

@@ -120,14 +120,6 @@ class ReluModelRequiredError(ValueError):
         )
 
 
-class LambdaOptimizerError(ValueError):
-    """A setting of the λ optimizer (:mod:`hf_lambda_gelu.optim`) is invalid: names the value and the fix."""
-
-    def __init__(self, name: str, value: object, fix: str) -> None:
-        self.name = name
-        self.value = value
-
-
 class ReleaseDirNotEmptyError(ValueError):
     """The release folder holds files that are not a previous release."""
 
@@ -203,6 +195,10 @@ class InvalidSettingError(ValueError):
     def __init__(self, name: str, value: Any, fix: str) -> None:
         self.name, self.value = name, value
         super().__init__(f"{name}={value!r} is invalid: {fix}")
+
+
+class LambdaOptimizerError(InvalidSettingError):
+    """A setting of the λ optimizer (:mod:`hf_lambda_gelu.optim`) is invalid: names the value and the fix."""
 
 
 class MissingExtraError(ImportError):

@@ -251,5 +251,5 @@ def test_resume_with_restore_callback_states_keeps_schedule_and_naive_baseline(t
     assert resumed.hardening is not before and resumed.hardening.start_step == 4  # the restored instance
     assert resumed.hardening.keep_pre_hardening_state and resumed.naive_swap_unavailable is None
     a, b = full.reluization_report, resumed.reluization_report
-    assert b["lambdas"] == pytest.approx(a["lambdas"], rel=1e-6)
-    assert b["naive_swap"]["prediction_agreement"] == pytest.approx(a["naive_swap"]["prediction_agreement"])
+    assert b.lambdas == pytest.approx(a.lambdas, rel=1e-6)
+    assert b.naive_swap.prediction_agreement == pytest.approx(a.naive_swap.prediction_agreement)
