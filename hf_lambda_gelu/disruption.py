@@ -12,7 +12,7 @@ from .reluize import ReluizeReport
 
 __all__ = ["compare_predictions", "first_array", "main_metric", "measure_swap", "summary_metrics"]
 
-_VOLATILE = ("runtime", "samples_per_second", "steps_per_second")
+_VOLATILE = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
 
 
 def first_array(predictions) -> np.ndarray:
