@@ -204,3 +204,19 @@ def run_python(
     if proc.returncode != 0:
         pytest.fail(f"subprocess exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
     return proc
+
+
+def lambda_stack(*lams: float) -> torch.nn.Sequential:
+    """A ``Sequential`` of one :class:`~hf_lambda_gelu.LambdaGELU` per λ (for schedule tests)."""
+    from hf_lambda_gelu import LambdaGELU
+
+    return torch.nn.Sequential(*[LambdaGELU(init_lambda=lam) for lam in lams])
+
+
+def hardening_trajectory(cb, model, max_steps: int, stop: int | None = None) -> list[list[float]]:
+    """λ of every layer after ``cb.update`` at each step 0..stop-1 (default: the whole run)."""
+    out = []
+    for step in range(stop or max_steps):
+        cb.update(model, step, max_steps)
+        out.append([m.lambda_.item() for m in model])
+    return out

@@ -2,20 +2,9 @@ import math
 
 import pytest
 import torch
+from helpers import hardening_trajectory, lambda_stack
 
 from hf_lambda_gelu import RELU_DISTANCE_CONSTANT, HardeningCallback, LambdaGELU, target_lambda_for_tolerance
-
-
-def _model(*lams):
-    return torch.nn.Sequential(*[LambdaGELU(init_lambda=lam) for lam in lams])
-
-
-def _trajectory(cb, model, max_steps, stop=None):
-    out = []
-    for step in range(stop or max_steps):
-        cb.update(model, step, max_steps)
-        out.append([m.lambda_.item() for m in model])
-    return out
 
 
 def test_target_from_tolerance():
@@ -27,9 +16,9 @@ def test_target_from_tolerance():
 
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
 def test_schedule_reaches_target_exactly_along_log_path(shape):
-    model = _model(1.5, 3.0)
+    model = lambda_stack(1.5, 3.0)
     cb = HardeningCallback(start=0.5, shape=shape, target_lambda=100.0)
-    traj = _trajectory(cb, model, 20)
+    traj = hardening_trajectory(cb, model, 20)
     assert [t[0] for t in traj[:10]] == pytest.approx([1.5] * 10, rel=1e-6)  # not started: untouched
     assert all(m.is_pinned for m in model)
     assert traj[-1] == pytest.approx([100.0, 100.0], rel=1e-6)
@@ -43,8 +32,8 @@ def test_schedule_reaches_target_exactly_along_log_path(shape):
 
 
 def test_harder_learned_gate_is_not_softened():
-    model = _model(500.0)
-    traj = _trajectory(HardeningCallback(start=0.0, target_lambda=100.0), model, 5)
+    model = lambda_stack(500.0)
+    traj = hardening_trajectory(HardeningCallback(start=0.0, target_lambda=100.0), model, 5)
     assert traj[-1][0] == pytest.approx(500.0, rel=1e-5)
 
 
@@ -69,7 +58,7 @@ def test_standalone_loop_trains_weights_while_lambda_follows_schedule():
 
 
 def test_per_layer_targets_scale_with_preactivation_rms():
-    model = _model(1.0, 1.0)
+    model = lambda_stack(1.0, 1.0)
     cb = HardeningCallback(start=0.5, target_lambda=100.0, per_layer=True)
     cb._attach_rms_hooks(model)
     model.train()
@@ -82,12 +71,12 @@ def test_per_layer_targets_scale_with_preactivation_rms():
     assert cb.targets["1"][0] == pytest.approx(200.0, rel=0.05)
 
 
-def test_state_round_trip_gives_the_same_trajectory():
-    model_a, model_b = _model(2.0, 4.0), _model(2.0, 4.0)
+def test_state_round_trip_gives_the_samehardening_trajectory():
+    model_a, model_b = lambda_stack(2.0, 4.0), lambda_stack(2.0, 4.0)
     cb = HardeningCallback(start=0.25, shape="cosine", tolerance=2e-3)
-    full = _trajectory(cb, model_a, 12)
+    full = hardening_trajectory(cb, model_a, 12)
     cb_half = HardeningCallback(start=0.25, shape="cosine", tolerance=2e-3)
-    _trajectory(cb_half, model_b, 12, stop=6)
+    hardening_trajectory(cb_half, model_b, 12, stop=6)
     resumed = HardeningCallback(**cb_half.state()["args"])
     resumed.load_state(cb_half.state())
     rest = []
@@ -108,9 +97,9 @@ def test_bad_settings_raise(kwargs, match):
 
 
 def test_start_one_never_hardens():
-    model = _model(1.5, 2.0)
+    model = lambda_stack(1.5, 2.0)
     cb = HardeningCallback(start=1.0, target_lambda=100.0)
     assert not cb.enabled
-    traj = _trajectory(cb, model, 10)
+    traj = hardening_trajectory(cb, model, 10)
     assert not cb.started and traj == [traj[0]] * 10
     assert not any(m.is_pinned for m in model)

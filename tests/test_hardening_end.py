@@ -4,25 +4,14 @@ import math
 
 import pytest
 import torch
+from helpers import hardening_trajectory, lambda_stack
 
 from hf_lambda_gelu import RELU_DISTANCE_CONSTANT, HardeningCallback, LambdaGELU
 
 
-def _model(*lams):
-    return torch.nn.Sequential(*[LambdaGELU(init_lambda=lam) for lam in lams])
-
-
-def _trajectory(cb, model, max_steps, stop=None):
-    out = []
-    for step in range(stop or max_steps):
-        cb.update(model, step, max_steps)
-        out.append([m.lambda_.item() for m in model])
-    return out
-
-
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
 def test_hardening_end_reaches_target_early_then_runs_exact_relu(shape):
-    model = _model(1.5, 3.0)
+    model = lambda_stack(1.5, 3.0)
     cb = HardeningCallback(start=0.25, end=0.5, shape=shape, target_lambda=100.0)
     assert (cb.start_step_for(20), cb.end_step_for(20)) == (5, 10)
     flags = []
@@ -60,14 +49,14 @@ def test_relu_forward_is_exact_relu_and_keeps_lambda_in_the_graph():
 
 
 def test_state_round_trip_mid_consolidation():
-    full_model, half_model = _model(2.0), _model(2.0)
+    full_model, half_model = lambda_stack(2.0), lambda_stack(2.0)
     cb = HardeningCallback(start=0.1, end=0.4, tolerance=1e-3)
-    full = _trajectory(cb, full_model, 10)
+    full = hardening_trajectory(cb, full_model, 10)
     half = HardeningCallback(start=0.1, end=0.4, tolerance=1e-3)
-    _trajectory(half, half_model, 10, stop=6)
+    hardening_trajectory(half, half_model, 10, stop=6)
     resumed = HardeningCallback(**half.state()["args"])
     resumed.load_state(half.state())
-    fresh = _model(1.0)  # a reloaded checkpoint: λ restored by the schedule, relu_forward re-applied
+    fresh = lambda_stack(1.0)  # a reloaded checkpoint: λ restored by the schedule, relu_forward re-applied
     resumed.update(fresh, 6, 10)
     assert fresh[0].relu_forward and fresh[0].lambda_.item() == full[6][0]
 
