@@ -71,7 +71,7 @@ def test_per_layer_targets_scale_with_preactivation_rms():
     assert cb.targets["1"][0] == pytest.approx(200.0, rel=0.05)
 
 
-def test_state_round_trip_gives_the_samehardening_trajectory():
+def test_state_round_trip_gives_the_same_trajectory():
     model_a, model_b = lambda_stack(2.0, 4.0), lambda_stack(2.0, 4.0)
     cb = HardeningCallback(start=0.25, shape="cosine", tolerance=2e-3)
     full = hardening_trajectory(cb, model_a, 12)
