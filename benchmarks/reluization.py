@@ -822,11 +822,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES), help="tasks to run")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default 3; quick 2)")
     parser.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds FIRST..FIRST+N-1 (to add seeds to a sweep, e.g. 1)"
+    )
+    parser.add_argument(
         "--tuning", action="store_true", help="evaluate on a tuning split carved from the training data (for sweeps)"
     )
     args = parser.parse_args(argv)
     common.apply_threads(args.threads)
-    seeds = list(range(args.seeds if args.seeds is not None else (2 if args.quick else 3)))
+    count = args.seeds if args.seeds is not None else (2 if args.quick else 3)
+    seeds = list(range(args.first_seed, args.first_seed + count))
     if not seeds:
         parser.error("--seeds must be ≥ 1")
     hf_logging.set_verbosity_error()
