@@ -7,6 +7,7 @@ Importing the package registers ``"lambda_gelu"`` and ``"lambda_gelu_tanh"`` in 
 from .activation import LambdaGELU, lambda_modules
 from .config import LambdaGELUConfig
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
+from .distillation import DistillationTrainer
 from .errors import (
     ExportAuditError,
     GELURemnantsError,
@@ -47,6 +48,7 @@ register()
 __version__ = "0.1.0"
 
 __all__ = [
+    "DistillationTrainer",
     "ExportAuditError",
     "GELURemnantsError",
     "HardeningCallback",
