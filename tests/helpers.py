@@ -220,3 +220,38 @@ def hardening_trajectory(cb, model, max_steps: int, stop: int | None = None) -> 
         cb.update(model, step, max_steps)
         out.append([m.lambda_.item() for m in model])
     return out
+
+
+class GraphCounter:
+    """A counting ``torch.compile`` backend plus a callback recording, at every step end, how many graphs
+    were compiled so far (and the hardness profile): proves when a schedule change recompiles.
+
+    Usage: ``model.compile(backend=counter.backend)``, pass ``counter.callback()`` to the Trainer, then
+    read ``counter.per_step`` (a list of ``(graph count, hardness profile)``).
+    """
+
+    def __init__(self) -> None:
+        torch._dynamo.reset()
+        self.graphs: list = []
+        self.per_step: list[tuple[int, dict[str, float]]] = []
+
+    def backend(self, gm, example_inputs):
+        self.graphs.append(gm)
+        return gm.forward
+
+    @property
+    def counts(self) -> list[int]:
+        return [count for count, _ in self.per_step]
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        from hf_lambda_gelu import hardness_profile
+
+        counter = self
+
+        class _Count(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                counter.per_step.append((len(counter.graphs), hardness_profile(model)))
+
+        return _Count()

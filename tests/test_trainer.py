@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from helpers import GraphCounter
 from peft import LoraConfig, PeftModel, get_peft_model
 from tiny_data import (
     accuracy,
@@ -14,7 +15,7 @@ from tiny_data import (
     tiny_vit,
     training_args,
 )
-from transformers import AutoModelForSequenceClassification, TrainerCallback, TrainingArguments
+from transformers import AutoModelForSequenceClassification, TrainingArguments
 
 from hf_lambda_gelu import (
     LambdaGELU,
@@ -177,29 +178,17 @@ def test_resume_without_pre_hardening_weights_says_the_baseline_is_unavailable(t
 
 @pytest.mark.slow
 def test_compiled_model_does_not_recompile_on_schedule_steps(tmp_path):
-    torch._dynamo.reset()
-    graphs = []
-
-    def counting_backend(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    per_step = []
-
-    class Count(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            per_step.append((len(graphs), hardness_profile(model)))
-
+    counter = GraphCounter()
     model = tiny_bert()
-    model.compile(backend=counting_backend)
+    model.compile(backend=counter.backend)
     args = training_args(tmp_path, max_steps=10, reluize_at_end=False, hardening_start=0.2, logging_steps=5)
-    trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=text_dataset(), callbacks=[Count()])
+    trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=text_dataset(), callbacks=[counter.callback()])
     trainer.train()
     # the first steps compile (BERT sets config.problem_type on its first call); after that the
     # schedule moves λ every step without a single new graph
-    counts = [c for c, _ in per_step]
+    counts = counter.counts
     assert counts[0] >= 1 and counts[2:] == [counts[2]] * (len(counts) - 2), counts
-    lams = [next(iter(p.values())) for _, p in per_step[2:]]
+    lams = [next(iter(p.values())) for _, p in counter.per_step[2:]]
     assert len(set(lams)) == len(lams)
 
 

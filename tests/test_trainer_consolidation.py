@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import GraphCounter
 from tiny_data import accuracy, text_dataset, tiny_bert, training_args
 from transformers import TrainerCallback
 
@@ -134,22 +135,11 @@ def test_hardness_pressure_adds_c_over_lambda_and_raises_lambda_while_it_learns(
 
 @pytest.mark.slow
 def test_compiled_model_recompiles_once_for_the_relu_forward(tmp_path):
-    torch._dynamo.reset()
-    graphs = []
-
-    def counting_backend(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    counts = []
-
-    class Count(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            counts.append(len(graphs))
-
+    counter = GraphCounter()
     model = tiny_bert()
-    model.compile(backend=counting_backend)
+    model.compile(backend=counter.backend)
     args = training_args(tmp_path, max_steps=10, reluize_at_end=False, hardening_start=0.2, hardening_end=0.5)
-    LambdaGELUTrainer(model=model, args=args, train_dataset=text_dataset(), callbacks=[Count()]).train()
+    LambdaGELUTrainer(model=model, args=args, train_dataset=text_dataset(), callbacks=[counter.callback()]).train()
+    counts = counter.counts
     # steps 3..5 harden without new graphs; step 6 is the first ReLU forward: one new graph set, then none
     assert counts[2:5] == [counts[2]] * 3 and counts[5] > counts[4] and counts[5:] == [counts[5]] * 5, counts
