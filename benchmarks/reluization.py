@@ -75,9 +75,11 @@ import importlib
 import importlib.metadata
 import inspect
 import itertools
+import json
 import logging
 import math
 import os
+import pathlib
 import platform
 import re
 import tempfile
@@ -121,26 +123,28 @@ TASK_NAMES = ("sentiment_minilm", "digits_vit", "docstrings_gpt2", "debian_minil
 ARMS = {
     "gelu": "GELU fine-tune (reference)",
     "gelu_naive_swap": "GELU fine-tune, then naive ReLU swap",
-    "relu_then_finetune": "ReLU swap, then fine-tune",
-    "lambda_gelu": "λ-GELU: learned λ + hardening + swap (ours)",
-    "lambda_gelu_fixed": "λ-GELU: λ not learned + hardening + swap (ablation)",
+    "relu_then_finetune": "ReLU swap, then fine-tune (peer)",
     "relu_then_finetune_distill": "ReLU swap, then fine-tune with distillation to the original (peer)",
-    "lambda_gelu_distill": "λ-GELU defaults + distillation to the original",
-    "lambda_gelu_early_distill": "λ fixed, hardened in the first 10 %, ReLU after it, + distillation",
+    "lambda_gelu": "λ-GELU with the package defaults (ours)",
+    "lambda_gelu_no_distill": "ours without distillation (the cheaper setting)",
+    "lambda_gelu_late": "the 0.1.0 defaults: λ learned for 75 %, hardened 75→100 %, no distillation",
+    "lambda_gelu_fixed": "the 0.1.0 road with λ not learned (learned-λ ablation)",
 }
-#: Weight of the feature distillation (hidden-state MSE to the original checkpoint) in arms 6-8.
+#: Weight of the feature distillation (hidden-state MSE to the original checkpoint) in the peer arm.
 DISTILL_ALPHA = 1.0
-#: Targets from the issue, in accuracy points (percentage points).
-TARGETS = {"ours_swap_cost_max_points": 0.1, "ours_gap_to_gelu_max_points": 0.5}
+#: Targets from issue 10, in accuracy points (percentage points).
+TARGETS = {"ours_swap_cost_max_points": 0.05, "ours_gap_to_gelu_max_points": 0.2}
 #: λ-arm settings on top of LambdaGELUTrainingArguments' defaults.
 LAMBDA_ARMS = {
     "lambda_gelu": {},
-    "lambda_gelu_fixed": {"lambda_learning_rate": 1e-12},
-    "lambda_gelu_distill": {"distill_alpha": DISTILL_ALPHA},
-    "lambda_gelu_early_distill": {
-        "lambda_learning_rate": 0.0, "hardening_start": 0.0, "hardening_end": 0.1, "distill_alpha": DISTILL_ALPHA,
+    "lambda_gelu_no_distill": {"distill_alpha": 0.0},
+    "lambda_gelu_late": {"hardening_start": 0.75, "hardening_end": 1.0, "distill_alpha": 0.0},
+    "lambda_gelu_fixed": {
+        "hardening_start": 0.75, "hardening_end": 1.0, "distill_alpha": 0.0, "lambda_learning_rate": 0.0,
     },
 }  # fmt: skip
+#: Arms without their own fine-tune (always run): the reference and its naive swap.
+BASE_ARMS = ("gelu", "gelu_naive_swap")
 EVAL_BATCH = 64
 
 
@@ -542,10 +546,16 @@ def evaluate(model: nn.Module, task: Task) -> dict:
 
 
 # -- the arms ------------------------------------------------------------------------------------
+#: Where the arms without hardening are probed: the hardening start of the 0.1.0 road (`lambda_gelu_late`).
+PEER_PROBE_START = LAMBDA_ARMS["lambda_gelu_late"]["hardening_start"]
+
+
 def hardening_start_step(steps: int, settings: dict | None = None) -> int:
-    """The step after which LambdaGELUTrainer (``settings``, else its default ``hardening_start``) starts hardening."""
-    start = LambdaGELUTrainingArguments.__dataclass_fields__["hardening_start"].default
-    return HardeningCallback(start=(settings or {}).get("hardening_start", start)).start_step_for(steps)
+    """The step after which LambdaGELUTrainer with ``settings`` starts hardening (without: the peer probe step)."""
+    if settings is None:
+        return HardeningCallback(start=PEER_PROBE_START, end=1.0).start_step_for(steps)
+    start = settings.get("hardening_start", LambdaGELUTrainingArguments.__dataclass_fields__["hardening_start"].default)
+    return HardeningCallback(start=start, end=settings.get("hardening_end")).start_step_for(steps)
 
 
 class _Probes(TrainerCallback):
@@ -627,41 +637,35 @@ def _record(task: Task, final: dict, before: dict | None, reference: np.ndarray 
     return {**record, **extra}
 
 
-def run_seed(task: Task, seed: int) -> dict[str, dict]:
-    """Every arm for one seed; returns arm → record."""
-    out: dict[str, dict] = {}
+def _peer(task: Task, seed: int, relu_first: bool, distill: bool, reference: dict | None) -> tuple[dict, nn.Module]:
+    """A fine-tune with the plain Trainer (GELU, or ReLU first; optionally distilled to the original)."""
     t0 = time.perf_counter()
-    gelu = task.checkpoint(seed)
-    probes, _ = _finetune(task, gelu, seed, None)
-    ref = evaluate(gelu, task)
-    out["gelu"] = _record(
-        task, ref, None, None, **_metrics(task, probes.at_start, "_at_hardening_start_step"),
-        train_seconds=time.perf_counter() - t0,
+    model = task.checkpoint(seed)
+    teacher = frozen_copy(model) if distill else None  # the original GELU checkpoint
+    if relu_first:
+        gelu_to_relu(model)
+    probes, _ = _finetune(task, model, seed, None, teacher=teacher)
+    final = evaluate(model, task)
+    record = _record(
+        task, final, None, None if reference is None else reference["predictions"],
+        **_metrics(task, probes.at_start, "_at_hardening_start_step"), train_seconds=time.perf_counter() - t0,
     )  # fmt: skip
+    return record, (final, model)
 
+
+def run_seed(task: Task, seed: int, arms: tuple[str, ...] = tuple(ARMS)) -> dict[str, dict]:
+    """The arms for one seed (the GELU reference and its naive swap always); returns arm → record."""
+    out: dict[str, dict] = {}
+    out["gelu"], (ref, gelu) = _peer(task, seed, relu_first=False, distill=False, reference=None)
     bound = gelu_to_relu(gelu).max_error_bound
     out["gelu_naive_swap"] = _record(task, evaluate(gelu, task), ref, ref["predictions"], swap_error_bound=bound)
-
-    t0 = time.perf_counter()
-    relu_first = task.checkpoint(seed)
-    gelu_to_relu(relu_first)
-    probes, _ = _finetune(task, relu_first, seed, None)
-    out["relu_then_finetune"] = _record(
-        task, evaluate(relu_first, task), None, ref["predictions"],
-        **_metrics(task, probes.at_start, "_at_hardening_start_step"), train_seconds=time.perf_counter() - t0,
-    )  # fmt: skip
-
-    t0 = time.perf_counter()
-    relu_first = task.checkpoint(seed)
-    teacher = frozen_copy(relu_first)  # the original GELU checkpoint
-    gelu_to_relu(relu_first)
-    probes, _ = _finetune(task, relu_first, seed, None, teacher=teacher)
-    out["relu_then_finetune_distill"] = _record(
-        task, evaluate(relu_first, task), None, ref["predictions"],
-        **_metrics(task, probes.at_start, "_at_hardening_start_step"), train_seconds=time.perf_counter() - t0,
-    )  # fmt: skip
+    for arm, distill in (("relu_then_finetune", False), ("relu_then_finetune_distill", True)):
+        if arm in arms:
+            out[arm], _ = _peer(task, seed, relu_first=True, distill=distill, reference=ref)
 
     for arm, settings in LAMBDA_ARMS.items():
+        if arm not in arms:
+            continue
         t0 = time.perf_counter()
         model = task.checkpoint(seed)
         probes, trainer = _finetune(task, model, seed, settings)
@@ -704,7 +708,7 @@ def profile_agreement(profiles: list[dict[str, float]]) -> dict:
 def summarize(task: Task, per_seed: list[dict[str, dict]], seeds: list[int]) -> dict:
     """Per arm: per-seed records, mean ± std of every number, the λ profiles and their agreement; the checks."""
     arms = {}
-    for arm in ARMS:
+    for arm in per_seed[0]:
         records = [s[arm] for s in per_seed]
         numeric = [k for k, v in records[0].items() if isinstance(v, (int, float)) or v is None]
         summary = {k: common.mean_std([r[k] for r in records]) for k in numeric}
@@ -718,6 +722,7 @@ def summarize(task: Task, per_seed: list[dict[str, dict]], seeds: list[int]) -> 
     def mean(arm: str, key: str) -> float:
         return arms[arm]["summary"][key]["mean"]
 
+    peers = [peer for peer in ("relu_then_finetune", "relu_then_finetune_distill") if peer in arms]
     ours_cost = mean("lambda_gelu", "swap_cost_accuracy_points")
     gap = mean("gelu", "accuracy") - mean("lambda_gelu", "accuracy")
     checks = {
@@ -730,10 +735,9 @@ def summarize(task: Task, per_seed: list[dict[str, dict]], seeds: list[int]) -> 
         "ours_gap_to_gelu_ok": gap <= TARGETS["ours_gap_to_gelu_max_points"],
         "naive_swap_cost_points": mean("gelu_naive_swap", "swap_cost_accuracy_points"),
         "naive_swap_costs_more_than_ours": mean("gelu_naive_swap", "swap_cost_accuracy_points") > ours_cost,
-        **{
-            f"ours_minus_{peer}_points": mean("lambda_gelu", "accuracy") - mean(peer, "accuracy")
-            for peer in ("relu_then_finetune", "relu_then_finetune_distill")
-        },
+        **{f"ours_minus_{peer}_points": mean("lambda_gelu", "accuracy") - mean(peer, "accuracy") for peer in peers},
+        **{f"ours_at_least_{peer}": mean("lambda_gelu", "accuracy") >= mean(peer, "accuracy") for peer in peers},
+        "ours_train_time_ratio_to_gelu": mean("lambda_gelu", "train_seconds") / mean("gelu", "train_seconds"),
     }
     return {
         "description": task.description,
@@ -742,7 +746,7 @@ def summarize(task: Task, per_seed: list[dict[str, dict]], seeds: list[int]) -> 
         "data": {**task.info, "n_train": len(task.train), "n_eval": len(task.eval)},
         "budget": task.budget.__dict__,
         "seeds": seeds,
-        "hardening_start_step": hardening_start_step(task.budget.steps),
+        "hardening_start_step": hardening_start_step(task.budget.steps),  # where the peers were probed
         "arms": arms,
         "checks": checks,
     }
@@ -781,17 +785,20 @@ def format_task(name: str, result: dict) -> str:
     lines = [
         f"== {name}: {result['description']} (seeds {result['seeds']}, mean ± std)",
         common.format_table(header, rows),
-        f"accuracy % inside the runs (hardening starts after step {result['hardening_start_step']}):",
+        "accuracy % inside the runs (λ arms: at their own hardening start; peers: at the 0.1.0 road's, "
+        f"step {result['hardening_start_step']}):",
     ]
     header = [
         "arm",
-        f"at hardening start (step {result['hardening_start_step']}; early arm: 0)",
+        "at hardening start",
         "naive swap there",
         "before final swap",
         "hardening cost",
     ]
     rows = []
-    for arm in ("gelu", "relu_then_finetune", "relu_then_finetune_distill", *LAMBDA_ARMS):
+    for arm in result["arms"]:
+        if arm == "gelu_naive_swap":
+            continue
         s = result["arms"][arm]["summary"]
         lam = arm in LAMBDA_ARMS
         rows.append(
@@ -804,7 +811,9 @@ def format_task(name: str, result: dict) -> str:
             ]
         )
     lines.append(common.format_table(header, rows))
-    for arm in ("lambda_gelu", "lambda_gelu_fixed"):
+    for arm in ("lambda_gelu_late", "lambda_gelu_fixed"):
+        if arm not in result["arms"]:
+            continue
         profile = result["arms"][arm]["profile_mean"]
         values = ", ".join(f"{v['mean']:.3f}±{v['std']:.3f}" for v in profile.values())
         rho = result["arms"][arm]["profile_spearman_between_seeds"]
@@ -814,6 +823,20 @@ def format_task(name: str, result: dict) -> str:
         "checks: " + ", ".join(f"{k}={v if isinstance(v, bool) else round(v, 3)}" for k, v in result["checks"].items())
     )
     return "\n".join(lines)
+
+
+def merge(paths: list[str], out) -> int:
+    """Write one report with the tasks of several (each file's meta kept under ``meta.parts``)."""
+    parts = [json.loads(pathlib.Path(path).read_text()) for path in paths]
+    report = {"meta": {"merged_from": paths, "parts": [part["meta"] for part in parts]}, "tasks": {}}
+    for part in parts:
+        report.update(targets=part["targets"], arms=part["arms"])
+        overlap = set(report["tasks"]) & set(part["tasks"])
+        if overlap:
+            raise SystemExit(f"--merge: task(s) {sorted(overlap)} appear in more than one file; merge disjoint runs.")
+        report["tasks"].update(part["tasks"])
+    common.write_json(report, out)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -827,8 +850,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tuning", action="store_true", help="evaluate on a tuning split carved from the training data (for sweeps)"
     )
+    parser.add_argument(
+        "--arms", nargs="+", choices=[a for a in ARMS if a not in BASE_ARMS], default=None,
+        help=f"fine-tune arms to run (default: all; {' and '.join(BASE_ARMS)} always run)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", default=None,
+        help="no runs: merge the tasks of these result files (e.g. tasks run in parallel processes) into --out",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, common.output_path(args.out, args.quick, DEFAULT_OUT))
     common.apply_threads(args.threads)
+    arms = tuple(args.arms) if args.arms else tuple(ARMS)
     count = args.seeds if args.seeds is not None else (2 if args.quick else 3)
     seeds = list(range(args.first_seed, args.first_seed + count))
     if not seeds:
@@ -843,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.tasks:
         t0 = time.perf_counter()
         task = TASK_BUILDERS[name](args.quick, args.tuning)
-        per_seed = [run_seed(task, seed) for seed in seeds]
+        per_seed = [run_seed(task, seed, arms) for seed in seeds]
         result = summarize(task, per_seed, seeds)
         result["runtime_s"] = time.perf_counter() - t0
         report["tasks"][name] = result

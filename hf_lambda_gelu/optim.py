@@ -285,7 +285,7 @@ def create_lambda_gelu_optimizer(
     >>> [group["lr"] for group in optimizer.param_groups if group.get("lambda_group")]
     [0.01]
     >>> # Trainer(model=model, args=args, train_dataset=data, optimizers=(optimizer, None),
-    >>> #         callbacks=[HardeningCallback(start=0.75)]).train(); reluize(model)
+    >>> #         callbacks=[HardeningCallback()]).train(); reluize(model)
     """
     if not lambda_modules(model):
         raise NotLambdaGELUModelError(type(model).__name__)

@@ -39,17 +39,20 @@ class LambdaGELUTrainer(DistillationTrainer):
     - The optimizer gets λ in its own group (``lambda_learning_rate``, no weight decay) and the
       optimizer-aware λ update: :func:`hf_lambda_gelu.create_lambda_gelu_optimizer`, the function any
       other Trainer uses too (an optimizer passed in ``optimizers`` gets the λ update installed).
-    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ*
-      (``hardening_start=1.0``: no hardening, no swap; λ is learned to the end and the λ-GELU model is kept).
+    - :class:`HardeningCallback` pins λ from ``hardening_start`` and drives it to λ* at ``hardening_end``;
+      the steps after it train with exact ReLU forwards (consolidation). ``hardening_start=1.0``: no
+      hardening, no swap; λ is learned to the end and the λ-GELU model is kept.
+    - The default road (chosen on tuning splits, ``benchmarks/README.md``): hardened from the first step
+      to λ* at 10 % of the run (``hardening_start=0``, ``hardening_end=0.1``), then ReLU, with feature
+      distillation to a frozen copy of the model as given (the original checkpoint, taken before
+      conversion and training; ``distill_alpha=1``; ``0`` is the cheaper setting without it).
+      ``distill_logits_alpha`` adds a KL to the original's logits, ``self_distill_alpha`` one to a snapshot
+      taken at hardening start (:mod:`hf_lambda_gelu.distillation`; training loss only). For a late road
+      (λ learned first, ``hardening_start`` > 0): ``hardening_lr_floor`` floors the learning-rate multiplier
+      in the hardening window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`), ``hardness_pressure`` adds
+      β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.pressure`).
     - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
       ``hardness_profile.json`` and ``hardness_profile.png``.
-    - The road (issue 10, all off by default): λ reaches λ* at ``hardening_end`` and the steps after
-      it train with exact ReLU forwards (consolidation); ``hardening_lr_floor`` floors the learning-rate
-      multiplier in the hardening window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`);
-      ``distill_alpha`` / ``distill_logits_alpha`` add distillation to a frozen copy of the model as
-      given (the original checkpoint, taken before conversion and training), ``self_distill_alpha`` to
-      a snapshot taken at hardening start (:mod:`hf_lambda_gelu.distillation`; training loss only);
-      ``hardness_pressure`` adds β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.pressure`).
     - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
       (metric before/after, |Δlogits|, agreement, and the naive-swap baseline) is written to
       ``reluization_report.json``, logged, and added to the metrics ``train()`` returns.

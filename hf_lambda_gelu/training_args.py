@@ -8,7 +8,7 @@ from transformers import TrainingArguments
 
 from .config import LambdaGELUConfig
 from .errors import InvalidSettingError
-from .hardening import HARDENING_SHAPES, check_hardening_end, target_lambda_for_tolerance
+from .hardening import HARDENING_SHAPES, check_hardening_end, default_hardening_end, target_lambda_for_tolerance
 from .optim import OPTIMIZER_FAMILIES
 
 __all__ = ["LambdaGELUTrainingArguments"]
@@ -29,8 +29,8 @@ class LambdaGELUTrainingArguments(TrainingArguments):
     """TrainingArguments plus the λ-GELU settings (HfArgumentParser picks every field up).
 
     >>> args = LambdaGELUTrainingArguments(output_dir="out", lambda_learning_rate=0.02, report_to="none")
-    >>> args.hardening_start
-    0.75
+    >>> args.hardening_start, args.hardening_end, args.distill_alpha
+    (0.0, 0.1, 1.0)
     """
 
     lambda_learning_rate: float = field(
@@ -48,18 +48,19 @@ class LambdaGELUTrainingArguments(TrainingArguments):
         metadata={"help": f"How the optimizer normalizes steps, for the λ update: one of {OPTIMIZER_FAMILIES}."},
     )
     hardening_start: float = field(
-        default=0.75,
+        default=0.0,
         metadata={
-            "help": "Fraction of training after which λ stops learning and is hardened toward λ*. 1.0 = no "
-            "hardening: λ is learned to the end and the model stays λ-GELU (no ReLU swap; it saves and "
-            "reloads with hf_lambda_gelu imported)."
+            "help": "Fraction of training after which λ stops learning and is hardened toward λ*; 0 (default) = "
+            "from the first step (λ is not learned). 1.0 = no hardening: λ is learned to the end and the model "
+            "stays λ-GELU (no ReLU swap; it saves and reloads with hf_lambda_gelu imported)."
         },
     )
-    hardening_end: float = field(
-        default=1.0,
+    hardening_end: float | None = field(
+        default=None,
         metadata={
             "help": "Fraction of training at which λ reaches λ* (in (hardening_start, 1]); the remaining steps train "
-            "the model with exact ReLU forwards (consolidation). 1.0 = harden until the last step. With "
+            "the model with exact ReLU forwards (consolidation). 1.0 = harden until the last step. None (default) "
+            "= hardening_start + 0.1, capped at 1. With "
             "reluize_at_end=False the saved λ-GELU checkpoint runs λ-GELU at λ* again when reloaded (within c/λ*)."
         },
     )
@@ -72,11 +73,12 @@ class LambdaGELUTrainingArguments(TrainingArguments):
         },
     )
     distill_alpha: float = field(
-        default=0.0,
+        default=1.0,
         metadata={
             "help": "Weight of feature distillation to the frozen original model (the checkpoint given to the "
             "trainer, before training): attention-masked MSE of every layer's hidden states, mean over layers. "
-            "0 = off. Costs one extra no-grad forward per step and one model copy in memory."
+            "Default 1; 0 = off (the cheaper setting). Costs one extra no-grad forward per step and one model "
+            "copy in memory."
         },
     )
     distill_logits_alpha: float = field(
@@ -148,6 +150,8 @@ class LambdaGELUTrainingArguments(TrainingArguments):
             raise _bad("relu_tolerance", self.relu_tolerance, "ε must be > 0 (default 1e-3).")
         if self.relu_target_lambda is not None and not self.relu_target_lambda >= 1.0:
             raise _bad("relu_target_lambda", self.relu_target_lambda, "λ* must be ≥ 1, or leave it unset.")
+        if self.hardening_end is None:
+            self.hardening_end = default_hardening_end(self.hardening_start)
         try:
             check_hardening_end(self.hardening_start, self.hardening_end)
         except ValueError as err:

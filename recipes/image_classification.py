@@ -8,11 +8,11 @@ flag. ``--activation_mode`` picks the method or a baseline (A/B runs).
 
     python recipes/image_classification.py --model_name_or_path google/vit-base-patch16-224-in21k \\
         --dataset_name uoft-cs/cifar10 --image_column_name img --output_dir vit-cifar10-relu \\
-        --num_train_epochs 3 --hardening_start 0.75
+        --num_train_epochs 3
 
-Without data or model flags (``python recipes/image_classification.py``) it runs the offline demo,
-:func:`hf_lambda_gelu.demo.run`: scikit-learn's handwritten digits, a small GELU ViT trained first,
-then the whole λ-GELU story (same as ``hf-lambda-gelu demo``).
+Without data or model flags (``python recipes/image_classification.py``) it runs its embedded default,
+:func:`hf_lambda_gelu.demo_digits.run`: scikit-learn's handwritten digits, a small GELU ViT trained first,
+then the whole λ-GELU story (``hf-lambda-gelu demo`` is the main demo, on a real pretrained BERT).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from common import (
 )
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
 
-from hf_lambda_gelu import LambdaGELUTrainingArguments, demo
+from hf_lambda_gelu import LambdaGELUTrainingArguments, demo_digits
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the recipe (or the demo, without data/model flags); returns the metrics of ``all_results.json``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if is_demo_invocation(argv):
-        return demo.run(argv)
+        return demo_digits.run(argv)
     # 1. parse (lazily transformed images: keep the image column for the transform)
     model_args, data_args, training_args = parse_args(
         (ModelArguments, DataTrainingArguments, LambdaGELUTrainingArguments),

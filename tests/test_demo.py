@@ -1,9 +1,11 @@
-"""The offline demo (hf_lambda_gelu.demo): scikit-learn digits, GELU pretraining, λ-GELU, ReLU release.
+"""The offline demos.
 
-- ``python recipes/image_classification.py --quick`` (no data/model flags: the demo) runs the whole
-  story in a fresh process: prints the table, leaves the release folder and the cached GELU checkpoint.
-- A rerun (``demo.main``, in-process) reuses the cached checkpoint and reproduces its baselines.
-- The data split is fixed and stratified; the table formats every row.
+- ``hf-lambda-gelu demo --quick`` (hf_lambda_gelu.demo: the real all-MiniLM-L6-v2 on the VADER lexicon)
+  runs the whole story in a fresh process: GELU reference, its naive swap, the λ-GELU road, the
+  release folder (ReLU config, tokenizer, card with the table), the printed table = all_results.json.
+- ``python recipes/image_classification.py --quick`` (no data/model flags: hf_lambda_gelu.demo_digits)
+  does the same on the digits; a rerun (in-process) reuses the cached checkpoint and its baselines.
+- The data splits are fixed; the table formats every row.
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ import pytest
 import torch
 from helpers import offline_env
 
-from hf_lambda_gelu import cli, demo
+from hf_lambda_gelu import demo, demo_digits
 
 REPO = Path(__file__).resolve().parent.parent
-TABLE_ROWS = [label for label, _, _ in demo.ROWS]
+TABLE_ROWS = [label for label, _, _ in demo_digits.ROWS]
+TEXT_ROWS = [label for label, _, _ in demo.ROWS]
 
 
-def _table_values(text: str) -> dict[str, float]:
+def _table_values(text: str, rows: list[str] = TABLE_ROWS) -> dict[str, float]:
     """Row label → accuracy, parsed from the printed Markdown table."""
     values = {}
-    for label in TABLE_ROWS:
+    for label in rows:
         match = re.search(rf"\| {re.escape(label)}\s+\|\s+([0-9.]+) \|", text)
         assert match, f"row {label!r} missing from:\n{text}"
         values[label] = float(match.group(1))
@@ -63,11 +66,10 @@ def test_image_recipe_without_arguments_runs_the_demo_and_a_rerun_reuses_the_che
     assert json.loads((cached / "config.json").read_text())["hidden_act"] == "gelu"
     stamp = (cached / "model.safetensors").stat().st_mtime_ns
 
-    # rerun in-process through `hf-lambda-gelu demo`: the cached checkpoint is reused (not retrained),
-    # its baselines are reproduced
+    # rerun in-process: the cached checkpoint is reused (not retrained), its baselines are reproduced
     threads = torch.get_num_threads()
     try:
-        assert cli.main(["demo", "--quick", "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
+        demo_digits.run(["--quick", "--output_dir", str(out), "--disable_tqdm", "true"])
     finally:
         torch.set_num_threads(threads)
     assert (cached / "model.safetensors").stat().st_mtime_ns == stamp
@@ -76,8 +78,39 @@ def test_image_recipe_without_arguments_runs_the_demo_and_a_rerun_reuses_the_che
     assert rerun["naive_swap_eval_accuracy"] == results["naive_swap_eval_accuracy"]
 
 
+@pytest.mark.slow
+def test_cli_demo_runs_the_minilm_story_and_prints_what_it_saves(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "hf_lambda_gelu.cli", "demo", "--quick", "--output_dir", str(out)]
+    proc = subprocess.run(cmd, env=offline_env(tmp_path), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    assert "it/s]" in proc.stderr  # the Trainer's progress bars are on
+
+    printed = _table_values(proc.stdout, TEXT_ROWS)
+    results = json.loads((out / "all_results.json").read_text())
+    for (label, key, _), value in zip(demo.ROWS, printed.values()):
+        assert value == pytest.approx(results[key], abs=1e-4), label
+    assert (results["train_samples"], results["eval_samples"]) == (320, 128)
+    assert results["naive_swap_prediction_agreement"] < 1.0  # the naive swap moves predictions ...
+    assert results["reluize_prediction_agreement"] == 1.0 and results["reluize_max_abs_logit_diff"] == 0.0  # ours not
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["hidden_act"] == "relu" and config["id2label"] == {"0": "negative", "1": "positive"}
+    assert (out / "tokenizer.json").is_file() and (out / "hardness_profile.png").is_file()
+    card = (out / "README.md").read_text()
+    assert TEXT_ROWS[1] in card and "sentence-transformers/all-MiniLM-L6-v2" in card
+
+
+def test_vader_split_is_fixed_and_labels_both_ways():
+    first, second = demo.vader_dataset(), demo.vader_dataset()
+    assert first["validation"]["text"] == second["validation"]["text"]
+    positives = sum(first["train"]["label"]) + sum(first["validation"]["label"])
+    assert positives == 3196 and len(first["train"]) + len(first["validation"]) == 7230
+    assert first["train"].features["label"].names == ["negative", "positive"]
+
+
 def test_digits_split_is_fixed_and_stratified():
-    first, second = demo.digits_dataset(), demo.digits_dataset()
+    first, second = demo_digits.digits_dataset(), demo_digits.digits_dataset()
     assert (len(first["train"]), len(first["validation"])) == (1437, 360)
     assert first["validation"]["label"] == second["validation"]["label"]
     counts = Counter(first["validation"]["label"])
@@ -87,6 +120,7 @@ def test_digits_split_is_fixed_and_stratified():
 
 
 def test_table_shows_every_row_and_marks_missing_values():
+    assert demo.format_table({}).splitlines()[2].startswith(f"| {TEXT_ROWS[0]} ")
     table = demo.format_table(
         {
             "gelu_eval_accuracy": 0.97,
@@ -96,7 +130,8 @@ def test_table_shows_every_row_and_marks_missing_values():
             "eval_accuracy": 0.96,
             "reluize_prediction_agreement": 1.0,
             "reluize_mean_abs_logit_diff": 6e-5,
-        }
+        },
+        demo_digits.ROWS,
     )
     lines = table.splitlines()
     assert len(lines) == 2 + len(TABLE_ROWS)

@@ -90,7 +90,7 @@ def _first_losses(tmp_path, **overrides):
 
 @pytest.mark.slow
 def test_trainer_adds_feature_distillation_to_the_original_model(tmp_path):
-    plain_trainer, plain = _first_losses(tmp_path / "plain")
+    plain_trainer, plain = _first_losses(tmp_path / "plain", distill_alpha=0.0)
     trainer, distilled = _first_losses(tmp_path / "distill", distill_alpha=5.0)
     teacher = trainer.distiller.teacher
     # the teacher is the GELU original, frozen, in eval mode, untouched by training and off the optimizer

@@ -17,7 +17,7 @@ def test_target_from_tolerance():
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
 def test_schedule_reaches_target_exactly_along_log_path(shape):
     model = lambda_stack(1.5, 3.0)
-    cb = HardeningCallback(start=0.5, shape=shape, target_lambda=100.0)
+    cb = HardeningCallback(start=0.5, shape=shape, target_lambda=100.0, end=1.0)
     traj = hardening_trajectory(cb, model, 20)
     assert [t[0] for t in traj[:10]] == pytest.approx([1.5] * 10, rel=1e-6)  # not started: untouched
     assert all(m.is_pinned for m in model)

@@ -96,7 +96,7 @@ def test_stock_trainer_with_the_optimizer_and_callback_is_the_lambda_gelu_traine
     data = lm_dataset()
     model = _lambda_gpt2(2.0)
     optimizer = create_lambda_gelu_optimizer(model, torch.optim.AdamW, lr=1e-3, lambda_learning_rate=LAMBDA_LR)
-    hardening, recorder = HardeningCallback(start=0.5), _LambdaRecorder()
+    hardening, recorder = HardeningCallback(start=0.5, end=1.0), _LambdaRecorder()
     args = TrainingArguments(output_dir=str(tmp_path / "stock"), **RUN, **QUIET)
     trainer = Trainer(
         model=model, args=args, train_dataset=data, optimizers=(optimizer, None), callbacks=[hardening, recorder]
@@ -117,7 +117,13 @@ def test_stock_trainer_with_the_optimizer_and_callback_is_the_lambda_gelu_traine
     ours = LambdaGELUTrainer(
         model=_lambda_gpt2(2.0),
         args=training_args(
-            tmp_path / "ours", lambda_learning_rate=LAMBDA_LR, hardening_start=0.5, reluize_at_end=False, **RUN
+            tmp_path / "ours",
+            lambda_learning_rate=LAMBDA_LR,
+            hardening_start=0.5,
+            hardening_end=1.0,
+            distill_alpha=0.0,
+            reluize_at_end=False,
+            **RUN,
         ),
         train_dataset=data,
     )

@@ -76,7 +76,15 @@ def test_lambda_is_learned_then_hardened_and_uses_its_own_group(tmp_path):
     model = tiny_bert()
     trainer = LambdaGELUTrainer(
         model=model,
-        args=training_args(tmp_path, max_steps=12, logging_steps=1, reluize_at_end=False, hardening_start=0.5),
+        args=training_args(
+            tmp_path,
+            max_steps=12,
+            logging_steps=1,
+            reluize_at_end=False,
+            hardening_start=0.5,
+            hardening_end=1.0,
+            distill_alpha=0.0,  # distillation to the GELU original holds λ at 1 (its gradient points below 1)
+        ),
         train_dataset=text_dataset(),
     )
     trainer.train()
@@ -93,7 +101,10 @@ def test_lambda_is_learned_then_hardened_and_uses_its_own_group(tmp_path):
 @pytest.mark.slow
 def test_zero_lambda_learning_rate_keeps_lambda_until_hardening(tmp_path):
     model = tiny_bert()
-    args = training_args(tmp_path, max_steps=8, logging_steps=1, reluize_at_end=False, lambda_learning_rate=0.0)
+    args = training_args(
+        tmp_path, max_steps=8, logging_steps=1, reluize_at_end=False, lambda_learning_rate=0.0,
+        hardening_start=0.75, hardening_end=1.0,
+    )  # fmt: skip
     trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=text_dataset())
     trainer.train()
     logs = dict(_lambda_logs(trainer.state.log_history))
@@ -106,7 +117,7 @@ def test_plain_training_arguments_are_upgraded_keeping_the_hub_token(tmp_path):
     trainer = LambdaGELUTrainer(model=tiny_bert(), args=plain)
     assert isinstance(trainer.args, LambdaGELUTrainingArguments)
     assert trainer.args.hub_token == "hf_secret" and trainer.args.learning_rate == 3e-4
-    assert trainer.args.hardening_start == 0.75  # λ-GELU defaults
+    assert (trainer.args.hardening_start, trainer.args.hardening_end, trainer.args.distill_alpha) == (0.0, 0.1, 1.0)
     with pytest.raises(TypeError, match="LambdaGELUTrainingArguments"):
         LambdaGELUTrainer(model=tiny_bert(), args={"output_dir": str(tmp_path)})
 
@@ -114,7 +125,7 @@ def test_plain_training_arguments_are_upgraded_keeping_the_hub_token(tmp_path):
 @pytest.mark.slow
 def test_hardening_start_one_learns_lambda_to_the_end_and_keeps_a_lambda_gelu_model(tmp_path):
     data = text_dataset()
-    args = training_args(tmp_path, hardening_start=1.0, max_steps=6)
+    args = training_args(tmp_path, hardening_start=1.0, max_steps=6, distill_alpha=0.0)  # distillation holds λ at 1
     trainer = LambdaGELUTrainer(model=tiny_bert(), args=args, train_dataset=data, eval_dataset=data)
     trainer.train()
     logs = _lambda_logs(trainer.state.log_history)
@@ -181,7 +192,9 @@ def test_compiled_model_does_not_recompile_on_schedule_steps(tmp_path):
     counter = GraphCounter()
     model = tiny_bert()
     model.compile(backend=counter.backend)
-    args = training_args(tmp_path, max_steps=10, reluize_at_end=False, hardening_start=0.2, logging_steps=5)
+    args = training_args(
+        tmp_path, max_steps=10, reluize_at_end=False, hardening_start=0.2, hardening_end=1.0, logging_steps=5
+    )
     trainer = LambdaGELUTrainer(model=model, args=args, train_dataset=text_dataset(), callbacks=[counter.callback()])
     trainer.train()
     # the first steps compile (BERT sets config.problem_type on its first call); after that the

@@ -117,7 +117,9 @@ def test_hardening_lr_floor_lifts_the_learning_rate_in_the_window_only(tmp_path)
 
 @pytest.mark.slow
 def test_hardness_pressure_adds_c_over_lambda_and_raises_lambda_while_it_learns(tmp_path):
-    common = dict(max_steps=8, logging_steps=1, reluize_at_end=False, hardening_start=0.5)
+    common = dict(
+        max_steps=8, logging_steps=1, reluize_at_end=False, hardening_start=0.5, hardening_end=1.0, distill_alpha=0.0
+    )  # fmt: skip
     plain = LambdaGELUTrainer(
         model=tiny_bert(), args=training_args(tmp_path / "a", **common), train_dataset=text_dataset()
     )

@@ -41,7 +41,7 @@ def test_bad_values_name_the_field_and_value(tmp_path, field, value):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("hardening_end", 0.5), ("hardening_end", 1.5), ("hardening_lr_floor", 0.0), ("hardening_lr_floor", 2.0),
+    [("hardening_end", 0.0), ("hardening_end", 1.5), ("hardening_lr_floor", 0.0), ("hardening_lr_floor", 2.0),
      ("distill_alpha", -1.0), ("distill_logits_alpha", -0.5), ("self_distill_alpha", -1.0),
      ("distill_temperature", 0.0)],
 )  # fmt: skip
@@ -60,4 +60,16 @@ def test_road_fields_have_help_and_parse(tmp_path):
          "--hardening_lr_floor", "0.5", "--distill_alpha", "1"]
     )  # fmt: skip
     assert (args.hardening_end, args.hardening_lr_floor, args.distill_alpha) == (0.25, 0.5, 1.0)
-    assert args.distillation_enabled and not LambdaGELUTrainingArguments("o", report_to="none").distillation_enabled
+    assert args.distillation_enabled
+    assert not LambdaGELUTrainingArguments("o", report_to="none", distill_alpha=0.0).distillation_enabled
+
+
+def test_hardening_end_defaults_to_a_tenth_of_the_run_after_the_start(tmp_path):
+    def end(**kw):
+        return LambdaGELUTrainingArguments(output_dir=str(tmp_path), report_to="none", **kw).hardening_end
+
+    assert end() == 0.1
+    assert end(hardening_start=0.75) == pytest.approx(0.85)
+    assert end(hardening_start=0.95) == 1.0 and end(hardening_start=1.0) == 1.0
+    with pytest.raises(ValueError, match=r"hardening_end=0.5 .*hardening_start=0.75"):
+        end(hardening_start=0.75, hardening_end=0.5)
