@@ -4,8 +4,10 @@ Two real tasks (data and checkpoints from ``reluization.py``), each fine-tuned t
 GELU checkpoint with the same data, steps and learning rate:
 
 - ``gelu``: the GELU reference (plain ``Trainer``);
-- ``relu``: the ReLU release: ``LambdaGELUTrainer`` with the package defaults (λ learned for 75 % of
-  the steps, hardened to λ* ≈ 170 over the last 25 %, swapped to ``nn.ReLU``), as a user gets it.
+- ``relu``: the ReLU release: ``LambdaGELUTrainer`` with the package defaults, as a user gets it
+  (since issue 10: hardened to λ* ≈ 170 in the first 10 % of the steps, then ReLU forwards with
+  distillation to the original, swapped to ``nn.ReLU``; ``results/relu_payoff*.json`` were written
+  with the 0.1.0 defaults: λ learned for 75 % of the steps, hardened over the last 25 %).
 
 Then:
 
