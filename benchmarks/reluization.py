@@ -129,6 +129,8 @@ ARMS = {
     "lambda_gelu_no_distill": "ours without distillation (the cheaper setting)",
     "lambda_gelu_late": "the 0.1.0 defaults: λ learned for 75 %, hardened 75→100 %, no distillation",
     "lambda_gelu_fixed": "the 0.1.0 road with λ not learned (learned-λ ablation)",
+    "lambda_gelu_late_pressure_0.01": "the 0.1.0 road + hardness pressure β = 0.01 (sweep only)",
+    "lambda_gelu_late_pressure_0.1": "the 0.1.0 road + hardness pressure β = 0.1 (sweep only)",
 }
 #: Weight of the feature distillation (hidden-state MSE to the original checkpoint) in the peer arm.
 DISTILL_ALPHA = 1.0
@@ -142,9 +144,17 @@ LAMBDA_ARMS = {
     "lambda_gelu_fixed": {
         "hardening_start": 0.75, "hardening_end": 1.0, "distill_alpha": 0.0, "lambda_learning_rate": 0.0,
     },
+    **{
+        f"lambda_gelu_late_pressure_{beta}": {
+            "hardening_start": 0.75, "hardening_end": 1.0, "distill_alpha": 0.0, "hardness_pressure": beta,
+        }
+        for beta in (0.01, 0.1)
+    },
 }  # fmt: skip
 #: Arms without their own fine-tune (always run): the reference and its naive swap.
 BASE_ARMS = ("gelu", "gelu_naive_swap")
+#: The arms a run has unless ``--arms`` says otherwise (the "sweep only" ones are for tuning-split probes).
+DEFAULT_ARMS = tuple(arm for arm in ARMS if "sweep only" not in ARMS[arm])
 EVAL_BATCH = 64
 
 
@@ -653,7 +663,7 @@ def _peer(task: Task, seed: int, relu_first: bool, distill: bool, reference: dic
     return record, (final, model)
 
 
-def run_seed(task: Task, seed: int, arms: tuple[str, ...] = tuple(ARMS)) -> dict[str, dict]:
+def run_seed(task: Task, seed: int, arms: tuple[str, ...] = DEFAULT_ARMS) -> dict[str, dict]:
     """The arms for one seed (the GELU reference and its naive swap always); returns arm → record."""
     out: dict[str, dict] = {}
     out["gelu"], (ref, gelu) = _peer(task, seed, relu_first=False, distill=False, reference=None)
@@ -811,9 +821,7 @@ def format_task(name: str, result: dict) -> str:
             ]
         )
     lines.append(common.format_table(header, rows))
-    for arm in ("lambda_gelu_late", "lambda_gelu_fixed"):
-        if arm not in result["arms"]:
-            continue
+    for arm in (a for a in result["arms"] if a.startswith(("lambda_gelu_late", "lambda_gelu_fixed"))):
         profile = result["arms"][arm]["profile_mean"]
         values = ", ".join(f"{v['mean']:.3f}±{v['std']:.3f}" for v in profile.values())
         rho = result["arms"][arm]["profile_spearman_between_seeds"]
@@ -852,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--arms", nargs="+", choices=[a for a in ARMS if a not in BASE_ARMS], default=None,
-        help=f"fine-tune arms to run (default: all; {' and '.join(BASE_ARMS)} always run)",
+        help=f"fine-tune arms to run (default: all but the sweep-only ones; {' and '.join(BASE_ARMS)} always run)",
     )  # fmt: skip
     parser.add_argument(
         "--merge", nargs="+", metavar="JSON", default=None,
@@ -862,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return merge(args.merge, common.output_path(args.out, args.quick, DEFAULT_OUT))
     common.apply_threads(args.threads)
-    arms = tuple(args.arms) if args.arms else tuple(ARMS)
+    arms = tuple(args.arms) if args.arms else DEFAULT_ARMS
     count = args.seeds if args.seeds is not None else (2 if args.quick else 3)
     seeds = list(range(args.first_seed, args.first_seed + count))
     if not seeds:

@@ -67,6 +67,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "logging_steps": 25,
     "save_strategy": "no",
     "report_to": "none",
+    "dataloader_pin_memory": False,
     "seed": 0,
     "data_seed": 0,
 }
