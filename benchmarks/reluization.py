@@ -729,13 +729,29 @@ def summarize(task: Task, per_seed: list[dict[str, dict]], seeds: list[int]) -> 
             entry["profile_spearman_between_seeds"] = profile_agreement(profiles) if len(profiles) > 1 else None
         arms[arm] = entry
 
+    return {
+        "description": task.description,
+        "metric": "perplexity" if task.is_lm else "accuracy",
+        "accuracy_is": "next-byte accuracy (%)" if task.is_lm else "accuracy (%)",
+        "data": {**task.info, "n_train": len(task.train), "n_eval": len(task.eval)},
+        "budget": task.budget.__dict__,
+        "seeds": seeds,
+        "hardening_start_step": hardening_start_step(task.budget.steps),  # where the peers were probed
+        "arms": arms,
+        "checks": checks(arms) if "lambda_gelu" in arms else {},  # a sweep without ours has no targets
+    }
+
+
+def checks(arms: dict) -> dict:
+    """Ours (`lambda_gelu`) against the issue's targets and the peers, from the arms' summaries."""
+
     def mean(arm: str, key: str) -> float:
         return arms[arm]["summary"][key]["mean"]
 
     peers = [peer for peer in ("relu_then_finetune", "relu_then_finetune_distill") if peer in arms]
     ours_cost = mean("lambda_gelu", "swap_cost_accuracy_points")
     gap = mean("gelu", "accuracy") - mean("lambda_gelu", "accuracy")
-    checks = {
+    return {
         "ours_swap_cost_points": ours_cost,
         "ours_swap_cost_worst_seed_points": max(
             r["swap_cost_accuracy_points"] for r in arms["lambda_gelu"]["per_seed"].values()
@@ -748,17 +764,6 @@ def summarize(task: Task, per_seed: list[dict[str, dict]], seeds: list[int]) -> 
         **{f"ours_minus_{peer}_points": mean("lambda_gelu", "accuracy") - mean(peer, "accuracy") for peer in peers},
         **{f"ours_at_least_{peer}": mean("lambda_gelu", "accuracy") >= mean(peer, "accuracy") for peer in peers},
         "ours_train_time_ratio_to_gelu": mean("lambda_gelu", "train_seconds") / mean("gelu", "train_seconds"),
-    }
-    return {
-        "description": task.description,
-        "metric": "perplexity" if task.is_lm else "accuracy",
-        "accuracy_is": "next-byte accuracy (%)" if task.is_lm else "accuracy (%)",
-        "data": {**task.info, "n_train": len(task.train), "n_eval": len(task.eval)},
-        "budget": task.budget.__dict__,
-        "seeds": seeds,
-        "hardening_start_step": hardening_start_step(task.budget.steps),  # where the peers were probed
-        "arms": arms,
-        "checks": checks,
     }
 
 
