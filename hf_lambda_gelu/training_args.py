@@ -77,8 +77,9 @@ class LambdaGELUTrainingArguments(TrainingArguments):
         metadata={
             "help": "Weight of feature distillation to the frozen original model (the checkpoint given to the "
             "trainer, before training): attention-masked MSE of every layer's hidden states, mean over layers. "
-            "Default 1; 0 = off (the cheaper setting). Costs one extra no-grad forward per step and one model "
-            "copy in memory."
+            "Default 1; 0 = off (the cheaper setting; also better when the model keeps training on the data its "
+            "checkpoint was trained on: the teacher then anchors it). Costs one extra no-grad forward per step "
+            "and one model copy in memory."
         },
     )
     distill_logits_alpha: float = field(
