@@ -32,25 +32,28 @@ Arms (same pretrained start, data, seed, step budget, optimizer and learning rat
 
 1. ``gelu``: GELU fine-tune (the reference).
 2. ``gelu_naive_swap``: arm 1's model, GELU swapped for ReLU after training.
-3. ``relu_then_finetune``: GELU swapped for ReLU first, then fine-tuned.
-4. ``lambda_gelu``: ``LambdaGELUTrainer`` with its defaults (λ learned for the first 75% of the steps,
-   λ-lr 1e-2, cosine hardening to λ* = c/1e-3 ≈ 170, swap to ReLU at the end).
-5. ``lambda_gelu_fixed``: the same, but λ not learned (ablation): ``lambda_learning_rate=1e-12``
-   (the arguments reject 0), so λ stays at its initial 1 + 1e-6 until hardening starts.
-6. ``relu_then_finetune_distill``: arm 3 plus feature distillation to the original GELU checkpoint
-   (``hf_lambda_gelu.distillation.DistillationTrainer``, masked hidden-state MSE of every layer,
-   α = ``DISTILL_ALPHA``): the peer road "ReLU first + distillation".
-7. ``lambda_gelu_distill``: arm 4 (package defaults) plus the same distillation (``distill_alpha``).
-8. ``lambda_gelu_early_distill``: the issue's probe road with the package's levers: λ not learned,
-   hardened in the first 10 % of the steps (``hardening_start=0``, ``hardening_end=0.1``), exact
-   ReLU forwards after it, and the same distillation for the whole run.
+3. ``relu_then_finetune``: GELU swapped for ReLU first, then fine-tuned (peer).
+4. ``relu_then_finetune_distill``: arm 3 plus feature distillation to the original GELU checkpoint
+   (``hf_lambda_gelu.DistillationTrainer``, masked hidden-state MSE of every layer, α = ``DISTILL_ALPHA``):
+   the peer road "ReLU first + distillation".
+5. ``lambda_gelu``: ours, ``LambdaGELUTrainer`` with the package defaults (since issue 10: λ hardened to
+   λ* = c/1e-3 ≈ 170 over the first 10 % of the steps, exact ReLU forwards after it, feature distillation
+   to the original with α = 1, swap to ``nn.ReLU`` at the end).
+6. ``lambda_gelu_no_distill``: arm 5 with ``distill_alpha=0`` (the cheaper setting).
+7. ``lambda_gelu_late``: the 0.1.0 defaults (λ learned for 75 % of the steps at λ-lr 1e-2, cosine hardening
+   over the last 25 %, no distillation).
+8. ``lambda_gelu_fixed``: arm 7 with λ not learned (``lambda_learning_rate=0``): the learned-λ ablation.
+
+Sweep-only arms (``--arms``): arm 7 plus hardness pressure β = 0.01 / 0.1. ``--arms`` picks the fine-tune
+arms (1 and 2 always run); ``--merge`` joins result files of disjoint tasks (parallel processes).
 
 Per arm and seed: the task metric; the swap cost (metric just before minus just after the final
 ReLU swap, 0 without one); argmax agreement with the GELU reference of the same seed on the eval set;
 the fraction of exact zeros at the ``nn.ReLU`` outputs over the eval set (padding positions left out);
 for the λ arms the hardness profile when hardening started (``trainer.hardening.start_lambdas``) and
 the Spearman rank correlation of that profile between seeds. Diagnostics (to tell where accuracy goes):
-every fine-tune is also evaluated at the step where hardening starts (75% of the steps); for the λ arms
+every fine-tune is also evaluated at the step where its hardening starts (the peers: where the 0.1.0 road's
+starts, 75 % of the steps); for the λ arms
 also that model naively swapped to ReLU at its learned λ, and the hardening cost (accuracy there minus
 accuracy just before the final swap).
 
@@ -64,6 +67,9 @@ Usage::
     python benchmarks/reluization.py --quick --out /tmp/r.json   # smoke test (seconds)
     python benchmarks/reluization.py --tasks digits_vit --seeds 5
     python benchmarks/reluization.py --tuning --tasks debian_minilm   # choose settings here, not on eval
+    python benchmarks/reluization.py --tasks debian_minilm --out a.json &  python benchmarks/reluization.py \
+        --tasks sentiment_minilm digits_vit docstrings_gpt2 --out b.json; wait
+    python benchmarks/reluization.py --merge a.json b.json   # → results/reluization.json
 """
 
 from __future__ import annotations
