@@ -172,11 +172,15 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) 
     foreign = sorted(present - previous)
     if foreign and not overwrite:
         raise ReleaseDirNotEmptyError(folder, foreign)
-    if foreign:
+    # the reports LambdaGELUTrainer writes into its output_dir are the release's own: rewritten, not "unrelated"
+    unrelated = [
+        name for name in foreign if name not in (REPORT_FILENAME, PROFILE_PLOT_FILENAME, PROFILE_JSON_FILENAME)
+    ]
+    if unrelated:
         logger.warning(
             "Writing the release next to %d unrelated file(s) in %s: same-named ones are replaced by the release's, "
             "the others are left alone and not uploaded.",
-            len(foreign),
+            len(unrelated),
             folder,
         )
     return sorted(previous)

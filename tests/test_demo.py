@@ -85,6 +85,7 @@ def test_cli_demo_runs_the_minilm_story_and_prints_what_it_saves(tmp_path):
     proc = subprocess.run(cmd, env=offline_env(tmp_path), capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert "it/s]" in proc.stderr  # the Trainer's progress bars are on
+    assert "unrelated file" not in proc.stdout + proc.stderr  # the trainer's reports are the release's own
 
     printed = _table_values(proc.stdout, TEXT_ROWS)
     results = json.loads((out / "all_results.json").read_text())
