@@ -20,7 +20,7 @@ as a ReLU model that keeps the GELU model's accuracy, where the naive swap loses
 
 Every ``LambdaGELUTrainingArguments`` flag works (``--max_steps``, ``--distill_alpha``, ...), with demo
 defaults (:data:`DEMO_DEFAULTS`: the budget of the ``sentiment_minilm`` task of
-``benchmarks/reluization.py``); ``--quick`` runs a few steps on a subset (smoke tests). Progress bars are
+``benchmarks/reluization.py``, 150 steps; ``--max_steps -1 --num_train_epochs 3`` trains by epochs); ``--quick`` runs a few steps on a subset (smoke tests). Progress bars are
 the Trainer's own. Written against the public API only (``LambdaGELUTrainer``, ``gelu_to_relu``,
 ``measure_swap``, ``save_release``, ``compute_accuracy``): it is also the worked example of the method.
 The image recipe's embedded default (a small ViT on scikit-learn's digits) is :mod:`hf_lambda_gelu.demo_digits`.
