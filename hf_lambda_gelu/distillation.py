@@ -5,8 +5,8 @@ teacher that keeps the student's internal features where the original GELU check
 closes most of that gap. The original checkpoint is what the user loaded, so it is always at hand
 and needs no trained task head.
 
-Terms (each with its own weight; all off by default): feature distillation to the original
-(``distill_alpha``, masked hidden-state MSE over every layer), logit distillation to the original
+Terms (each with its own weight): feature distillation to the original (``distill_alpha``, masked
+hidden-state MSE over every layer; on in ``LambdaGELUTrainingArguments`` by default, α = 1), logit distillation to the original
 (``distill_logits_alpha``, T²·KL) and self-distillation to a snapshot taken when hardening starts
 (``self_distill_alpha``). How the teachers are held and when the snapshot is taken: docs/design.md.
 """
