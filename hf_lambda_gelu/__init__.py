@@ -9,6 +9,7 @@ from .config import LambdaGELUConfig
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
 from .distillation import DistillationTrainer
 from .errors import (
+    DataFileError,
     ExportAuditError,
     GELURemnantsError,
     InvalidSettingError,
@@ -26,8 +27,10 @@ from .errors import (
     UncontrolledGELUError,
     UnhardenedSwapError,
     UnhardenedSwapWarning,
+    UnsupportedPoolingError,
 )
 from .export import export_onnx, export_release
+from .fidelity import FidelityReport, measure_fidelity
 from .hardening import HardeningCallback, target_lambda_for_tolerance
 from .model_card import build_model_card
 from .ops import RELU_DISTANCE_CONSTANT, lambda_gelu
@@ -36,6 +39,7 @@ from .peft_utils import add_lambda_modules_to_save
 from .profile_plot import save_profile_plot
 from .registration import register
 from .release import save_release
+from .relufy import RelufyArguments, RelufyTrainer, relufy
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
 from .sparsity import measure_sparsity
 from .trainer import LambdaGELUTrainer
@@ -48,8 +52,10 @@ register()
 __version__ = "0.1.0"
 
 __all__ = [
+    "DataFileError",
     "DistillationTrainer",
     "ExportAuditError",
+    "FidelityReport",
     "GELURemnantsError",
     "HardeningCallback",
     "InvalidSettingError",
@@ -69,10 +75,13 @@ __all__ = [
     "ReleaseDirNotEmptyError",
     "ReleaseReloadError",
     "ReluModelRequiredError",
+    "RelufyArguments",
+    "RelufyTrainer",
     "ReluizeReport",
     "UncontrolledGELUError",
     "UnhardenedSwapError",
     "UnhardenedSwapWarning",
+    "UnsupportedPoolingError",
     "add_lambda_modules_to_save",
     "build_model_card",
     "convert_to_lambda_gelu",
@@ -86,10 +95,12 @@ __all__ = [
     "lambda_gelu",
     "lambda_modules",
     "lambda_param_groups",
+    "measure_fidelity",
     "measure_sparsity",
     "patch_from_pretrained",
     "push_reluized",
     "register",
+    "relufy",
     "reluize",
     "save_profile_plot",
     "save_release",

@@ -52,7 +52,9 @@ from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
 from .disruption import measure_swap
 from .errors import (
+    DataFileError,
     GELURemnantsError,
+    InvalidSettingError,
     MissingExtraError,
     NoGELUFoundError,
     NotAReleaseError,
@@ -62,6 +64,7 @@ from .errors import (
     ReleaseDirNotEmptyError,
     ReleaseReloadError,
     UnhardenedSwapError,
+    UnsupportedPoolingError,
 )
 from .metrics import compute_accuracy
 from .model_card import infer_pipeline_tag, resolve_target_lambda
@@ -69,6 +72,7 @@ from .ops import RELU_DISTANCE_CONSTANT
 from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
 from .release import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
 from .release_gate import check_reload
+from .relufy_cli import add_relufy_arguments, run_relufy
 from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, exceeds_tolerance, hardness_profile
 from .upload import upload_release
 
@@ -124,6 +128,9 @@ class Command:
 
 _USER_ERRORS = (
     CLIError,
+    DataFileError,
+    InvalidSettingError,
+    UnsupportedPoolingError,
     NoGELUFoundError,
     NotLambdaGELUModelError,
     NotReluModelError,
@@ -677,6 +684,12 @@ COMMANDS: dict[str, Command] = {
         ),
         Command(
             "export", "Export a ReLU release to ONNX and audit the graph (no Erf/GELU).", _export_arguments, _export
+        ),
+        Command(
+            "relufy",
+            "Make a ReLU twin of a trained GELU model by distilling to it on unlabeled data; write a release.",
+            add_relufy_arguments,
+            run_relufy,
         ),
         Command(
             "sparsity",

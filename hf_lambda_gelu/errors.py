@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DataFileError",
     "ExportAuditError",
     "GELURemnantsError",
     "InvalidSettingError",
@@ -24,6 +25,7 @@ __all__ = [
     "UncontrolledGELUError",
     "UnhardenedSwapError",
     "UnhardenedSwapWarning",
+    "UnsupportedPoolingError",
 ]
 
 
@@ -208,3 +210,21 @@ class MissingExtraError(ImportError):
         self.extra = extra
         how = install or f"pip install 'hf-lambda-gelu[{extra}]' (the {extra!r} extra)"
         super().__init__(f"{feature} needs {package}, which is not installed: {how}.")
+
+
+class DataFileError(ValueError):
+    """A data file (or image folder) cannot be used: names the file, what is wrong (with the line) and the fix."""
+
+    def __init__(self, path: Any, problem: str, fix: str) -> None:
+        self.path = str(path)
+        super().__init__(f"Data {self.path!r}: {problem}; {fix}.")
+
+
+class UnsupportedPoolingError(ValueError):
+    """A sentence-transformers folder pools in a way relufy does not know (it knows mean, cls and max)."""
+
+    def __init__(self, folder: Any, found: str) -> None:
+        super().__init__(
+            f"Sentence-transformers folder {str(folder)!r}: {found}; relufy knows one of mean, cls or max pooling. "
+            "Relufy the transformer alone (a plain AutoModel folder) or change the pooling config."
+        )

@@ -1,0 +1,421 @@
+"""Relufy: how faithful a ReLU twin of a trained GELU model gets from unlabeled data, by road and budget.
+
+Start points are models a user would have (all offline):
+
+- ``debian_cls``: all-MiniLM-L6-v2 fine-tuned with the stock ``Trainer`` on Debian package sections
+  (reluization.py's ``debian_minilm`` task and budget: 3 epochs, 5e-5, batch 32).
+- ``sentiment_cls``: all-MiniLM-L6-v2 fine-tuned on the VADER lexicon (reluization.py's budget).
+- ``digits_vit``: the small ViT of reluization.py, fine-tuned on digits with its budget.
+- ``docstrings_gpt2``: the byte-level GPT-2 of reluization.py, fine-tuned on docstrings with its budget.
+- ``embedder``: the raw all-MiniLM-L6-v2 as a sentence embedder (mean pooling, as its
+  ``1_Pooling/config.json`` says), on Debian package descriptions (one-line + long text, no labels).
+  Held out: cosine and neighbour agreement of the descriptions' embeddings, and a retrieval task —
+  each held-out package's one-line description is the query, the held-out long descriptions the
+  corpus: recall@1 of the original vs the twin.
+
+The start point is trained once (seed 0) and cached; relufy then distils to it on the task's training
+inputs without labels (the eval inputs are never trained on). Arms at equal data and steps:
+``naive_swap`` (GELU → ReLU, no training), ``swap_distil`` (swap, then distil: the ReluLLaMA road) and
+``lambda_distil`` (λ hardened from 1 to λ* over the first ``--hardening-end`` of the steps while
+distilling, then exact ReLU). Budgets in epochs of the unlabeled data. ``--tuning`` carves a tuning split
+out of the training data first (the start point is trained on the rest) and evaluates there: choose
+settings with it, report without it.
+
+Usage::
+
+    python benchmarks/relufy.py --quick --out /tmp/r.json            # smoke test
+    python benchmarks/relufy.py --tuning --tasks debian_cls embedder --seeds 1 --budgets 1 --lr 1e-4
+    python benchmarks/relufy.py --tasks debian_cls --out a.json & python benchmarks/relufy.py \\
+        --tasks sentiment_cls digits_vit docstrings_gpt2 embedder --out b.json; wait
+    python benchmarks/relufy.py --merge a.json b.json                # → results/relufy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import fcntl
+import json
+import math
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bench_common as common
+import numpy as np
+import reluization as rz
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, PrinterCallback, Trainer, set_seed
+from transformers import logging as hf_logging
+
+from hf_lambda_gelu import gelu_to_relu
+from hf_lambda_gelu.fidelity import Pooling, measure_fidelity
+from hf_lambda_gelu.relufy import RelufyArguments, relufy
+
+DEFAULT_OUT = common.RESULTS_DIR / "relufy.json"
+TASK_NAMES = ("debian_cls", "sentiment_cls", "digits_vit", "docstrings_gpt2", "embedder")
+ARMS = {
+    "naive_swap": "GELU → ReLU, no training",
+    "swap_distil": "swap, then distil to the original (ReluLLaMA road)",
+    "lambda_distil": "λ-GELU hardened to λ* while distilling, then ReLU",
+}
+BUDGETS = (0.125, 1.0, 3.0)
+TARGETS = {
+    "agreement_1_epoch": 0.97,
+    "accuracy_drop_1_epoch_points": 0.5,
+    "agreement_3_epochs": 0.99,
+    "accuracy_drop_3_epochs_points": 0.2,
+    "embedder_mean_cosine": 0.99,
+    "retrieval_drop_points": 0.5,
+    "lm_perplexity_ratio": 1.02,
+}
+BATCH = 32
+CACHE = Path(tempfile.gettempdir()) / "hf_lambda_gelu_relufy_cache"
+
+
+@dataclass
+class Job:
+    """One start point: the trained model, unlabeled training inputs, held-out inputs, collator."""
+
+    name: str
+    kind: str
+    model: torch.nn.Module
+    train: list[dict]
+    eval: list[dict]
+    collator: object
+    info: dict
+    retrieval: dict | None = None
+
+
+def _cached_finetune(task: rz.Task, key: str) -> torch.nn.Module:
+    """The stock-Trainer GELU fine-tune of ``task`` (seed 0), trained once and cached across processes."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"{key}.pt"
+    model = task.checkpoint(0)
+    with open(CACHE / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            model.load_state_dict(torch.load(path))
+            return model.eval()
+        with tempfile.TemporaryDirectory() as out:
+            args = rz._train_args(rz.TrainingArguments, out, task.budget, seed=0)
+            trainer = Trainer(model=model, args=args, train_dataset=task.train, data_collator=task.collator)
+            trainer.remove_callback(PrinterCallback)
+            trainer.train()
+        torch.save(model.state_dict(), path)
+    return model.eval()
+
+
+def _task_job(name: str, quick: bool, tuning: bool) -> Job:
+    builder = {
+        "debian_cls": rz.debian_task,
+        "sentiment_cls": rz.sentiment_task,
+        "digits_vit": rz.digits_task,
+        "docstrings_gpt2": rz.docstrings_task,
+    }[name]
+    task = builder(quick, tuning)
+    model = _cached_finetune(task, f"{name}{'_tuning' if tuning else ''}{'_quick' if quick else ''}")
+    kind = "causal_lm" if task.is_lm else "classifier"
+    train = [{k: v for k, v in x.items() if k != "labels"} for x in task.train]
+    evals = task.eval if kind == "classifier" else [{"input_ids": x["input_ids"]} for x in task.eval]
+    return Job(name, kind, model, train, evals, task.collator, {"task": task.description, **task.info})
+
+
+def debian_descriptions() -> list[tuple[str, str]]:
+    """(one-line, long) descriptions of Debian packages (the lists' ``Translation-en``), deduplicated, seeded order.
+
+    Needs the English description lists: ``apt-get update -o Acquire::Languages=en`` (Docker images
+    switch them off).
+    """
+    import glob
+
+    paths = sorted(glob.glob("/var/lib/apt/lists/*_main_i18n_Translation-en*"))
+    if not paths:
+        raise RuntimeError("No Translation-en list: run `apt-get update -o Acquire::Languages=en` first.")
+    text = subprocess.run(
+        ["/usr/lib/apt/apt-helper", "cat-file", paths[0]], capture_output=True, text=True, check=True
+    ).stdout
+    pairs, seen = [], set()
+    for stanza in text.split("\n\n"):
+        lines = stanza.splitlines()
+        head = [i for i, line in enumerate(lines) if line.startswith("Description-en:")]
+        if not head:
+            continue
+        short = lines[head[0]].split(":", 1)[1].strip()
+        body = [line.strip() for line in lines[head[0] + 1 :] if line.startswith(" ") and line.strip() != "."]
+        long = " ".join(body)
+        if short and len(long) > 40 and short not in seen and long not in seen:
+            seen.update((short, long))
+            pairs.append((short, long))
+    order = np.random.default_rng(0).permutation(len(pairs))
+    return [pairs[i] for i in order]
+
+
+def _embedder_job(quick: bool, tuning: bool) -> Job:
+    model_dir, _ = rz._minilm(num_labels=2)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pairs = debian_descriptions()
+    n_train, n_eval = (64, 32) if quick else (1200, 600)
+    train_pairs, eval_pairs = pairs[:n_train], pairs[n_train : n_train + n_eval]
+    if tuning:
+        train_pairs, eval_pairs = train_pairs[: n_train * 4 // 5], train_pairs[n_train * 4 // 5 :]
+
+    def encode(texts: list[str]) -> list[dict]:
+        enc = tokenizer(texts, truncation=True, max_length=64)
+        return [{k: v[i] for k, v in enc.items()} for i in range(len(texts))]
+
+    train = encode([t for p in train_pairs for t in p])
+    evals = encode([long for _, long in eval_pairs])
+    queries = encode([short for short, _ in eval_pairs])
+    pooling = json.loads((Path(model_dir) / "1_Pooling" / "config.json").read_text())
+    assert pooling.get("pooling_mode_mean_tokens"), pooling
+    return Job(
+        "embedder",
+        "embedder",
+        AutoModel.from_pretrained(model_dir).eval(),
+        train,
+        evals,
+        DataCollatorWithPadding(tokenizer),
+        {"task": "all-MiniLM-L6-v2 as an embedder, Debian descriptions", "train_texts": len(train)},
+        retrieval={"queries": queries, "corpus": evals},
+    )
+
+
+def build_job(name: str, quick: bool, tuning: bool) -> Job:
+    return _embedder_job(quick, tuning) if name == "embedder" else _task_job(name, quick, tuning)
+
+
+@torch.no_grad()
+def _embed(model: torch.nn.Module, items: list[dict], collator) -> torch.Tensor:
+    out = []
+    for i in range(0, len(items), 64):
+        batch = collator(items[i : i + 64])
+        hidden = model(**batch).last_hidden_state
+        out.append(F.normalize(Pooling()(hidden, batch.get("attention_mask")), dim=-1))
+    return torch.cat(out)
+
+
+def recall_at_1(model: torch.nn.Module, job: Job) -> float:
+    """Fraction of held-out packages whose one-line description retrieves its own long description first."""
+    q = _embed(model, job.retrieval["queries"], job.collator)
+    c = _embed(model, job.retrieval["corpus"], job.collator)
+    return float(((q @ c.T).argmax(-1) == torch.arange(len(q))).float().mean())
+
+
+def _loader(job: Job):
+    return torch.utils.data.DataLoader(job.eval, batch_size=64, collate_fn=job.collator)
+
+
+def run_arm(
+    job: Job, arm: str, budget: float, seed: int, lr: float, hardening_end: float, student_dropout: bool, quick: bool
+) -> dict:
+    start = time.perf_counter()
+    steps = 0
+    if arm == "naive_swap":
+        twin = copy.deepcopy(job.model)
+        gelu_to_relu(twin)
+        report = measure_fidelity(job.model, twin, _loader(job), kind=job.kind)
+    else:
+        steps = 2 if quick else max(1, math.ceil(budget * len(job.train) / BATCH))
+        with tempfile.TemporaryDirectory() as out:
+            args = RelufyArguments(
+                output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=lr,
+                seed=seed, data_seed=seed, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
+                logging_strategy="no", road="swap" if arm == "swap_distil" else "lambda",
+                hardening_end=hardening_end, student_dropout=student_dropout,
+            )  # fmt: skip
+            set_seed(seed)
+            twin, report = relufy(job.model, job.train, args, eval_dataset=job.eval, data_collator=job.collator)
+    row = {"arm": arm, "budget_epochs": budget, "seed": seed, "steps": steps, **report.to_dict()}
+    row.pop("training", None)
+    if job.retrieval is not None:
+        row["recall_at_1_twin"] = recall_at_1(twin, job)
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def summarize(rows: list[dict], kind: str) -> dict:
+    """Mean ± std over seeds of each measure, per (arm, budget)."""
+    keys = {
+        "classifier": ("top1_agreement", "accuracy_twin", "mean_kl"),
+        "embedder": ("mean_cosine", "worst_cosine", "neighbour_agreement", "recall_at_1_twin"),
+        "causal_lm": ("next_token_agreement", "perplexity_twin", "mean_kl"),
+    }[kind]
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(f"{row['arm']}@{row['budget_epochs']:g}", []).append(row)
+    return {
+        group: {key: common.mean_std([r.get(key) for r in members]) for key in (*keys, "seconds")}
+        for group, members in sorted(groups.items())
+    }
+
+
+def checks(result: dict) -> dict:
+    """The issue's targets, per task and road (default road first), on seed means."""
+    out = {}
+    kind, base, summary = result["kind"], result["original"], result["summary"]
+    for road in ("swap_distil", "lambda_distil"):
+        for budget in result["budgets"]:
+            stat = summary.get(f"{road}@{budget:g}")
+            if stat is None or budget not in (1.0, 3.0):
+                continue
+            mean = {k: v["mean"] for k, v in stat.items()}
+            tag = f"{road}@{budget:g}"
+            if kind == "classifier":
+                agree = TARGETS["agreement_1_epoch" if budget == 1.0 else "agreement_3_epochs"]
+                drop = TARGETS["accuracy_drop_1_epoch_points" if budget == 1.0 else "accuracy_drop_3_epochs_points"]
+                out[f"{tag}: agreement ≥ {agree:.0%}"] = mean["top1_agreement"] >= agree
+                acc_drop = 100 * (base["accuracy"] - mean["accuracy_twin"])
+                out[f"{tag}: accuracy ≥ original − {drop}"] = acc_drop <= drop
+            elif kind == "embedder":
+                out[f"{tag}: mean cosine ≥ 0.99"] = mean["mean_cosine"] >= TARGETS["embedder_mean_cosine"]
+                drop = 100 * (base["recall_at_1"] - mean["recall_at_1_twin"])
+                out[f"{tag}: recall@1 within 0.5 pt"] = drop <= TARGETS["retrieval_drop_points"]
+            else:
+                ratio = mean["perplexity_twin"] / base["perplexity"]
+                out[f"{tag}: perplexity ≤ 1.02× original"] = ratio <= TARGETS["lm_perplexity_ratio"]
+    key = {"classifier": "top1_agreement", "embedder": "mean_cosine", "causal_lm": "next_token_agreement"}[kind]
+    for budget in result["budgets"]:
+        s, lam = summary.get(f"swap_distil@{budget:g}"), summary.get(f"lambda_distil@{budget:g}")
+        if s and lam:
+            out[f"@{budget:g}: swap_distil ≥ lambda_distil in {key}"] = s[key]["mean"] >= lam[key]["mean"]
+    return out
+
+
+def run_task(name: str, args: argparse.Namespace, out_path: Path, results: dict) -> None:
+    job = build_job(name, args.quick, args.tuning)
+    first = measure_fidelity(job.model, job.model, _loader(job), kind=job.kind)
+    original = {"accuracy": first.accuracy_original, "perplexity": first.perplexity_original}
+    if job.retrieval is not None:
+        original["recall_at_1"] = recall_at_1(job.model, job)
+    rows = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for budget in args.budgets:
+            for arm in args.arms:
+                if arm == "naive_swap" and (seed != args.first_seed or budget != args.budgets[0]):
+                    continue  # deterministic, no training: once
+                row = run_arm(job, arm, budget, seed, args.lr, args.hardening_end, args.student_dropout, args.quick)
+                rows.append(row)
+                print(f"{name} seed {seed} {arm}@{budget:g}: " + _headline(row, job.kind), flush=True)
+        results["tasks"][name] = _task_result(job, rows, original, args)
+        common.write_json(results, out_path)  # after every seed: a killed run keeps what it measured
+
+
+def _task_result(job: Job, rows: list[dict], original: dict, args: argparse.Namespace) -> dict:
+    result = {
+        "kind": job.kind, "info": job.info, "original": original, "budgets": list(args.budgets),
+        "train_inputs": len(job.train), "eval_inputs": len(job.eval), "rows": rows,
+        "summary": summarize(rows, job.kind),
+    }  # fmt: skip
+    result["checks"] = checks(result)
+    return result
+
+
+def _headline(row: dict, kind: str) -> str:
+    if kind == "classifier":
+        return f"agreement {row['top1_agreement']:.4f}, accuracy {row['accuracy_twin']:.4f}, {row['seconds']:.0f} s"
+    if kind == "embedder":
+        return (
+            f"cosine {row['mean_cosine']:.4f} (worst {row['worst_cosine']:.3f}), "
+            f"nn@10 {row['neighbour_agreement']:.3f}, R@1 {row['recall_at_1_twin']:.3f}, {row['seconds']:.0f} s"
+        )
+    return f"next-token agreement {row['next_token_agreement']:.4f}, ppl {row['perplexity_twin']:.4f}, {row['seconds']:.0f} s"
+
+
+def format_results(results: dict) -> str:
+    blocks = []
+    for name, result in results["tasks"].items():
+        kind, base = result["kind"], result["original"]
+        key, label = {
+            "classifier": ("top1_agreement", "agreement %"),
+            "embedder": ("mean_cosine", "mean cosine"),
+            "causal_lm": ("next_token_agreement", "next-token agreement %"),
+        }[kind]
+        second = {"classifier": "accuracy_twin", "embedder": "recall_at_1_twin", "causal_lm": "perplexity_twin"}[kind]
+        scale = 1.0 if kind == "embedder" else 100.0
+        header = ["arm @ epochs", label, second, "seconds"]
+        rows = []
+        for group, stat in result["summary"].items():
+            s2 = 1.0 if kind == "causal_lm" else 100.0
+            rows.append([group, _pm(stat[key], scale), _pm(stat[second], s2), f"{stat['seconds']['mean']:.0f}"])
+        ref = ", ".join(f"{k} {v:.4f}" for k, v in base.items() if v is not None)
+        blocks.append(f"{name} (original: {ref})\n" + common.format_table(header, rows))
+    return "\n\n".join(blocks)
+
+
+def _pm(stat: dict, scale: float) -> str:
+    if stat["mean"] is None:
+        return "—"
+    digits = 4 if scale == 1.0 else 2
+    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+
+
+def merge(paths: list[str], out: Path) -> int:
+    merged = None
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if merged is None:
+            merged = data
+            continue
+        for name, result in data["tasks"].items():
+            if name in merged["tasks"]:  # the same task from two processes (disjoint seeds): join the rows
+                old = merged["tasks"][name]
+                keys = {(r["arm"], r["budget_epochs"], r["seed"]) for r in old["rows"]}
+                clash = [r for r in result["rows"] if (r["arm"], r["budget_epochs"], r["seed"]) in keys]
+                if any(r["arm"] != "naive_swap" for r in clash):
+                    raise SystemExit(f"--merge: {path} repeats rows of {name}: {clash[:1]}")
+                old["rows"] += [r for r in result["rows"] if r not in clash]
+                old["budgets"] = sorted(set(old["budgets"]) | set(result["budgets"]))
+                old["summary"] = summarize(old["rows"], old["kind"])
+                old["checks"] = checks(old)
+            else:
+                merged["tasks"][name] = result
+        merged.setdefault("merged_from", []).append(data["meta"]["command"])
+    common.write_json(merged, out)
+    print(format_results(merged))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    common.add_common_args(parser, DEFAULT_OUT, default_threads=1)
+    parser.add_argument("--tasks", nargs="+", default=list(TASK_NAMES), choices=TASK_NAMES)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS), help="epochs of unlabeled data")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=RelufyArguments.learning_rate, help="relufy learning rate")
+    parser.add_argument("--hardening-end", type=float, default=RelufyArguments.hardening_end)
+    parser.add_argument(
+        "--tuning", action="store_true", help="evaluate on a tuning split carved from the training data"
+    )
+    parser.add_argument("--merge", nargs="+", help="join result files of parallel runs")
+    args = parser.parse_args(argv)
+    out = common.output_path(args.out, args.quick, DEFAULT_OUT)
+    if args.merge:
+        return merge(args.merge, out)
+    common.apply_threads(args.threads)
+    hf_logging.set_verbosity_error()
+    results = {
+        "meta": {**common.machine_meta(args.quick), "tuning_split": args.tuning},
+        "settings": {
+            "lr": args.lr,
+            "hardening_end": args.hardening_end,
+            "student_dropout": args.student_dropout,
+            "batch": BATCH,
+            "arms": ARMS,
+        },
+        "targets": TARGETS,
+        "tasks": {},
+    }
+    for name in args.tasks:
+        run_task(name, args, out, results)
+    print(format_results(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

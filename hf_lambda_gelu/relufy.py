@@ -1,0 +1,293 @@
+"""``relufy``: turn a trained GELU model into a faithful ReLU twin by distilling to it, without labels.
+
+The model as given is frozen as the teacher; a copy becomes the student and is swapped to ReLU,
+either at once (road ``"swap"``: swap, then distil — the ReluLLaMA road) or through λ-GELU (road
+``"lambda"``: λ hardened from 1 to λ* over the first ``hardening_end`` of the steps while distilling,
+then exact ReLU forwards). The student learns to reproduce the teacher's hidden states (every layer,
+attention-masked MSE), its logits (T²·KL) where it has a head, and, for an embedder, the pooled
+embedding (1 − cosine). Labels are never read unless ``task_alpha`` > 0. The defaults (road, learning
+rate, loss weights) were chosen on tuning splits: benchmarks/README.md, "relufy".
+
+Built as a ``TrainingArguments`` + ``Trainer`` pair, so a relufy run has what a fine-tune has:
+progress bar, logging, bf16, gradient accumulation, checkpoints and resume, ``accelerate launch``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Trainer, TrainingArguments
+
+from .activation import lambda_parameters
+from .conversion import convert_to_lambda_gelu
+from .distillation import frozen_copy, logits_kl, masked_hidden_mse
+from .errors import InvalidSettingError
+from .fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
+from .hardening import HardeningCallback
+from .reluize import gelu_to_relu, reluize
+
+__all__ = ["ROADS", "RelufyArguments", "RelufyTrainer", "relufy"]
+
+logger = logging.getLogger(__name__)
+
+ROADS = ("swap", "lambda")
+
+
+@dataclass
+class RelufyArguments(TrainingArguments):
+    """TrainingArguments for a relufy run, with the distillation settings (HfArgumentParser picks them up).
+
+    >>> args = RelufyArguments(output_dir="out", report_to="none")
+    >>> args.road, args.hidden_alpha, args.task_alpha
+    ('swap', 1.0, 0.0)
+    """
+
+    road: str = field(
+        default="swap",
+        metadata={
+            "help": "How the student becomes ReLU: 'swap' (GELU → ReLU at once, then distil; the default, chosen "
+            "on tuning splits) or 'lambda' (GELU → λ-GELU, λ hardened to λ* while distilling, then ReLU)."
+        },
+    )
+    hardening_end: float = field(
+        default=0.3,
+        metadata={"help": "road='lambda': fraction of the steps after which λ = λ* and forwards are exact ReLU."},
+    )
+    hidden_alpha: float = field(
+        default=1.0, metadata={"help": "Weight of the hidden-state MSE to the original (every layer, masked)."}
+    )
+    logits_alpha: float = field(
+        default=1.0, metadata={"help": "Weight of T²·KL to the original's logits (models with a head)."}
+    )
+    embedding_alpha: float = field(
+        default=1.0, metadata={"help": "Weight of 1 − cosine to the original's pooled embedding (embedders)."}
+    )
+    distill_temperature: float = field(default=2.0, metadata={"help": "T of the logit KL."})
+    task_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the task loss on labels, when the data has them (0: labels are never read)."},
+    )
+    student_dropout: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the model's dropout active in the student while it is distilled. Off by default: the "
+            "teacher runs without dropout and the twin should match its deterministic outputs (the saved config "
+            "keeps the model's dropout for later fine-tunes)."
+        },
+    )
+    relu_tolerance: float = field(
+        default=1e-3, metadata={"help": "road='lambda': ε of the final swap; λ* = c/ε (≈ 170 for 1e-3)."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.road not in ROADS:
+            raise InvalidSettingError("road", self.road, f"use one of {ROADS}.")
+        if not 0.0 < self.hardening_end <= 1.0:
+            raise InvalidSettingError("hardening_end", self.hardening_end, "use a fraction of the steps in (0, 1].")
+        for name in ("hidden_alpha", "logits_alpha", "embedding_alpha", "task_alpha"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise InvalidSettingError(name, value, "use a finite weight ≥ 0 (0 turns the term off).")
+        if not (math.isfinite(self.distill_temperature) and self.distill_temperature > 0):
+            raise InvalidSettingError("distill_temperature", self.distill_temperature, "use a finite T > 0.")
+        if self.hidden_alpha + self.logits_alpha + self.embedding_alpha + self.task_alpha == 0:
+            raise InvalidSettingError(
+                "hidden_alpha/logits_alpha/embedding_alpha/task_alpha", 0.0, "at least one loss weight must be > 0."
+            )
+
+
+class RelufyTrainer(Trainer):
+    """A ``Trainer`` whose loss is the distance of the (ReLU) student to a frozen teacher (plus, optionally, the task loss).
+
+    Args:
+        model: the student (already swapped to ReLU or λ-GELU; see :func:`relufy`).
+        args: :class:`RelufyArguments`.
+        teacher: the frozen original.
+        kind: ``"classifier"``, ``"embedder"`` or ``"causal_lm"`` (:func:`hf_lambda_gelu.fidelity.model_kind`).
+        pooling: the embedder's pooling.
+        **kwargs: what ``transformers.Trainer`` takes.
+    """
+
+    def __init__(
+        self, model: nn.Module, args: RelufyArguments, *, teacher: nn.Module, kind: str, pooling: Pooling, **kwargs
+    ) -> None:
+        super().__init__(model=model, args=args, **kwargs)
+        self.teacher = teacher
+        self.kind = kind
+        self.pooling = pooling
+        self._logged: list[torch.Tensor] = []
+
+    def _teacher(self, inputs: Mapping[str, Any]) -> Any:
+        device = next(v.device for v in inputs.values() if isinstance(v, torch.Tensor))
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        with torch.no_grad():
+            return self.teacher(**inputs, output_hidden_states=True)
+
+    def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
+        args: RelufyArguments = self.args
+        labels = inputs.get("labels") if args.task_alpha > 0 else None
+        features = {k: v for k, v in inputs.items() if k != "labels"}
+        student = model(**features, output_hidden_states=True)
+        teacher = self._teacher(features)
+        mask = features.get("attention_mask")
+        terms = []
+        if args.hidden_alpha > 0:
+            terms.append(args.hidden_alpha * masked_hidden_mse(student.hidden_states, teacher.hidden_states, mask))
+        logits = getattr(student, "logits", None)
+        if logits is not None and args.logits_alpha > 0:
+            kl_mask = mask if logits.dim() == 3 else None
+            terms.append(args.logits_alpha * logits_kl(logits, teacher.logits, args.distill_temperature, kl_mask))
+        if self.kind == "embedder" and args.embedding_alpha > 0:
+            s = self.pooling(student.hidden_states[-1], mask)
+            t = self.pooling(teacher.hidden_states[-1], mask)
+            terms.append(args.embedding_alpha * (1.0 - F.cosine_similarity(s, t, dim=-1)).mean())
+        loss = torch.stack(terms).sum() if terms else logits.new_zeros(())
+        self._logged.append(loss.detach())
+        if labels is not None:
+            task = model(**features, labels=labels).loss
+            loss = loss + args.task_alpha * task
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"relufy: non-finite loss at step {self.state.global_step}; check the data for NaN/inf and lower the "
+                "learning rate."
+            )
+        return (loss, student) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._logged:
+            logs["distill_loss"] = float(sum(self._logged)) / len(self._logged)
+            self._logged.clear()
+        super().log(logs, start_time)
+
+
+def _student(model: nn.Module, args: RelufyArguments) -> nn.Module:
+    """A copy of ``model`` on its road to ReLU: swapped now (``"swap"``) or as λ-GELU at λ = 1 (``"lambda"``)."""
+    student = copy.deepcopy(model)
+    student.train()
+    if not args.student_dropout:
+        for module in student.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
+    if args.road == "swap":
+        gelu_to_relu(student)
+    else:
+        convert_to_lambda_gelu(student)
+        for param in lambda_parameters(student):
+            param.requires_grad_(False)  # λ follows the hardening schedule only (pinned from step 0)
+    return student
+
+
+def relufy(
+    model: nn.Module,
+    train_dataset: Any,
+    args: RelufyArguments | None = None,
+    *,
+    eval_dataset: Any = None,
+    data_collator: Any = None,
+    pooling: Pooling | None = None,
+    eval_batch_size: int | None = None,
+    callbacks: list | None = None,
+) -> tuple[nn.Module, FidelityReport | None]:
+    """Make a ReLU twin of a trained GELU model by distilling to it on unlabeled inputs.
+
+    The model passed in is not changed: it is the frozen teacher; the twin is a copy. Labels in the data
+    are dropped before training unless ``args.task_alpha`` > 0 (then the task loss is added).
+
+    Args:
+        model: a trained GELU model: a classifier (sequence/token/image), a causal LM, or a base encoder
+            served as an embedder (``AutoModel``; its pooled embedding is distilled).
+        train_dataset: model inputs (a ``datasets.Dataset`` or a list of dicts), e.g. tokenized texts.
+        args: :class:`RelufyArguments` (default: ``output_dir="relufy_output"``, the defaults).
+        eval_dataset: held-out inputs for the fidelity report (None: no report).
+        data_collator: batches the examples (e.g. ``DataCollatorWithPadding(tokenizer)``).
+        pooling: an embedder's pooling (default mean; :func:`hf_lambda_gelu.relufy_data.load_pooling` reads a
+            sentence-transformers folder's).
+        eval_batch_size: batch size of the fidelity measurement (default ``args.per_device_eval_batch_size``).
+        callbacks: more ``TrainerCallback`` s.
+
+    Returns:
+        ``(twin, report)``: the ReLU model (config says ``"relu"``; save it with
+        :func:`hf_lambda_gelu.save_release`) and its :class:`~hf_lambda_gelu.fidelity.FidelityReport` (None
+        without ``eval_dataset``).
+
+    Raises:
+        NoGELUFoundError: the model has no GELU to replace (UncontrolledGELUError: hard-coded ones, BLOOM).
+
+    >>> twin, report = relufy(model, unlabeled, eval_dataset=held_out, data_collator=collator)  # doctest: +SKIP
+    >>> report.top1_agreement  # doctest: +SKIP
+    0.991
+    """
+    args = args or RelufyArguments(output_dir="relufy_output", report_to="none")
+    kind = model_kind(model)
+    pooling = pooling or Pooling()
+    if args.task_alpha == 0:
+        train_dataset = _without_labels(train_dataset)
+    teacher = frozen_copy(model)
+    student = _student(model, args)
+    callbacks = list(callbacks or [])
+    if args.road == "lambda":
+        tolerance = args.relu_tolerance
+        callbacks.append(HardeningCallback(start=0.0, end=args.hardening_end, tolerance=tolerance))
+    trainer = RelufyTrainer(
+        student,
+        args,
+        teacher=teacher,
+        kind=kind,
+        pooling=pooling,
+        train_dataset=train_dataset,
+        data_collator=data_collator,
+        callbacks=callbacks,
+    )
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    twin = trainer.model
+    if args.road == "lambda":
+        reluize(twin, tolerance=args.relu_tolerance)
+    twin.eval()
+    training = {
+        "road": args.road,
+        "steps": trainer.state.global_step,
+        "train_examples": len(train_dataset),
+        "learning_rate": args.learning_rate,
+        "hidden_alpha": args.hidden_alpha,
+        "logits_alpha": args.logits_alpha if kind != "embedder" else None,
+        "embedding_alpha": args.embedding_alpha if kind == "embedder" else None,
+        "task_alpha": args.task_alpha,
+        "hardening_end": args.hardening_end if args.road == "lambda" else None,
+        "train_loss": result.training_loss,
+    }
+    if eval_dataset is None:
+        return twin, None
+    loader = torch.utils.data.DataLoader(
+        _without_labels(eval_dataset) if kind != "classifier" else eval_dataset,
+        batch_size=eval_batch_size or args.per_device_eval_batch_size,
+        collate_fn=data_collator or _default_collate,
+    )
+    report = measure_fidelity(model, twin, loader, kind=kind, pooling=pooling)
+    report.training = training
+    return twin, report
+
+
+def _default_collate(features: list[Mapping[str, Any]]) -> dict[str, Any]:
+    from transformers import default_data_collator
+
+    return default_data_collator(features)
+
+
+def _without_labels(dataset: Any) -> Any:
+    """The dataset with its label columns removed (a ``datasets.Dataset`` or a list of dicts)."""
+    names = ("labels", "label", "label_ids")
+    columns = getattr(dataset, "column_names", None)
+    if columns is not None:
+        drop = [c for c in columns if c in names]
+        return dataset.remove_columns(drop) if drop else dataset
+    return [{k: v for k, v in example.items() if k not in names} for example in dataset]

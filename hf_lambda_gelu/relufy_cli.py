@@ -1,0 +1,192 @@
+"""``hf-lambda-gelu relufy MODEL_DIR OUT_DIR --data FILE``: a ReLU twin of a trained GELU model, as a release folder.
+
+Everything that can be checked is checked before training (the model has a GELU that a config field
+controls, the data files, the eval set's size, the pooling, an empty or previous-release OUT_DIR), so a
+bad input costs one line and writes nothing. Without ``--eval-data`` the last tenth of ``--data`` is held
+out for the fidelity report and not trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+
+from .conversion import convert_to_lambda_gelu
+from .errors import DataFileError, InvalidSettingError
+from .fidelity import NEIGHBOURS, FidelityReport, Pooling, model_kind
+from .model_card import set_card_section
+from .release import CARD_FILENAME, add_release_files, check_output_dir, save_release
+from .relufy import ROADS, RelufyArguments, relufy
+from .relufy_data import Examples, load_pooling, read_examples, sentence_transformers_files
+
+__all__ = ["FIDELITY_FILENAME", "add_relufy_arguments", "run_relufy"]
+
+logger = logging.getLogger(__name__)
+
+FIDELITY_FILENAME = "fidelity_report.json"
+CARD_SECTION = "## Fidelity to the original"
+CARD_HEADING = "### How close the ReLU twin stays"
+HELD_OUT_FRACTION = 0.1
+
+
+def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", help="The trained GELU model: a local folder (or sentence-transformers folder).")
+    parser.add_argument("out_dir", help="The release folder to write (new, empty, or a previous release).")
+    parser.add_argument("--data", required=True, help="Unlabeled inputs: .txt (a line each), .csv/.tsv/.jsonl, or an image folder.")  # fmt: skip
+    parser.add_argument("--eval-data", help="Held-out inputs for the fidelity report (default: the last tenth of --data).")  # fmt: skip
+    parser.add_argument("--text-column", default="text", help="Column with the text (CSV/JSONL).")
+    parser.add_argument("--label-column", help="Column with labels: accuracy in the report; training uses them only with --task-alpha > 0.")  # fmt: skip
+    parser.add_argument("--max-steps", type=int, help="Training steps (default: --epochs of --data).")
+    parser.add_argument("--epochs", type=float, default=1.0, help="Epochs of --data when --max-steps is not given.")
+    parser.add_argument("--road", choices=ROADS, default=RelufyArguments.road, help="swap (default) or lambda.")
+    parser.add_argument("--learning-rate", type=float, default=RelufyArguments.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=128, help="Tokens per text (truncation).")
+    parser.add_argument("--task-alpha", type=float, default=0.0, help="Weight of the task loss (needs --label-column).")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty folder that is not a release.")
+
+
+def _load(model_dir: str) -> tuple[Any, Pooling | None]:
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise DataFileError(folder, "no such model folder", "give the folder of a saved transformers model")
+    pooling = load_pooling(folder)
+    config = AutoConfig.from_pretrained(folder)
+    name = next(iter(getattr(config, "architectures", None) or []), None)
+    cls = AutoModel if pooling is not None or name is None else getattr(transformers, name, AutoModel)
+    return cls.from_pretrained(folder).eval(), pooling
+
+
+def _processor(model_dir: str, is_image: bool) -> Any:
+    return (AutoImageProcessor if is_image else AutoTokenizer).from_pretrained(model_dir)
+
+
+def _label_ids(labels: list[Any], config: Any, path: str) -> list[int]:
+    id2label = getattr(config, "id2label", None) or {}
+    label2id = getattr(config, "label2id", None) or {name: i for i, name in id2label.items()}
+    label2id = {str(k): int(v) for k, v in label2id.items()}
+    ids = []
+    for label in labels:
+        key = str(label)
+        if key in label2id:
+            ids.append(label2id[key])
+        elif key.lstrip("-").isdigit() and 0 <= int(key) < config.num_labels:
+            ids.append(int(key))
+        else:
+            raise DataFileError(path, f"label {label!r} is not one of the model's {sorted(label2id)}", "fix the label")
+    return ids
+
+
+def _encode(examples: Examples, processor: Any, max_length: int, config: Any, path: str) -> list[dict]:
+    if examples.is_image:
+        from PIL import Image
+
+        items = []
+        for image_path in examples.inputs:
+            with Image.open(image_path) as image:
+                pixels = processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+            items.append({"pixel_values": pixels})
+    else:
+        encoded = processor(examples.inputs, truncation=True, max_length=max_length)
+        items = [{k: v[i] for k, v in encoded.items()} for i in range(len(examples))]
+    if examples.labels is not None:
+        for item, label in zip(items, _label_ids(examples.labels, config, path)):
+            item["labels"] = label
+    return items
+
+
+def _collator(processor: Any, is_image: bool) -> Any:
+    if is_image:
+        return transformers.default_data_collator
+    if processor.pad_token is None:  # GPT-2-style tokenizers: pad with EOS (the mask hides it)
+        processor.pad_token = processor.eos_token
+    return transformers.DataCollatorWithPadding(processor)
+
+
+def _card_section(report: FidelityReport, args: argparse.Namespace) -> str:
+    how = report.training
+    road = "swapped GELU → ReLU, then" if how["road"] == "swap" else "converted to λ-GELU, hardened to ReLU while"
+    intro = (
+        f"This ReLU model is a twin of `{Path(args.model_dir).name}`: a copy was {road} distilled to the "
+        f"original for {how['steps']} steps on {how['train_examples']} unlabeled inputs "
+        f"(hidden states{', logits' if how.get('logits_alpha') else ''}"
+        f"{', pooled embedding' if how.get('embedding_alpha') else ''}; learning rate {how['learning_rate']:g}"
+        f"{'; task loss weight ' + format(how['task_alpha'], 'g') if how['task_alpha'] else '; no labels'})."
+    )
+    return intro + "\n\n" + report.markdown()
+
+
+def run_relufy(args: argparse.Namespace) -> None:
+    """The ``relufy`` subcommand: check every input, distil, write the release and print the fidelity table."""
+    out_dir = Path(args.out_dir)
+    check_output_dir(out_dir, overwrite=args.overwrite)
+    if args.task_alpha > 0 and not args.label_column:
+        raise InvalidSettingError("--task-alpha", args.task_alpha, "the task loss needs labels: add --label-column.")
+    # --data's labels are read for the task loss, or for the accuracy of the tenth held out from it
+    data_labels = args.label_column if args.task_alpha > 0 or not args.eval_data else None
+    data = read_examples(args.data, text_column=args.text_column, label_column=data_labels)
+    if args.eval_data:
+        held_out = read_examples(args.eval_data, text_column=args.text_column, label_column=args.label_column)
+    else:
+        cut = len(data) - max(1, int(len(data) * HELD_OUT_FRACTION))
+        held_out = Examples(data.inputs[cut:], data.labels and data.labels[cut:], data.is_image)
+        data = Examples(data.inputs[:cut], data.labels and data.labels[:cut], data.is_image)
+        if not data.inputs:
+            raise DataFileError(args.data, "one example cannot be both trained on and held out", "give more data")
+    model, pooling = _load(args.model_dir)
+    kind = model_kind(model)
+    if kind == "embedder" and len(held_out) <= NEIGHBOURS:
+        raise DataFileError(
+            args.eval_data or args.data,
+            f"{len(held_out)} held-out inputs; the neighbour agreement needs more than {NEIGHBOURS}",
+            "give a larger --eval-data",
+        )
+    convert_to_lambda_gelu(copy.deepcopy(model))  # a model without a convertible GELU fails here, before training
+    processor = _processor(args.model_dir, data.is_image)
+    if args.task_alpha == 0:
+        data = Examples(data.inputs, None, data.is_image)  # label-free: the training data's labels are not used
+    train = _encode(data, processor, args.max_length, model.config, args.data)
+    evals = _encode(held_out, processor, args.max_length, model.config, args.eval_data or args.data)
+    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-relufy-") as work:
+        training_args = RelufyArguments(
+            output_dir=work,
+            road=args.road,
+            learning_rate=args.learning_rate,
+            per_device_train_batch_size=args.batch_size,
+            per_device_eval_batch_size=args.batch_size,
+            max_steps=args.max_steps or -1,
+            num_train_epochs=args.epochs,
+            task_alpha=args.task_alpha,
+            seed=args.seed,
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            use_cpu=not torch.cuda.is_available(),
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        twin, report = relufy(
+            model, train, training_args, eval_dataset=evals, data_collator=_collator(processor, data.is_image),
+            pooling=pooling,
+        )  # fmt: skip
+    report.pooling = pooling.mode if pooling else report.pooling
+    save_release(twin, out_dir, processing_class=processor, base_model=args.model_dir, overwrite=args.overwrite)
+    extra = sentence_transformers_files(args.model_dir, out_dir)
+    (out_dir / FIDELITY_FILENAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    card = out_dir / CARD_FILENAME
+    card.write_text(
+        set_card_section(card.read_text(encoding="utf-8"), CARD_HEADING, _card_section(report, args), parent=CARD_SECTION),
+        encoding="utf-8",
+    )  # fmt: skip
+    add_release_files(out_dir, [FIDELITY_FILENAME, CARD_FILENAME, *extra])
+    print(report.format_table())
+    print(f"ReLU twin ({report.training['road']} road, {report.training['steps']} steps) written to {out_dir}")

@@ -1,0 +1,151 @@
+"""relufy: a ReLU twin of a trained GELU model by distillation, label-free, with its fidelity report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny_data import VOCAB, lm_dataset, text_dataset, tiny_bert, tiny_gpt2
+from transformers import AutoModelForSequenceClassification, BertConfig, BertModel, default_data_collator
+
+from hf_lambda_gelu import InvalidSettingError, NoGELUFoundError, RelufyArguments, relufy, save_release
+from hf_lambda_gelu.fidelity import Pooling, measure_fidelity, model_kind
+from hf_lambda_gelu.relufy import _student
+
+
+def _args(tmp_path, **overrides) -> RelufyArguments:
+    defaults = dict(
+        output_dir=str(tmp_path / "work"), max_steps=6, per_device_train_batch_size=8, learning_rate=1e-3,
+        report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0, data_seed=0,
+    )  # fmt: skip
+    return RelufyArguments(**{**defaults, **overrides})
+
+
+def _tiny_encoder(seed: int = 0) -> BertModel:
+    torch.manual_seed(seed)
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=VOCAB,
+        initializer_range=0.2,
+    )  # fmt: skip
+    return BertModel(config)
+
+
+@pytest.mark.parametrize("road", ["swap", "lambda"])
+def test_classifier_twin_is_relu_closer_than_the_naive_swap_and_releases(tmp_path, road):
+    model = tiny_bert(initializer_range=0.2).eval()  # large pre-activations: the naive swap hurts
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data, held_out = text_dataset(96, seed=0), text_dataset(48, seed=1)
+    twin, report = relufy(model, data, _args(tmp_path, road=road, max_steps=30, learning_rate=3e-4), eval_dataset=held_out,
+                          data_collator=default_data_collator)  # fmt: skip
+    assert twin.config.hidden_act == "relu"
+    assert not any("GELU" in type(m).__name__ for m in twin.modules())
+    # the original is the teacher: untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    naive = _student(model, _args(tmp_path, road="swap"))
+    naive_report = measure_fidelity(model, naive.eval(), [default_data_collator(list(held_out))])
+    assert report.kind == "classifier" and report.examples == 48
+    assert report.mean_kl < naive_report.mean_kl
+    assert report.hidden_state_rel_error[-1] < naive_report.hidden_state_rel_error[-1]
+    assert report.accuracy_original is not None and 0 <= report.accuracy_twin <= 1
+    assert report.training["road"] == road and report.training["steps"] == 30
+    release = save_release(twin, tmp_path / "release")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(release)  # stock transformers
+    x = torch.randint(1, VOCAB, (2, 8))
+    torch.testing.assert_close(reloaded(input_ids=x).logits, twin(input_ids=x).logits)
+
+
+def test_label_free_training_never_reads_labels(tmp_path):
+    """Garbage labels (out of range for the head: any read would fail) give the very same twin as no labels."""
+    data = text_dataset(64)
+    garbage = data.map(lambda _: {"labels": 999})
+    no_labels = data.remove_columns("labels")
+    twins = [
+        relufy(tiny_bert().eval(), d, _args(tmp_path), data_collator=default_data_collator)[0]
+        for d in (garbage, no_labels)
+    ]
+    for (name, a), b in zip(twins[0].state_dict().items(), twins[1].state_dict().values()):
+        assert torch.equal(a, b), name
+    # with a task loss the labels are read: the garbage ones fail
+    with pytest.raises(IndexError):
+        relufy(tiny_bert().eval(), garbage, _args(tmp_path, task_alpha=1.0), data_collator=default_data_collator)
+
+
+def test_causal_lm_twin_reports_perplexity_and_next_token_agreement(tmp_path):
+    model = tiny_gpt2().eval()
+    twin, report = relufy(model, lm_dataset(48), _args(tmp_path, max_steps=20), eval_dataset=lm_dataset(24, seed=3),
+                          data_collator=default_data_collator)  # fmt: skip
+    assert twin.config.activation_function == "relu"
+    assert report.kind == "causal_lm" and report.top1_agreement is None
+    assert 0.5 < report.next_token_agreement <= 1.0
+    assert report.perplexity_twin == pytest.approx(report.perplexity_original, rel=0.05)
+    assert report.examples == 24 * 11  # next-token positions
+
+
+def test_embedder_twin_reports_cosine_and_neighbours(tmp_path):
+    model = _tiny_encoder().eval()
+    data = text_dataset(64).remove_columns("labels")
+    held_out = text_dataset(32, seed=5).remove_columns("labels")
+    twin, report = relufy(model, data, _args(tmp_path, max_steps=20, learning_rate=3e-4), eval_dataset=held_out,
+                          data_collator=default_data_collator, pooling=Pooling("mean"))  # fmt: skip
+    naive = _student(model, _args(tmp_path)).eval()
+    naive_report = measure_fidelity(model, naive, [default_data_collator(list(held_out))])
+    assert report.kind == "embedder" and report.pooling == "mean"
+    assert naive_report.mean_cosine < report.mean_cosine <= 1.0
+    assert report.worst_cosine <= report.mean_cosine
+    assert 0.0 <= report.neighbour_agreement <= 1.0
+
+
+def test_identical_models_agree_perfectly_and_small_eval_sets_are_refused():
+    model = _tiny_encoder().eval()
+    batch = {"input_ids": torch.randint(1, VOCAB, (12, 6))}
+    report = measure_fidelity(model, model, [batch])
+    assert report.mean_cosine == pytest.approx(1.0) and report.neighbour_agreement == 1.0
+    assert report.hidden_state_rel_error == [0.0, 0.0, 0.0]
+    with pytest.raises(InvalidSettingError, match="more than 10"):
+        measure_fidelity(model, model, [{"input_ids": batch["input_ids"][:10]}])
+
+
+def test_pooling_modes():
+    hidden = torch.tensor([[[1.0, 0.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert Pooling("mean")(hidden, mask).tolist() == [[2.0, 2.0]]
+    assert Pooling("cls")(hidden, mask).tolist() == [[1.0, 0.0]]
+    assert Pooling("max")(hidden, mask).tolist() == [[3.0, 4.0]]
+    with pytest.raises(InvalidSettingError, match="lasttoken"):
+        Pooling("lasttoken")
+
+
+def test_model_kinds():
+    assert model_kind(tiny_bert()) == "classifier"
+    assert model_kind(tiny_gpt2()) == "causal_lm"
+    assert model_kind(_tiny_encoder()) == "embedder"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "match"),
+    [("road", "slow", "road='slow'"), ("hardening_end", 0.0, "hardening_end=0.0"),
+     ("hidden_alpha", float("nan"), "hidden_alpha=nan"), ("distill_temperature", 0.0, "distill_temperature")],
+)  # fmt: skip
+def test_bad_settings_name_the_setting(tmp_path, setting, value, match):
+    with pytest.raises(InvalidSettingError, match=match):
+        _args(tmp_path, **{setting: value})
+
+
+def test_all_weights_zero_is_refused(tmp_path):
+    with pytest.raises(InvalidSettingError, match="at least one"):
+        _args(tmp_path, hidden_alpha=0.0, logits_alpha=0.0, embedding_alpha=0.0)
+
+
+def test_model_without_gelu_is_refused_before_training(tmp_path):
+    model = tiny_bert(hidden_act="relu")
+    with pytest.raises(NoGELUFoundError):
+        relufy(model, text_dataset(8), _args(tmp_path), data_collator=default_data_collator)
+    assert not (tmp_path / "work").exists()
+
+
+def test_report_json_round_trips(tmp_path):
+    model = _tiny_encoder().eval()
+    report = measure_fidelity(model, model, [{"input_ids": torch.randint(1, VOCAB, (12, 6))}])
+    assert json.loads(json.dumps(report.to_dict()))["mean_cosine"] == pytest.approx(1.0)
+    assert "neighbour agreement" in report.format_table() and "| mean cosine" in report.markdown()
