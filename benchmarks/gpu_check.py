@@ -436,7 +436,8 @@ def fsdp2_section(s: Settings) -> dict:
         logits = reloaded(input_ids=expected["input_ids"]).logits
     diff = float((logits - expected["logits"]).abs().max() / expected["logits"].abs().max().clamp_min(1e-30))
     relus = sum(isinstance(m, torch.nn.ReLU) for m in reloaded.modules())
-    sharded = record["is_fsdp_enabled"] if worker_path == "trainer" else True
+    # the Trainer path must really have sharded (with FSDP2); the fully_shard path shards by construction
+    sharded = record["is_fsdp_enabled"] and record["fsdp_version"] == 2 if worker_path == "trainer" else True
     reload_ok = (
         reloaded.config.hidden_act == "relu"
         and relus == reloaded.config.num_hidden_layers
