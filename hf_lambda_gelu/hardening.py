@@ -321,7 +321,8 @@ class HardeningCallback(TrainerCallback, ExportableState):
             self.load_state(saved[0] if isinstance(saved, list) else saved)
         self._attach_rms_hooks(model)
         if self.started:  # resumed mid-hardening: re-pin at the checkpoint's step
-            self.update(model, state.global_step, state.max_steps)
+            step = min(state.global_step, state.max_steps - 1)  # a finished run: as its last step left it
+            self.update(model, step, state.max_steps)
 
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         self.update(model, state.global_step, state.max_steps)
