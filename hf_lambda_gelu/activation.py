@@ -9,6 +9,8 @@ FSDP2, pinning and ReLU-forward details: docs/design.md.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,11 +25,13 @@ from .ops import _check_approximate, lambda_gelu, relu_keep_lambda
 
 __all__ = [
     "DEFAULT_TEMPERATURE",
+    "FLOAT32_MAX",
     "MIN_LAMBDA_OFFSET",
     "LambdaGELU",
     "has_lambda_gelu",
     "lambda_modules",
     "lambda_parameters",
+    "lambda_range_problem",
     "lambda_to_raw",
     "raw_to_lambda",
 ]
@@ -36,12 +40,41 @@ DEFAULT_TEMPERATURE = 0.1
 MIN_LAMBDA_OFFSET = 1e-8
 
 
+#: The largest float32: λ (and its raw parameter) must stay below it, or the model turns to inf/NaN.
+FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
+def lambda_range_problem(lam: float, temperature: float | None = None) -> str | None:
+    """Why ``lam`` cannot be a λ of a float32 model (None when it can): λ < 1, NaN, or float32 overflow.
+
+    With ``temperature`` τ, the raw parameter s = τ·softplus⁻¹(λ − 1) ≈ τ·λ must fit in float32 too and
+    map back to a finite λ; without it, λ itself must.
+
+    >>> lambda_range_problem(170.0) is None, lambda_range_problem(0.5)
+    (True, 'λ-GELU needs λ ≥ 1 (λ = 1 is GELU)')
+    >>> lambda_range_problem(1e39)
+    'λ = 1e+39 overflows float32 (λ must stay below 3.4e+38)'
+    """
+    if not lam >= 1.0:
+        return "λ-GELU needs λ ≥ 1 (λ = 1 is GELU)"
+    if temperature is None:
+        if lam > FLOAT32_MAX:
+            return f"λ = {lam:g} overflows float32 (λ must stay below {FLOAT32_MAX:.2g})"
+        return None
+    y = max(float(lam) - 1.0, MIN_LAMBDA_OFFSET)  # python floats: safe under a meta-device default (loading)
+    raw = (y + math.log(-math.expm1(-y))) * temperature  # lambda_to_raw's formula
+    if not (lam <= FLOAT32_MAX and abs(raw) <= FLOAT32_MAX and abs(raw) / temperature <= FLOAT32_MAX):
+        return f"λ = {lam:g} overflows float32 with τ = {temperature:g} (λ and τ·λ must stay below {FLOAT32_MAX:.2g})"
+    return None
+
+
 def check_lambda_settings(init_lambda: float | None = None, temperature: float | None = None) -> None:
     """Raise :class:`~hf_lambda_gelu.errors.InvalidSettingError` naming the bad value if λ settings are out of range."""
-    if init_lambda is not None and not init_lambda >= 1.0:
-        raise InvalidSettingError("init_lambda", init_lambda, "λ-GELU needs λ ≥ 1 (λ = 1 is GELU).")
-    if temperature is not None and not temperature > 0.0:
-        raise InvalidSettingError("temperature", temperature, "the softplus temperature τ must be > 0.")
+    if temperature is not None and not 0.0 < temperature < float("inf"):
+        raise InvalidSettingError("temperature", temperature, "the softplus temperature τ must be finite and > 0.")
+    problem = None if init_lambda is None else lambda_range_problem(init_lambda, temperature or DEFAULT_TEMPERATURE)
+    if problem:
+        raise InvalidSettingError("init_lambda", init_lambda, f"{problem}.")
 
 
 def raw_to_lambda(raw: torch.Tensor, temperature: float) -> torch.Tensor:

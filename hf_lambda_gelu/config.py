@@ -15,7 +15,7 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .activation import DEFAULT_TEMPERATURE
+from .activation import DEFAULT_TEMPERATURE, lambda_range_problem
 from .errors import InvalidSettingError
 
 __all__ = ["CONFIG_KEY", "LambdaGELUConfig"]
@@ -29,7 +29,7 @@ class LambdaGELUConfig:
     """The λ-GELU conversion settings (what ``config.json``'s ``lambda_gelu`` stores).
 
     Args:
-        lambda_init: initial λ ≥ 1 (1 = exact GELU).
+        lambda_init: initial λ ≥ 1 (1 = exact GELU), finite in float32 (with τ: τ·λ too).
         lambda_temperature: softplus temperature τ > 0 of λ = 1 + softplus(s/τ).
         lambda_per_channel: one λ per channel instead of one per layer.
         num_channels: per-channel sizes by module name; filled in by the conversion when
@@ -61,12 +61,15 @@ class LambdaGELUConfig:
     )
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.lambda_init, numbers.Real) and self.lambda_init >= 1.0):
-            raise InvalidSettingError("lambda_init", self.lambda_init, "λ-GELU needs λ ≥ 1 (1 = GELU).")
         if not (isinstance(self.lambda_temperature, numbers.Real) and self.lambda_temperature > 0.0):
             raise InvalidSettingError("lambda_temperature", self.lambda_temperature, "τ must be > 0 (default 0.1).")
         if not math.isfinite(self.lambda_temperature):
             raise InvalidSettingError("lambda_temperature", self.lambda_temperature, "τ must be finite (default 0.1).")
+        if not isinstance(self.lambda_init, numbers.Real):
+            raise InvalidSettingError("lambda_init", self.lambda_init, "use a number ≥ 1 (1 = GELU).")
+        problem = lambda_range_problem(self.lambda_init, self.lambda_temperature)
+        if problem:
+            raise InvalidSettingError("lambda_init", self.lambda_init, f"{problem}.")
         if not isinstance(self.lambda_per_channel, bool):
             raise InvalidSettingError("lambda_per_channel", self.lambda_per_channel, "use True or False.")
         self.lambda_init = float(self.lambda_init)

@@ -15,6 +15,7 @@ __all__ = [
     "LambdaOptimizerError",
     "MissingExtraError",
     "NoGELUFoundError",
+    "NonFiniteLossError",
     "NotAReleaseError",
     "NotLambdaGELUModelError",
     "NotReluModelError",
@@ -197,6 +198,27 @@ class InvalidSettingError(ValueError):
     def __init__(self, name: str, value: Any, fix: str) -> None:
         self.name, self.value = name, value
         super().__init__(f"{name}={value!r} is invalid: {fix}")
+
+
+class NonFiniteLossError(ValueError):
+    """Training stopped at the first NaN/inf loss, before the optimizer applied it (names the step and the cause)."""
+
+    def __init__(self, step: int, max_steps: int, loss: float, bad_inputs: list[str]) -> None:
+        self.step, self.loss, self.bad_inputs = step, loss, bad_inputs
+        if bad_inputs:
+            cause = (
+                f"the batch holds non-finite values ({'; '.join(bad_inputs)}): remove or fix those examples in the "
+                "training data"
+            )
+        else:
+            cause = (
+                "the batch's inputs are finite, so the model diverged or overflowed: lower learning_rate, set "
+                "max_grad_norm, or train in bf16/fp32 instead of fp16"
+            )
+        super().__init__(
+            f"The training loss is {loss} at optimizer step {step} of {max_steps}; training stopped before that step "
+            f"changed the weights (the last checkpoint is intact): {cause}."
+        )
 
 
 class LambdaOptimizerError(InvalidSettingError):

@@ -20,7 +20,8 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from .activation import DTensor, lambda_modules
+from .activation import FLOAT32_MAX, DTensor, lambda_modules, lambda_range_problem
+from .errors import InvalidSettingError
 from .ops import RELU_DISTANCE_CONSTANT
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "HARDENING_WINDOW",
     "PRE_HARDENING_WEIGHTS_NAME",
     "HardeningCallback",
+    "check_target_lambda",
     "target_lambda_for_tolerance",
 ]
 
@@ -39,21 +41,59 @@ PRE_HARDENING_WEIGHTS_NAME = "pre_hardening_weights.safetensors"
 
 
 def target_lambda_for_tolerance(tolerance: float) -> float:
-    """λ* = c/ε: the smallest λ whose worst-case distance to ReLU is ε (ε = 1e-3 → ≈ 170)."""
+    """λ* = c/ε: the smallest λ whose worst-case distance to ReLU is ε (ε = 1e-3 → ≈ 170).
+
+    Raises:
+        InvalidSettingError: ε ≤ 0 or NaN, or λ* < 1 (ε > c) or not finite in float32 (ε below ~5e-40).
+    """
+    return check_target_lambda(None, tolerance)
+
+
+def check_target_lambda(target_lambda: float | None, tolerance: float, temperature: float | None = None) -> float:
+    """The hardening target λ* (``target_lambda``, else c/``tolerance``), checked: ≥ 1 and finite in float32.
+
+    Args:
+        target_lambda: explicit λ* (``relu_target_lambda``), or None to use the tolerance.
+        tolerance: ε (``relu_tolerance``); λ* = c/ε when ``target_lambda`` is None.
+        temperature: the λ reparameterization's τ, when known (then τ·λ* must fit in float32 too).
+
+    Raises:
+        InvalidSettingError: naming ``relu_target_lambda`` or ``relu_tolerance``, the value and the range.
+
+    >>> round(check_target_lambda(None, 1e-3), 1), check_target_lambda(250.0, 1e-3)
+    (170.0, 250.0)
+    """
+    if target_lambda is not None:
+        problem = lambda_range_problem(target_lambda, temperature)
+        if problem:
+            raise InvalidSettingError(
+                "relu_target_lambda", target_lambda, f"{problem}; use a finite λ* ≥ 1, or leave it unset."
+            )
+        return float(target_lambda)
     if not tolerance > 0:
-        raise ValueError(f"relu_tolerance={tolerance!r} is invalid: the tolerance ε must be > 0.")
-    return RELU_DISTANCE_CONSTANT / tolerance
+        raise InvalidSettingError("relu_tolerance", tolerance, "the tolerance ε must be > 0 (default 1e-3).")
+    lam = RELU_DISTANCE_CONSTANT / tolerance
+    problem = lambda_range_problem(lam, temperature)
+    if problem:
+        low = RELU_DISTANCE_CONSTANT / (FLOAT32_MAX * min(1.0, 1.0 / (temperature or 1.0)))
+        raise InvalidSettingError(
+            "relu_tolerance",
+            tolerance,
+            f"it gives λ* = c/ε = {lam:.3g}, and {problem}; use ε in [{low:.2g}, {RELU_DISTANCE_CONSTANT:.4g}] "
+            "(default 1e-3).",
+        )
+    return lam
 
 
-def _check(start: float, shape: str, target_lambda: float | None) -> None:
+def _check(start: float, shape: str, target_lambda: float | None, tolerance: float) -> float:
+    """Validate the callback's settings; returns λ*."""
     if not 0.0 <= start <= 1.0:
-        raise ValueError(
-            f"hardening_start={start!r} is invalid: use a fraction of training in [0, 1), or 1.0 for no hardening."
+        raise InvalidSettingError(
+            "hardening_start", start, "use a fraction of training in [0, 1), or 1.0 for no hardening."
         )
     if shape not in HARDENING_SHAPES:
-        raise ValueError(f"hardening_shape={shape!r} is invalid: use one of {HARDENING_SHAPES}.")
-    if target_lambda is not None and not target_lambda >= 1.0:
-        raise ValueError(f"relu_target_lambda={target_lambda!r} is invalid: λ* must be ≥ 1.")
+        raise InvalidSettingError("hardening_shape", shape, f"use one of {HARDENING_SHAPES}.")
+    return check_target_lambda(target_lambda, tolerance)
 
 
 def default_hardening_end(start: float) -> float:
@@ -131,7 +171,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
         end: float | None = None,
         keep_pre_hardening_state: bool = False,
     ) -> None:
-        _check(start, shape, target_lambda)
+        reference_target = _check(start, shape, target_lambda, tolerance)
         end = default_hardening_end(start) if end is None else end
         check_hardening_end(start, end)
         self.start = float(start)
@@ -139,7 +179,7 @@ class HardeningCallback(TrainerCallback, ExportableState):
         self.shape = shape
         self.tolerance = float(tolerance)
         self.target_lambda = None if target_lambda is None else float(target_lambda)
-        self.reference_target = self.target_lambda or target_lambda_for_tolerance(tolerance)
+        self.reference_target = reference_target
         self.per_layer = per_layer
         # Exact-float schedule inputs (exported with state()):
         self.start_step: int | None = None
@@ -281,7 +321,8 @@ class HardeningCallback(TrainerCallback, ExportableState):
             self.load_state(saved[0] if isinstance(saved, list) else saved)
         self._attach_rms_hooks(model)
         if self.started:  # resumed mid-hardening: re-pin at the checkpoint's step
-            self.update(model, state.global_step, state.max_steps)
+            step = min(state.global_step, state.max_steps - 1)  # a finished run: as its last step left it
+            self.update(model, step, state.max_steps)
 
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         self.update(model, state.global_step, state.max_steps)

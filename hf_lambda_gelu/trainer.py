@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import torch
 from transformers import TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_callback import TrainerState
 from transformers.trainer_utils import HubStrategy
 
 from .activation import lambda_modules
 from .conversion import convert_to_lambda_gelu
 from .disruption import measure_swap
 from .distillation import DistillationTrainer, Distiller, frozen_copy
+from .errors import NonFiniteLossError
 from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
 from .lr_floor import with_lr_floor
 from .optim import create_lambda_gelu_optimizer, install_lambda_update
@@ -58,7 +64,12 @@ class LambdaGELUTrainer(DistillationTrainer):
       ``reluization_report.json``, logged, and added to the metrics ``train()`` returns.
     - ``push_to_hub()`` publishes only the ReLU release (model, config, processor, card, profile
       plot, report) from ``output_dir/release``, never checkpoints or other stale files
-      (``push_to_hub=True`` runs with ``hub_strategy="end"``: no upload at checkpoint saves).
+      (``push_to_hub=True`` runs with ``hub_strategy="end"``: no upload at checkpoint saves). The Hub
+      token is kept out of every saved ``training_args.bin``.
+    - Training stops at the first NaN/inf loss (:class:`~hf_lambda_gelu.errors.NonFiniteLossError`, naming
+      the step and the batch rows that hold NaN/inf), before the optimizer applies it. bf16/fp16 runs end
+      with the mixed-precision wrapper removed from ``model.forward``, so the model and its saved release
+      compute alike. Resuming from a finished run's last checkpoint takes no further step.
 
     Built only on public ``Trainer`` hooks (``create_optimizer``, ``create_scheduler``, ``compute_loss``,
     ``log``, ``save_model``, ``train``, ``push_to_hub``, callbacks), so it composes with other subclasses.
@@ -122,6 +133,8 @@ class LambdaGELUTrainer(DistillationTrainer):
         self.naive_swap_unavailable: str | None = None
         #: Checkpoint this run resumed from, whose pre-hardening weights are read on first need.
         self._resume_folder: str | None = None
+        #: That checkpoint's global step (a resume from a finished run's last checkpoint takes no step).
+        self._resume_step: int | None = None
 
     @property
     def hardening(self) -> HardeningCallback:
@@ -186,7 +199,8 @@ class LambdaGELUTrainer(DistillationTrainer):
 
     # -- checkpoints and resume --------------------------------------------------------------
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        super().save_model(output_dir, _internal_call)
+        with _hub_token_hidden(self.args):  # training_args.bin never holds the token; push_to_hub still gets it
+            super().save_model(output_dir, _internal_call)
         # A checkpoint (saved before its trainer_state.json, so any checkpoint a resume can use) written
         # after hardening started carries the weights of its start: the naive-swap baseline survives.
         if _internal_call and self._pre_hardening_state() is not None and self.args.should_save:
@@ -214,6 +228,28 @@ class LambdaGELUTrainer(DistillationTrainer):
         return None
 
     # -- training ----------------------------------------------------------------------------
+    def set_initial_training_values(self, args, dataloader):
+        """Upstream's values, with no epoch left when resuming from a checkpoint at (or past) ``max_steps``.
+
+        Upstream re-enters the last epoch of a run whose ``max_steps`` is not a whole number of epochs and takes
+        one more optimizer step; the last checkpoint of a finished run must resume to exactly its weights.
+        """
+        num_epochs, steps_per_epoch, *rest = super().set_initial_training_values(args, dataloader)
+        max_steps = rest[-1]
+        if self._resume_step is not None and self._resume_step >= max_steps:
+            num_epochs = min(num_epochs, self._resume_step // steps_per_epoch)  # = the epochs upstream counts as done
+        return (num_epochs, steps_per_epoch, *rest)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """Upstream's step, stopped with :class:`~hf_lambda_gelu.errors.NonFiniteLossError` at a NaN/inf loss
+        (before the optimizer applies it: upstream would average it away and train on NaN gradients)."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLossError(
+                self.state.global_step + 1, self.state.max_steps, float(loss.float().sum()), _non_finite(inputs)
+            )
+        return loss
+
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
         if resume_from_checkpoint is True:
             from transformers.trainer_utils import get_last_checkpoint
@@ -221,7 +257,9 @@ class LambdaGELUTrainer(DistillationTrainer):
             self._resume_folder = get_last_checkpoint(self.args.output_dir)
         else:
             self._resume_folder = resume_from_checkpoint or None
+        self._resume_step = _checkpoint_step(self._resume_folder)
         output = super().train(resume_from_checkpoint, *args, **kwargs)
+        self._drop_autocast_wrapper()
         profile = hardness_profile(self.model)
         if not profile:
             return output
@@ -233,6 +271,12 @@ class LambdaGELUTrainer(DistillationTrainer):
         elif self.args.reluize_at_end:
             logger.info("hardening_start=1.0: no hardening and no ReLU swap; the model stays λ-GELU.")
         return output
+
+    def _drop_autocast_wrapper(self) -> None:
+        """Restore ``self.model.forward``: accelerate's bf16/fp16 autocast wrapper stays on it after training (and
+        after a first evaluation), so the model would keep running in mixed precision while its saved checkpoint
+        reloads in its weights' precision (the release gate would compare the two)."""
+        self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
 
     def _save_profile(self, profile: dict[str, float]) -> None:
         from .profile_plot import save_profile_json, save_profile_plot
@@ -300,6 +344,7 @@ class LambdaGELUTrainer(DistillationTrainer):
         base_model = kwargs.pop("base_model", None) or getattr(
             getattr(self.model, "config", None), "_name_or_path", None
         )
+        self._drop_autocast_wrapper()  # reluize_and_report's evaluation may have wrapped a model never trained here
         model = self.model
         if hasattr(model, "merge_and_unload"):  # PEFT: publish the merged ReLU model
             model = copy.deepcopy(model).merge_and_unload()
@@ -387,6 +432,37 @@ _SETTINGS = (
     "relu_target_lambda",
     "relu_target_per_layer",
 )
+
+
+@contextlib.contextmanager
+def _hub_token_hidden(args: TrainingArguments) -> Iterator[None]:
+    """``args.hub_token`` is None inside (Trainer pickles ``args`` into each save folder's training_args.bin)."""
+    token, args.hub_token = args.hub_token, None
+    try:
+        yield
+    finally:
+        args.hub_token = token
+
+
+def _checkpoint_step(folder: str | None) -> int | None:
+    """The global step recorded in ``folder``'s trainer_state.json (None without one)."""
+    path = os.path.join(folder, TRAINER_STATE_NAME) if folder else None
+    if path is None or not os.path.isfile(path):
+        return None
+    return TrainerState.load_from_json(path).global_step
+
+
+def _non_finite(inputs: Mapping[str, Any]) -> list[str]:
+    """Which floating inputs of a batch hold NaN/inf, and in which rows (e.g. ``"labels, rows [3] of the batch"``)."""
+    found = []
+    for key, value in inputs.items():
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            continue
+        bad = ~torch.isfinite(value)
+        if bad.any():
+            rows = bad.reshape(len(value), -1).any(dim=1).nonzero().flatten().tolist() if value.dim() else []
+            found.append(f"{key}, rows {rows} of the batch" if rows else key)
+    return found
 
 
 def _upgrade_training_args(args: Any) -> LambdaGELUTrainingArguments:

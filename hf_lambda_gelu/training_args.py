@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
 from .config import LambdaGELUConfig
 from .errors import InvalidSettingError
-from .hardening import HARDENING_SHAPES, check_hardening_end, default_hardening_end, target_lambda_for_tolerance
+from .hardening import (
+    HARDENING_SHAPES,
+    check_hardening_end,
+    check_target_lambda,
+    default_hardening_end,
+    target_lambda_for_tolerance,
+)
 from .optim import OPTIMIZER_FAMILIES
 
 __all__ = ["LambdaGELUTrainingArguments"]
@@ -134,8 +141,8 @@ class LambdaGELUTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.lambda_learning_rate >= 0:
-            raise _bad("lambda_learning_rate", self.lambda_learning_rate, "use a λ step size ≥ 0, e.g. 1e-2.")
+        if not 0 <= self.lambda_learning_rate < math.inf:
+            raise _bad("lambda_learning_rate", self.lambda_learning_rate, "use a finite λ step size ≥ 0, e.g. 1e-2.")
         self.lambda_config()  # validates lambda_init, lambda_temperature, lambda_per_channel
         if self.lambda_optimizer_family not in OPTIMIZER_FAMILIES:
             raise _bad("lambda_optimizer_family", self.lambda_optimizer_family, f"use one of {OPTIMIZER_FAMILIES}.")
@@ -149,8 +156,7 @@ class LambdaGELUTrainingArguments(TrainingArguments):
             raise _bad("hardening_shape", self.hardening_shape, f"use one of {HARDENING_SHAPES}.")
         if not self.relu_tolerance > 0:
             raise _bad("relu_tolerance", self.relu_tolerance, "ε must be > 0 (default 1e-3).")
-        if self.relu_target_lambda is not None and not self.relu_target_lambda >= 1.0:
-            raise _bad("relu_target_lambda", self.relu_target_lambda, "λ* must be ≥ 1, or leave it unset.")
+        check_target_lambda(self.relu_target_lambda, self.relu_tolerance, self.lambda_temperature)  # λ* ≥ 1, float32
         if self.hardening_end is None:
             self.hardening_end = default_hardening_end(self.hardening_start)
         try:
@@ -162,10 +168,10 @@ class LambdaGELUTrainingArguments(TrainingArguments):
                 "hardening_lr_floor", self.hardening_lr_floor, "use a fraction of learning_rate in (0, 1], or None."
             )
         for name in ("distill_alpha", "distill_logits_alpha", "self_distill_alpha", "hardness_pressure"):
-            if not getattr(self, name) >= 0.0:
-                raise _bad(name, getattr(self, name), "use a weight ≥ 0 (0 = off).")
-        if not self.distill_temperature > 0.0:
-            raise _bad("distill_temperature", self.distill_temperature, "T must be > 0 (default 2).")
+            if not 0.0 <= getattr(self, name) < math.inf:
+                raise _bad(name, getattr(self, name), "use a finite weight ≥ 0 (0 = off).")
+        if not 0.0 < self.distill_temperature < math.inf:
+            raise _bad("distill_temperature", self.distill_temperature, "T must be finite and > 0 (default 2).")
 
     def lambda_config(self) -> LambdaGELUConfig:
         """The conversion settings of these arguments (what the trainer converts a GELU model with).

@@ -1,5 +1,7 @@
 """LambdaGELUConfig: one vocabulary from the training arguments to config.json, and the naive swap."""
 
+import math
+import re
 import warnings
 
 import pytest
@@ -70,3 +72,21 @@ def test_every_exception_is_exported_at_top_level():
     for name in errors.__all__:
         assert getattr(hf_lambda_gelu, name) is getattr(errors, name), name
         assert name in hf_lambda_gelu.__all__, name
+
+
+@pytest.mark.parametrize(
+    "settings, field",
+    [({"lambda_init": math.inf}, "lambda_init"), ({"lambda_init": 1e39}, "lambda_init"),
+     ({"lambda_init": math.nan}, "lambda_init"), ({"lambda_init": 1e38, "lambda_temperature": 10.0}, "lambda_init"),
+     ({"lambda_temperature": math.nan}, "lambda_temperature")],
+)  # fmt: skip
+def test_a_lambda_that_overflows_float32_is_refused(settings, field):
+    """Issue 18 (10): λ = inf/1e39 used to convert into a NaN model (λ = 1 + softplus(s/τ) overflows float32)."""
+    with pytest.raises(InvalidSettingError, match="^" + re.escape(f"{field}={settings[field]!r} is invalid: ")):
+        LambdaGELUConfig(**settings)
+
+
+def test_the_largest_float32_lambda_converts_to_a_finite_model():
+    model = convert_to_lambda_gelu(TINY_MODELS["bert_mlm"].build(), LambdaGELUConfig(lambda_init=3e38))
+    lambdas = torch.cat([m.lambda_.detach() for _, m in hf_lambda_gelu.activation.lambda_modules(model)])
+    assert torch.isfinite(lambdas).all() and lambdas.min() > 1e38

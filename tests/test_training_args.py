@@ -1,9 +1,12 @@
 import json
+import math
+import re
 
 import pytest
 from transformers import HfArgumentParser
 
-from hf_lambda_gelu import LambdaGELUTrainingArguments
+from hf_lambda_gelu import InvalidSettingError, LambdaGELUTrainingArguments
+from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
 
 FIELDS = [
     "lambda_learning_rate", "lambda_temperature", "lambda_init", "hardening_start", "hardening_shape",
@@ -73,3 +76,36 @@ def test_hardening_end_defaults_to_a_tenth_of_the_run_after_the_start(tmp_path):
     assert end(hardening_start=0.95) == 1.0 and end(hardening_start=1.0) == 1.0
     with pytest.raises(ValueError, match=r"hardening_end=0.5 .*hardening_start=0.75"):
         end(hardening_start=0.75, hardening_end=0.5)
+
+
+@pytest.mark.parametrize(
+    "settings, field",
+    [({"lambda_init": math.inf}, "lambda_init"), ({"lambda_init": 1e39}, "lambda_init"),
+     ({"lambda_init": math.nan}, "lambda_init"), ({"lambda_init": 1e38, "lambda_temperature": 10.0}, "lambda_init"),
+     ({"relu_target_lambda": 1e39}, "relu_target_lambda"), ({"relu_target_lambda": math.inf}, "relu_target_lambda"),
+     ({"relu_target_lambda": math.nan}, "relu_target_lambda"),
+     ({"relu_target_lambda": 1e38, "lambda_temperature": 10.0}, "relu_target_lambda"),
+     ({"relu_tolerance": 1e-300}, "relu_tolerance"), ({"relu_tolerance": 0.2}, "relu_tolerance"),
+     ({"relu_tolerance": math.inf}, "relu_tolerance"), ({"relu_tolerance": math.nan}, "relu_tolerance"),
+     ({"lambda_learning_rate": math.inf}, "lambda_learning_rate"),
+     ({"lambda_learning_rate": math.nan}, "lambda_learning_rate"), ({"distill_alpha": math.inf}, "distill_alpha"),
+     ({"hardness_pressure": math.nan}, "hardness_pressure"), ({"self_distill_alpha": math.inf}, "self_distill_alpha"),
+     ({"distill_temperature": math.inf}, "distill_temperature"), ({"hardening_end": math.nan}, "hardening_end"),
+     ({"hardening_lr_floor": math.nan}, "hardening_lr_floor"), ({"lambda_temperature": math.inf}, "lambda_temperature")],
+)  # fmt: skip
+def test_settings_that_cannot_train_are_refused_when_the_arguments_are_built(tmp_path, settings, field):
+    """Issue 18 (10): float32 overflow, λ* < 1 or NaN used to train to the end and fail naming no setting."""
+    with pytest.raises(InvalidSettingError, match="^" + re.escape(f"{field}={settings[field]!r} is invalid: ")) as err:
+        LambdaGELUTrainingArguments(output_dir=str(tmp_path), report_to="none", **settings)
+    assert err.value.name == field
+
+
+def test_the_extremes_that_work_are_accepted(tmp_path):
+    def args(**kw):
+        return LambdaGELUTrainingArguments(output_dir=str(tmp_path), report_to="none", **kw)
+
+    assert args(relu_tolerance=RELU_DISTANCE_CONSTANT).target_lambda == 1.0  # ε = c: λ* = 1
+    assert args(relu_target_lambda=3e38, lambda_init=3e38).target_lambda == 3e38
+    assert args(relu_tolerance=1e-38).target_lambda == pytest.approx(RELU_DISTANCE_CONSTANT * 1e38)
+    with pytest.raises(InvalidSettingError, match=r"relu_tolerance=0\.2 .*λ\* = c/ε = 0\.85.*use ε in \[.*, 0\.17"):
+        args(relu_tolerance=0.2)
