@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=RelufyArguments.learning_rate, help="relufy learning rate")
     parser.add_argument("--hardening-end", type=float, default=RelufyArguments.hardening_end)
+    parser.add_argument("--student-dropout", action="store_true", help="keep dropout in the student (RelufyArguments)")
     parser.add_argument(
         "--tuning", action="store_true", help="evaluate on a tuning split carved from the training data"
     )
