@@ -31,6 +31,7 @@ from .conversion import convert_to_lambda_gelu
 from .distillation import frozen_copy, logits_kl, masked_hidden_mse
 from .errors import InvalidSettingError
 from .fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
+from .guards import GuardedTrainingMixin
 from .hardening import HardeningCallback
 from .reluize import gelu_to_relu, reluize
 
@@ -105,7 +106,7 @@ class RelufyArguments(TrainingArguments):
             )
 
 
-class RelufyTrainer(Trainer):
+class RelufyTrainer(GuardedTrainingMixin, Trainer):
     """A ``Trainer`` whose loss is the distance of the (ReLU) student to a frozen teacher (plus, optionally, the task loss).
 
     Args:
@@ -156,11 +157,6 @@ class RelufyTrainer(Trainer):
         if labels is not None:
             task = model(**features, labels=labels).loss
             loss = loss + args.task_alpha * task
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"relufy: non-finite loss at step {self.state.global_step}; check the data for NaN/inf and lower the "
-                "learning rate."
-            )
         return (loss, student) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -249,6 +245,7 @@ def relufy(
         callbacks=callbacks,
     )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.drop_autocast_wrapper()  # bf16/fp16: the twin computes as its saved checkpoint reloads
     twin = trainer.model
     if args.road == "lambda":
         reluize(twin, tolerance=args.relu_tolerance)

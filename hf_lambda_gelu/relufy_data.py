@@ -52,7 +52,9 @@ def _rows(path: Path, kind: str | None) -> list[dict[str, Any]]:
                 try:
                     rows.append(json.loads(line))
                 except ValueError as err:
-                    raise DataFileError(path, f"line {number} is not JSON ({err})", "write one JSON object a line") from None
+                    raise DataFileError(
+                        path, f"line {number} is not JSON ({err})", "write one JSON object a line"
+                    ) from None
         return rows
     return list(csv.DictReader(text.splitlines(), delimiter=kind))
 

@@ -8,10 +8,9 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
-import torch
 from transformers import TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import TrainerState
@@ -21,7 +20,7 @@ from .activation import lambda_modules
 from .conversion import convert_to_lambda_gelu
 from .disruption import measure_swap
 from .distillation import DistillationTrainer, Distiller, frozen_copy
-from .errors import NonFiniteLossError
+from .guards import GuardedTrainingMixin
 from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
 from .lr_floor import with_lr_floor
 from .optim import create_lambda_gelu_optimizer, install_lambda_update
@@ -38,7 +37,7 @@ logger = logging.getLogger(__name__)
 RELEASE_DIRNAME = "release"
 
 
-class LambdaGELUTrainer(DistillationTrainer):
+class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
     """A ``transformers.Trainer`` that trains λ-GELU models and ends with a ReLU model.
 
     - A model that still has GELU activations is converted first (``lambda_init``, ``lambda_temperature``).
@@ -240,16 +239,6 @@ class LambdaGELUTrainer(DistillationTrainer):
             num_epochs = min(num_epochs, self._resume_step // steps_per_epoch)  # = the epochs upstream counts as done
         return (num_epochs, steps_per_epoch, *rest)
 
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        """Upstream's step, stopped with :class:`~hf_lambda_gelu.errors.NonFiniteLossError` at a NaN/inf loss
-        (before the optimizer applies it: upstream would average it away and train on NaN gradients)."""
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if not torch.isfinite(loss).all():
-            raise NonFiniteLossError(
-                self.state.global_step + 1, self.state.max_steps, float(loss.float().sum()), _non_finite(inputs)
-            )
-        return loss
-
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
         if resume_from_checkpoint is True:
             from transformers.trainer_utils import get_last_checkpoint
@@ -259,7 +248,7 @@ class LambdaGELUTrainer(DistillationTrainer):
             self._resume_folder = resume_from_checkpoint or None
         self._resume_step = _checkpoint_step(self._resume_folder)
         output = super().train(resume_from_checkpoint, *args, **kwargs)
-        self._drop_autocast_wrapper()
+        self.drop_autocast_wrapper()
         profile = hardness_profile(self.model)
         if not profile:
             return output
@@ -271,12 +260,6 @@ class LambdaGELUTrainer(DistillationTrainer):
         elif self.args.reluize_at_end:
             logger.info("hardening_start=1.0: no hardening and no ReLU swap; the model stays λ-GELU.")
         return output
-
-    def _drop_autocast_wrapper(self) -> None:
-        """Restore ``self.model.forward``: accelerate's bf16/fp16 autocast wrapper stays on it after training (and
-        after a first evaluation), so the model would keep running in mixed precision while its saved checkpoint
-        reloads in its weights' precision (the release gate would compare the two)."""
-        self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
 
     def _save_profile(self, profile: dict[str, float]) -> None:
         from .profile_plot import save_profile_json, save_profile_plot
@@ -344,7 +327,7 @@ class LambdaGELUTrainer(DistillationTrainer):
         base_model = kwargs.pop("base_model", None) or getattr(
             getattr(self.model, "config", None), "_name_or_path", None
         )
-        self._drop_autocast_wrapper()  # reluize_and_report's evaluation may have wrapped a model never trained here
+        self.drop_autocast_wrapper()  # reluize_and_report's evaluation may have wrapped a model never trained here
         model = self.model
         if hasattr(model, "merge_and_unload"):  # PEFT: publish the merged ReLU model
             model = copy.deepcopy(model).merge_and_unload()
@@ -450,19 +433,6 @@ def _checkpoint_step(folder: str | None) -> int | None:
     if path is None or not os.path.isfile(path):
         return None
     return TrainerState.load_from_json(path).global_step
-
-
-def _non_finite(inputs: Mapping[str, Any]) -> list[str]:
-    """Which floating inputs of a batch hold NaN/inf, and in which rows (e.g. ``"labels, rows [3] of the batch"``)."""
-    found = []
-    for key, value in inputs.items():
-        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
-            continue
-        bad = ~torch.isfinite(value)
-        if bad.any():
-            rows = bad.reshape(len(value), -1).any(dim=1).nonzero().flatten().tolist() if value.dim() else []
-            found.append(f"{key}, rows {rows} of the batch" if rows else key)
-    return found
 
 
 def _upgrade_training_args(args: Any) -> LambdaGELUTrainingArguments:

@@ -9,7 +9,14 @@ import torch
 from tiny_data import VOCAB, lm_dataset, text_dataset, tiny_bert, tiny_gpt2
 from transformers import AutoModelForSequenceClassification, BertConfig, BertModel, default_data_collator
 
-from hf_lambda_gelu import InvalidSettingError, NoGELUFoundError, RelufyArguments, relufy, save_release
+from hf_lambda_gelu import (
+    InvalidSettingError,
+    NoGELUFoundError,
+    NonFiniteLossError,
+    RelufyArguments,
+    relufy,
+    save_release,
+)
 from hf_lambda_gelu.fidelity import Pooling, measure_fidelity, model_kind
 from hf_lambda_gelu.relufy import _student
 
@@ -149,3 +156,29 @@ def test_report_json_round_trips(tmp_path):
     report = measure_fidelity(model, model, [{"input_ids": torch.randint(1, VOCAB, (12, 6))}])
     assert json.loads(json.dumps(report.to_dict()))["mean_cosine"] == pytest.approx(1.0)
     assert "neighbour agreement" in report.format_table() and "| mean cosine" in report.markdown()
+
+
+def test_bf16_twin_releases_through_the_gate(tmp_path):
+    model = tiny_bert(initializer_range=0.2).eval()
+    twin, _ = relufy(model, text_dataset(32), _args(tmp_path, bf16=True), data_collator=default_data_collator)
+    save_release(twin, tmp_path / "release")  # the gate compares the twin (no autocast wrapper left) with its reload
+
+
+def test_a_nan_input_stops_relufy_at_its_step(tmp_path):
+    from tiny_data import image_dataset, tiny_vit
+
+    data = image_dataset(16)
+    pixels = torch.tensor(data["pixel_values"])
+    pixels[3, 0, 0, 0] = float("nan")
+    data = data.remove_columns("pixel_values").add_column("pixel_values", pixels.tolist())
+    with pytest.raises(NonFiniteLossError, match="pixel_values, rows"):
+        relufy(tiny_vit().eval(), data, _args(tmp_path), data_collator=default_data_collator)
+
+
+def test_dropout_is_off_in_the_student_but_kept_in_the_saved_config(tmp_path):
+    model = tiny_bert(hidden_dropout_prob=0.3)
+    student = _student(model, _args(tmp_path))
+    assert all(m.p == 0.0 for m in student.modules() if isinstance(m, torch.nn.Dropout))
+    assert student.config.hidden_dropout_prob == 0.3
+    kept = _student(model, _args(tmp_path, student_dropout=True))
+    assert any(m.p == 0.3 for m in kept.modules() if isinstance(m, torch.nn.Dropout))
