@@ -20,8 +20,10 @@ __all__ = [
     "NotLambdaGELUModelError",
     "NotReluModelError",
     "PushError",
+    "ReleaseDirBusyError",
     "ReleaseDirNotEmptyError",
     "ReleaseReloadError",
+    "ReloadCheckedFileError",
     "ReluModelRequiredError",
     "UncontrolledGELUError",
     "UnhardenedSwapError",
@@ -249,4 +251,30 @@ class UnsupportedPoolingError(ValueError):
         super().__init__(
             f"Sentence-transformers folder {str(folder)!r}: {found}; relufy knows one of mean, cls or max pooling. "
             "Relufy the transformer alone (a plain AutoModel folder) or change the pooling config."
+        )
+
+
+class ReleaseDirBusyError(ReleaseDirNotEmptyError):
+    """Another process is saving a release into the same folder right now (it holds the folder's lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.files = []
+        ValueError.__init__(
+            self,
+            f"Release folder {str(path)!r} is in use: another process is saving a release into it right now. Wait "
+            "for it to finish, or choose another folder; two saves into one folder would replace each other's release.",
+        )
+
+
+class ReloadCheckedFileError(ValueError):
+    """A model file the release gate reloaded cannot be re-recorded in the manifest after it changed."""
+
+    def __init__(self, path: Path, names: list[str]) -> None:
+        self.path = path
+        self.names = names
+        super().__init__(
+            f"{names} in the release {str(path)!r} were reloaded and checked by the release gate: a changed model "
+            "file cannot be recorded after the fact. Write the release again with hf_lambda_gelu.save_release "
+            "(CLI: hf-lambda-gelu reluize SRC DST)."
         )

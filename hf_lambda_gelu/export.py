@@ -532,8 +532,10 @@ def export_release(
     if update_release:
         (release / AUDIT_FILENAME).write_text(json.dumps(audit, indent=2) + "\n", encoding="utf-8")
         card = release / CARD_FILENAME
+        names = [AUDIT_FILENAME]
         if card.is_file():
             text = set_card_section(card.read_text(encoding="utf-8"), "### ONNX export", deployment_markdown(audit))
             card.write_text(text, encoding="utf-8")
-        add_release_files(release, [AUDIT_FILENAME])
+            names.append(CARD_FILENAME)
+        add_release_files(release, names)
     return audit

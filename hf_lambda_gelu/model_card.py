@@ -9,7 +9,10 @@ Decisions:
 - The YAML header is written by ``huggingface_hub`` (``ModelCardData.to_yaml``), never by the template,
   so user strings (names with quotes, colons, ``#``, ``---``, newlines, non-ASCII) are always quoted.
 - ``base_model`` and ``datasets`` in the header take only Hub ids (the Hub links them); a local path or
-  a free-form name is shown in the body instead. ``model-index`` names are free text.
+  a free-form name is shown in the body instead. A local base checkpoint is never named by its path (a
+  path of the user's machine, published with the card): a Hub cache snapshot
+  (``.../models--org--name/snapshots/REV``) is recorded as its Hub id, any other folder by its name
+  only. ``model-index`` names are free text.
 - ``model-index`` lists the metric twice for the evaluation set: before the swap (λ-GELU) and after it
   (ReLU, this checkpoint), told apart by the metric's display name. It needs a task (the pipeline tag);
   without one it is left out.
@@ -220,6 +223,32 @@ def _hub_id(value: str | None) -> str | None:
     return value
 
 
+def _base_checkpoint(value: str | None) -> tuple[str | None, str | None]:
+    """(Hub id, name shown in the text) of the checkpoint training started from, without any local path."""
+    if not value:
+        return None, None
+    hub_id = _hub_id(value)
+    if hub_id:
+        return hub_id, hub_id
+    path = Path(value).expanduser()
+    parts = path.parts
+    for index in range(len(parts) - 2, -1, -1):  # a Hub cache snapshot: .../models--org--name/snapshots/REV/...
+        if parts[index].startswith("models--") and parts[index + 1] == "snapshots":
+            candidate = parts[index].removeprefix("models--").replace("--", "/")
+            try:
+                validate_repo_id(candidate)
+            except HFValidationError:
+                break
+            return candidate, candidate
+    return None, Path(os.path.abspath(path)).name or _inline(value)
+
+
+def _base_text(hub_id: str | None, name: str | None) -> str:
+    if hub_id:
+        return f"[{hub_id}](https://huggingface.co/{hub_id})"
+    return _cell(name) if name else "the base checkpoint (not recorded)"
+
+
 def _linked(value: str, kind: str = "") -> str:
     hub_id = _hub_id(value)
     return f"[{hub_id}](https://huggingface.co/{kind}{hub_id})" if hub_id else _cell(value)
@@ -359,12 +388,12 @@ def build_model_card(
     architecture = _architecture(config)
     pipeline_tag = pipeline_tag or infer_pipeline_tag(config)
     dataset_names = [str(name) for name in (dataset_names or [])]
-    base_hub_id = _hub_id(base_model)
+    base_hub_id, base_name = _base_checkpoint(base_model)
     if base_model and not base_hub_id:
-        logger.info("base_model %r is not a Hub id; it is named in the card text only.", base_model)
+        logger.info("base_model %r is not a Hub id; the card names it %r in its text only.", base_model, base_name)
     title = _inline(model_name) if model_name else None
     if not title:
-        base_short = _inline(base_model).rstrip("/").rsplit("/", 1)[-1] if base_model else None
+        base_short = _inline(base_name).rstrip("/").rsplit("/", 1)[-1] if base_name else None
         title = f"{base_short}-relu" if base_short else f"ReLU-ized {model_type or 'transformers'} model"
     eval_dataset = eval_dataset or report.get("eval_dataset") or (dataset_names[0] if dataset_names else None)
     metric_name = report.get("metric_name")
@@ -392,7 +421,7 @@ def build_model_card(
         card_data,
         template_str=load_template(),
         title=_cell(title),
-        base_model_text=_linked(base_model) if base_model else "the base checkpoint (not recorded)",
+        base_model_text=_base_text(base_hub_id, base_name),
         model_type_text=f"`{model_type}`" if model_type else "transformers",
         architecture=architecture,
         model_type=model_type,

@@ -7,19 +7,25 @@ manifest listing the release's files (it marks the folder as a release and is wr
 
 Decisions:
 - The manifest is exactly the release: every file ``save_release`` writes is listed, whether or not a
-  file of that name was in the folder before. The release is written to a staging folder next to
-  the target, checked there, then moved in; the manifest lists the staging folder's files.
+  file of that name was in the folder before, with its SHA-256. :func:`check_release_dir` (and so the
+  upload) refuses a listed file without a digest or whose content changed: a ``tokenizer.json`` edited
+  after the release was written is not the release. A file changed on purpose (the card, a tool's
+  results) is recorded again with :func:`add_release_files`.
+- The release is written to a staging folder *inside* the target folder (the same filesystem, also
+  when the folder is a mount point), checked there, then committed: see :mod:`hf_lambda_gelu.release_commit`
+  (one writer at a time; a save killed at any instant leaves the old release or the new one; leftovers
+  of killed saves are removed by the next save, with a warning).
 - Before the release is moved in, the release gate (:mod:`hf_lambda_gelu.release_gate`) reloads it
   in a fresh process with stock transformers and compares outputs with the model in memory on a batch
   (``inputs``, default a dummy batch); a mismatch raises :class:`~hf_lambda_gelu.errors.ReleaseReloadError`
   naming the modules that came back non-ReLU, and the target folder is left untouched. The manifest
   records the check and the SHA-256 of the model files it reloaded; :func:`~hf_lambda_gelu.upload.upload_release` refuses a
-  folder without a passed check, or whose model files changed since (the card may be edited).
+  folder without a passed check, or whose model files changed since (these can never be recorded again).
 - GELUs no config field controls (hard-coded modules, functional calls; :mod:`hf_lambda_gelu.remnants`)
   stay GELU. Such a model is not called "ReLU" unless ``allow_gelu_remnants=True``; then the report
   (``gelu_remnants``) and the card list them.
-- Writing into a folder that holds a previous release replaces that release (its listed files are
-  removed first, so nothing stale is left); any other non-empty folder is refused unless
+- Writing into a folder that holds a previous release replaces that release (its listed files that the
+  new release lacks are removed once the new one is in place, so nothing stale is left); any other non-empty folder is refused unless
   ``overwrite=True``; then same-named files are replaced by the release's, the others are left alone
   and are never uploaded.
 """
@@ -33,6 +39,7 @@ import logging
 import os
 import shutil
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +49,16 @@ from transformers import BaseImageProcessor, FeatureExtractionMixin, PreTrainedT
 from .activation import has_lambda_gelu
 from .config import CONFIG_KEY
 from .config_fields import activation_fields, says_relu
-from .errors import GELURemnantsError, NotAReleaseError, NotReluModelError, ReleaseDirNotEmptyError
+from .errors import (
+    GELURemnantsError,
+    NotAReleaseError,
+    NotReluModelError,
+    ReleaseDirNotEmptyError,
+    ReloadCheckedFileError,
+)
 from .model_card import build_model_card, resolve_target_lambda
 from .profile_plot import save_profile_json, save_profile_plot
+from .release_commit import STAGING_PREFIX, commit, is_internal, locked, needs_recovery, recover, replace_file
 from .release_gate import check_reload, dummy_inputs
 from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, reluize
 from .remnants import hard_coded_gelus
@@ -127,7 +141,16 @@ def _sha256(path: Path) -> str:
 
 
 def _release_files(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    """Files in ``folder`` (relative paths), without the lock, journal and staging of a save."""
+    names = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return {name for name in names if not is_internal(name)}
+
+
+def _settle(folder: Path, *, leftovers: bool = True) -> None:
+    """Finish a committed save into ``folder`` (and remove the staging of killed ones) under the folder's lock."""
+    if folder.is_dir() and needs_recovery(folder, leftovers=leftovers):
+        with locked(folder):
+            recover(folder)
 
 
 def _load_manifest(folder: Path) -> dict | None:
@@ -155,8 +178,12 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) 
     Returns:
         The files of a previous release in the folder (``save_release`` replaces them).
 
+    A save into the folder that was interrupted is finished (after its commit point) or its leftovers
+    are removed (before it), with a warning (see :mod:`hf_lambda_gelu.release_commit`).
+
     Raises:
         ReleaseDirNotEmptyError: other files are in the way and ``overwrite`` is False.
+        ReleaseDirBusyError: another process is saving a release into the folder right now.
         NotADirectoryError: ``output_dir`` is a file.
 
     >>> check_output_dir("a-new-folder")
@@ -167,11 +194,8 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) 
         return []
     if not folder.is_dir():
         raise NotADirectoryError(f"Release folder {str(folder)!r} exists and is not a folder; choose another path.")
-    present = _release_files(folder)
-    previous = set(_read_manifest(folder) or []) & present
-    foreign = sorted(present - previous)
-    if foreign and not overwrite:
-        raise ReleaseDirNotEmptyError(folder, foreign)
+    _settle(folder)
+    previous, foreign = _scan(folder, overwrite=overwrite)
     # the reports LambdaGELUTrainer writes into its output_dir are the release's own: rewritten, not "unrelated"
     unrelated = [
         name for name in foreign if name not in (REPORT_FILENAME, PROFILE_PLOT_FILENAME, PROFILE_JSON_FILENAME)
@@ -183,7 +207,17 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) 
             len(unrelated),
             folder,
         )
-    return sorted(previous)
+    return previous
+
+
+def _scan(folder: Path, *, overwrite: bool) -> tuple[list[str], list[str]]:
+    """The previous release's files in ``folder`` and the other files; refused if there are others and no overwrite."""
+    present = _release_files(folder)
+    previous = set(_read_manifest(folder) or []) & present
+    foreign = sorted(present - previous)
+    if foreign and not overwrite:
+        raise ReleaseDirNotEmptyError(folder, foreign)
+    return sorted(previous), foreign
 
 
 def _json_scalar(value: Any) -> Any:
@@ -222,8 +256,10 @@ def save_release(
 
     A model that still has λ-GELU modules is ReLU-ized **in place** first (its hardness profile is
     recorded before the swap, see :func:`reluize_for_release`). The release is written to a staging
-    folder, reloaded there in a fresh process with stock transformers and compared with ``model``
-    (the release gate), and only then moved into ``output_dir`` with its manifest.
+    folder inside ``output_dir``, reloaded there in a fresh process with stock transformers and compared
+    with ``model`` (the release gate), and only then committed into ``output_dir`` with its manifest
+    (:mod:`hf_lambda_gelu.release_commit`: if the save is killed, the folder keeps the previous release or
+    gets the new one; never a mix, never nothing).
 
     Args:
         model: the trained λ-GELU model, or an already ReLU-ized one (config must say ``"relu"``).
@@ -247,6 +283,7 @@ def save_release(
 
     Raises:
         ReleaseDirNotEmptyError: ``output_dir`` holds other files and ``overwrite`` is False.
+        ReleaseDirBusyError: another process is saving a release into ``output_dir`` right now.
         NotReluModelError: the model has no λ-GELU module and its config does not say ``"relu"``.
         GELURemnantsError: GELUs no config field controls remain and ``allow_gelu_remnants`` is False.
         ReleaseReloadError: the saved release does not reload as ``model`` (nothing is written to ``output_dir``).
@@ -264,7 +301,7 @@ def save_release(
     if clashing:
         raise ValueError(f"card_kwargs {clashing} are set by save_release itself; pass them as its own arguments.")
     output_dir = Path(output_dir)
-    previous = check_output_dir(output_dir, overwrite=overwrite)
+    check_output_dir(output_dir, overwrite=overwrite)
     if has_lambda_gelu(model):
         report = reluize_for_release(model, report=report)
     config = getattr(model, "config", None)
@@ -272,40 +309,66 @@ def save_release(
         raise NotReluModelError(type(model).__name__, activation_fields(config))
     profile = profile if profile is not None else (report.lambdas if report is not None else None) or None
 
-    target = output_dir.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    created = not output_dir.exists()
+    output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        model.save_pretrained(staging)
-        checked = {name: _sha256(staging / name) for name in sorted(_release_files(staging))}
-        gate = check_reload(model, staging, inputs=inputs if inputs is not None else dummy_inputs(model))
-        remnants = {**hard_coded_gelus(model), **gate.functional_gelus}
-        if remnants:
-            if not allow_gelu_remnants:
-                raise GELURemnantsError(type(model).__name__, remnants)
-            report = dataclasses.replace(report or ReluizeReport(), gelu_remnants=remnants)
-        _write_release_extras(staging, model, processing_class, base_model, report, profile, card_kwargs)
-        files = sorted(_release_files(staging))
-        manifest = {
-            "format": _MANIFEST_FORMAT,
-            "files": files,
-            "reload_check": {
-                "passed": True,
-                "max_rel_diff": gate.max_rel_diff,
-                "tolerance": gate.tolerance,
-                "sha256": checked,  # the model files the gate reloaded: upload_release refuses them changed
-            },
-        }
-        (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        for name in previous:
-            (output_dir / name).unlink()
-        for name in [*files, MANIFEST_FILENAME]:  # the manifest last: it marks a complete release
-            (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / name, output_dir / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with locked(output_dir):
+            recover(output_dir)  # a save killed since check_output_dir
+            previous, _ = _scan(output_dir, overwrite=overwrite)
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
+            try:
+                files, manifest = _stage(
+                    staging, model, processing_class, base_model, report, profile, card_kwargs,
+                    allow_gelu_remnants=allow_gelu_remnants, inputs=inputs,
+                )  # fmt: skip
+                (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+                commit(output_dir, staging, files, MANIFEST_FILENAME, previous)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        if created:  # leave no empty folder behind (the lock file is gone with the lock)
+            with suppress(OSError):
+                output_dir.rmdir()
+        raise
     logger.info("Wrote the ReLU release (%d files, reload check passed) to %s.", len(files) + 1, output_dir)
     return output_dir
+
+
+def _stage(
+    staging: Path,
+    model: nn.Module,
+    processing_class: Any,
+    base_model: str | None,
+    report: ReluizeReport | None,
+    profile: dict[str, float] | None,
+    card_kwargs: dict[str, Any],
+    *,
+    allow_gelu_remnants: bool,
+    inputs: dict[str, Any] | None,
+) -> tuple[list[str], dict[str, Any]]:
+    """Write the release into ``staging``, pass it through the release gate; return its files and manifest."""
+    model.save_pretrained(staging)
+    checked = {name: _sha256(staging / name) for name in sorted(_release_files(staging))}
+    gate = check_reload(model, staging, inputs=inputs if inputs is not None else dummy_inputs(model))
+    remnants = {**hard_coded_gelus(model), **gate.functional_gelus}
+    if remnants:
+        if not allow_gelu_remnants:
+            raise GELURemnantsError(type(model).__name__, remnants)
+        report = dataclasses.replace(report or ReluizeReport(), gelu_remnants=remnants)
+    _write_release_extras(staging, model, processing_class, base_model, report, profile, card_kwargs)
+    files = sorted(_release_files(staging))
+    manifest = {
+        "format": _MANIFEST_FORMAT,
+        "files": files,
+        "sha256": {name: checked.get(name) or _sha256(staging / name) for name in files},  # every file: verified
+        "reload_check": {
+            "passed": True,
+            "max_rel_diff": gate.max_rel_diff,
+            "tolerance": gate.tolerance,
+            "sha256": checked,  # the model files the gate reloaded: never recorded again once changed
+        },
+    }
+    return files, manifest
 
 
 def _write_release_extras(
@@ -350,6 +413,8 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
 
     The files are exactly the manifest's: only a folder written by :func:`save_release` (whose
     manifest records the passed reload check) is a release; nothing else in the folder is uploaded.
+    Every listed file must have the SHA-256 the manifest records. A save into the folder that was
+    killed after its commit point is finished first (see :mod:`hf_lambda_gelu.release_commit`).
 
     Args:
         release_dir: the folder.
@@ -357,8 +422,9 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
     Raises:
         FileNotFoundError: the folder does not exist.
         NotAReleaseError: no ``config.json``, a config that does not say ``"relu"``, no manifest or one
-            without a passed reload check, a file listed in the manifest is missing, or a model file
-            changed since the reload check (its SHA-256 is in the manifest).
+            without a passed reload check, a file listed in the manifest is missing or has no SHA-256 there,
+            or a file's content is not the one the manifest records (model files: since the reload check).
+        ReleaseDirBusyError: another process is saving a release into the folder right now.
 
     >>> check_release_dir("release")  # doctest: +SKIP
     ['README.md', 'config.json', 'hardness_profile.json', ..., 'model.safetensors']
@@ -366,6 +432,7 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
     folder = Path(release_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"Release folder {str(folder)!r} does not exist (or is not a folder).")
+    _settle(folder, leftovers=False)  # a live save's staging is not in the way of the release in place
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise NotAReleaseError(folder, "it has no config.json")
@@ -384,23 +451,42 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
             f"it has no {MANIFEST_FILENAME} recording a passed reload check (stock transformers reloads it as the "
             "model that was saved), so nobody checked what users would download",
         )
-    files = _read_manifest(folder)
-    missing = [name for name in files if not (folder / name).is_file()]
+    listed = list(manifest.get("files", []))
+    checked = manifest["reload_check"].get("sha256") or {}
+    missing = [name for name in dict.fromkeys([*listed, *checked]) if not (folder / name).is_file()]
     if missing:
         raise NotAReleaseError(folder, f"files listed in {MANIFEST_FILENAME} are missing: {missing}")
-    checked = manifest["reload_check"].get("sha256") or {}
-    changed = sorted(name for name, digest in checked.items() if _sha256(folder / name) != digest)
+    digests = manifest.get("sha256") or {}
+    unhashed = [name for name in listed if name not in digests]
+    if unhashed:
+        raise NotAReleaseError(
+            folder,
+            f"{MANIFEST_FILENAME} lists {unhashed} without a SHA-256 (written by an older version, or edited by "
+            "hand), so nobody can tell whether they are the files that were released; write the release again",
+        )
+    actual = {name: _sha256(folder / name) for name in dict.fromkeys([*listed, *checked])}
+    changed = sorted(name for name, digest in checked.items() if actual[name] != digest)
     if changed:
         raise NotAReleaseError(folder, f"{changed} changed after the reload check; write the release again")
-    return sorted(files)
+    changed = sorted(name for name in listed if actual[name] != digests[name])
+    if changed:
+        raise NotAReleaseError(
+            folder,
+            f"{changed} changed after the release was written (their SHA-256 is not the one in {MANIFEST_FILENAME}); "
+            "write the release again, or, for a file edited on purpose (the card, say), record it with "
+            f"hf_lambda_gelu.release.add_release_files({str(folder)!r}, {changed})",
+        )
+    return sorted([*listed, MANIFEST_FILENAME])
 
 
 def add_release_files(release_dir: str | os.PathLike, names: list[str]) -> list[str]:
-    """List files written into a release folder after :func:`save_release` in its manifest (so they are uploaded).
+    """Record files written or rewritten in a release folder after :func:`save_release` in its manifest.
 
-    Tools that add results to a release (``hf-lambda-gelu export``, ``hf-lambda-gelu sparsity``) write
-    their files, then call this. The manifest's reload check stays valid: these files are not model
-    files. A folder without a manifest (not written by ``save_release``) is left as it is.
+    The manifest lists them (so they are uploaded) with their SHA-256 as they are now. Tools that add
+    results to a release (``hf-lambda-gelu export``, ``hf-lambda-gelu sparsity``) write their files and
+    the card's section, then call this with both; so can a user who edited the card by hand. The
+    manifest's reload check stays valid: a model file the gate reloaded cannot be recorded again once
+    it changed. A folder without a manifest (not written by ``save_release``) is left as it is.
 
     Args:
         release_dir: the release folder.
@@ -411,6 +497,8 @@ def add_release_files(release_dir: str | os.PathLike, names: list[str]) -> list[
 
     Raises:
         FileNotFoundError: a listed file does not exist.
+        ReloadCheckedFileError: a listed file is a model file the release gate checked and it changed since.
+        ReleaseDirBusyError: another process is saving a release into the folder right now.
 
     >>> add_release_files("release", ["onnx_export_audit.json"])  # doctest: +SKIP
     ['README.md', 'config.json', ..., 'onnx_export_audit.json']
@@ -419,10 +507,18 @@ def add_release_files(release_dir: str | os.PathLike, names: list[str]) -> list[
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"Cannot add {missing} to the release in {str(folder)!r}: no such file(s).")
-    manifest = _load_manifest(folder)
-    if manifest is None:
+    if _load_manifest(folder) is None:
         return sorted(_release_files(folder))
-    # the rest of the manifest (the reload check and its model-file digests) is kept as it is
-    manifest["files"] = files = sorted((set(manifest.get("files", [])) | set(names)) - {MANIFEST_FILENAME})
-    (folder / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    with locked(folder):
+        recover(folder)
+        manifest = _load_manifest(folder)
+        checked = manifest.get("reload_check", {}).get("sha256") or {}
+        digests = {name: _sha256(folder / name) for name in dict.fromkeys(names) if name != MANIFEST_FILENAME}
+        protected = sorted(name for name, digest in digests.items() if name in checked and checked[name] != digest)
+        if protected:
+            raise ReloadCheckedFileError(folder, protected)
+        # the rest of the manifest (the reload check and its model-file digests) is kept as it is
+        manifest["files"] = files = sorted(set(manifest.get("files", [])) | set(digests))
+        manifest["sha256"] = {**(manifest.get("sha256") or {}), **digests}
+        replace_file(folder, MANIFEST_FILENAME, json.dumps(manifest, indent=2) + "\n")
     return files

@@ -322,5 +322,5 @@ def add_sparsity_to_release(report: SparsityReport, release_dir: str | os.PathLi
     if card.is_file():
         text = set_card_section(card.read_text(encoding="utf-8"), "### Activation sparsity", sparsity_markdown(report))
         card.write_text(text, encoding="utf-8")
-    add_release_files(release, names)
+    add_release_files(release, [*names, CARD_FILENAME] if card.is_file() else names)
     return names

@@ -8,7 +8,9 @@ Decisions:
   too: pass ``delete_stale=False`` (CLI: ``--keep-remote-files``) to keep them.
 - Any failure of the upload raises :class:`PushError`, chained from the original error; the release
   folder is kept intact and the message says how to retry. Tokens are never logged, and are scrubbed
-  from the error chain (the explicit token, ``$HF_TOKEN`` and anything shaped like ``hf_...``).
+  from the error chain: the explicit token, ``$HF_TOKEN``, the stored login (``huggingface_hub.get_token()``,
+  whatever its shape: an OAuth or enterprise token is not ``hf_...``), anything shaped like ``hf_...``
+  and any ``Bearer ...`` value.
 - The Hub client is looked up as ``hf_lambda_gelu.upload.HfApi`` at call time: tests (and
   callers needing a custom endpoint) patch that one name.
 """
@@ -24,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, get_token
 from torch import nn
 
 from .errors import PushError
@@ -36,18 +38,27 @@ __all__ = ["push_reluized", "upload_release"]
 logger = logging.getLogger(__name__)
 
 _TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{16,}")
+_BEARER = re.compile(r"(Bearer\s+)[^\s'\",;]+", re.IGNORECASE)
 _MAX_CAUSE_CHARS = 400
+
+
+def _stored_token() -> str | None:
+    """The token ``HfApi`` falls back to (``huggingface_hub.get_token()``), or None; never raises."""
+    try:
+        return get_token()
+    except Exception:  # noqa: BLE001 - e.g. a failing OIDC exchange: then no token of it was sent either
+        return None
 
 
 def _secrets(token: str | None) -> set[str]:
     env = (os.environ.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"))
-    return {secret for secret in (token, *env) if secret}
+    return {secret for secret in (token, *env, _stored_token()) if secret}
 
 
 def _redact(text: str, secrets: set[str]) -> str:
-    for secret in secrets:
+    for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
-    return _TOKEN_SHAPE.sub("hf_***", text)
+    return _BEARER.sub(r"\1***", _TOKEN_SHAPE.sub("hf_***", text))
 
 
 def _texts_of(obj: Any) -> list[str]:

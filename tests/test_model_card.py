@@ -187,7 +187,8 @@ def test_hostile_user_strings_survive_the_yaml_header(tmp_path):
 def test_base_model_that_is_a_local_path_stays_out_of_the_header(tmp_path):
     card = build_model_card(model=relu_config(), base_model=str(tmp_path))
     assert "base_model" not in header(card)
-    assert str(tmp_path) in card.text
+    assert f"**Base checkpoint:** {tmp_path.name}\n" in card.text  # its name only: no path of this machine
+    assert str(tmp_path.parent) not in card.text
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
 """Publishing never loses a model, never leaks the token, never calls a non-ReLU model "ReLU".
 
 - the manifest is exactly the release: pushing twice into one folder, and a λ-GELU run after a GELU
-  run into the same folder (recipe), upload the whole release (config and weights included);
+  run into the same folder (recipe), upload the whole release (config and weights included); every
+  file it lists has its SHA-256 there, and a file changed since (a tokenizer, a card) is not uploaded;
 - the recipes' output folder is checked before anything runs (non-empty, the model folder, unwritable);
-- no file of the run folder and no attribute of the push error chain holds the Hub token;
+- no file of the run folder and no attribute of the push error chain holds the Hub token (explicit, stored
+  login of any shape, or any ``Bearer`` value);
 - GELUs no config field controls are refused unless allowed, then listed (report, card);
 - unhardened swaps warn (API) and are marked in the report.
 """
@@ -14,24 +16,26 @@ import json
 import warnings
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from arch_matrix import build
 from fake_hub import TOKEN, install_fake_hub
 from output_dirs import OutputDirError, check_run_output_dir
 from test_recipes import _load_recipe, _recipe_args, bert_case  # noqa: F401 - fixture reused
-from transformers import AutoConfig, AutoTokenizer, ElectraConfig, ElectraForSequenceClassification
+from transformers import AutoConfig, AutoTokenizer, BertTokenizerFast, ElectraConfig, ElectraForSequenceClassification
 
-from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_modules
+from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_modules, upload
 from hf_lambda_gelu.cli import main as cli_main
 from hf_lambda_gelu.errors import (
     GELURemnantsError,
     NotAReleaseError,
     PushError,
     ReleaseReloadError,
+    ReloadCheckedFileError,
     UnhardenedSwapWarning,
 )
-from hf_lambda_gelu.release import MANIFEST_FILENAME, save_release
+from hf_lambda_gelu.release import MANIFEST_FILENAME, add_release_files, check_release_dir, save_release
 from hf_lambda_gelu.upload import push_reluized, upload_release
 
 
@@ -239,7 +243,79 @@ def test_upload_refuses_model_files_changed_after_the_gate(tmp_path, monkeypatch
     folder = save_release(_hardened("bert"), tmp_path / "release")
     build("bert", seed=1).save_pretrained(tmp_path / "other")  # GELU weights of another model
     (folder / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
-    (folder / "README.md").write_text((folder / "README.md").read_text() + "\nEdited by hand.\n")  # allowed
+    (folder / "README.md").write_text((folder / "README.md").read_text() + "\nEdited by hand.\n")
     install_fake_hub(monkeypatch, tmp_path / "remote")
     with pytest.raises(NotAReleaseError, match=r"\['model.safetensors'\] changed after the reload check"):
         upload_release(folder, "me/bert-relu")
+    with pytest.raises(ReloadCheckedFileError, match=r"\['model.safetensors'\] .* were reloaded and checked"):
+        add_release_files(folder, ["model.safetensors"])  # a model file is never recorded again
+    assert not list((tmp_path / "remote").iterdir())
+
+
+def _swap_ids(tokenizer_json: Path, a: str, b: str) -> None:
+    data = json.loads(tokenizer_json.read_text())
+    vocab = data["model"]["vocab"]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    tokenizer_json.write_text(json.dumps(data))
+
+
+def test_upload_refuses_any_listed_file_changed_or_unhashed_after_the_release_was_written(tmp_path, monkeypatch):
+    """Swapping two words' ids in tokenizer.json inverts a sentiment model: never pushed without a word."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie"]
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(words)})
+    assert tokenizer("good movie")["input_ids"] != tokenizer("bad movie")["input_ids"]
+    folder = save_release(_hardened("bert"), tmp_path / "release", processing_class=tokenizer)
+    manifest = json.loads((folder / MANIFEST_FILENAME).read_text())
+    assert set(manifest["sha256"]) == set(manifest["files"]) >= {"tokenizer.json", "tokenizer_config.json"}
+    remote = tmp_path / "remote"
+    install_fake_hub(monkeypatch, remote)
+    released = (folder / "tokenizer.json").read_bytes()
+    _swap_ids(folder / "tokenizer.json", "good", "bad")
+    assert AutoTokenizer.from_pretrained(folder)("good")["input_ids"] == tokenizer("bad")["input_ids"]
+    with pytest.raises(NotAReleaseError, match=r"\['tokenizer.json'\] changed after the release was written"):
+        upload_release(folder, "me/bert-relu")
+    (folder / "tokenizer.json").write_bytes(released)
+    assert check_release_dir(folder)
+    # the card edited by hand: refused until recorded on purpose
+    (folder / "README.md").write_text((folder / "README.md").read_text() + "\nEdited by hand.\n")
+    with pytest.raises(NotAReleaseError, match=r"add_release_files\(.*\['README.md'\]\)"):
+        check_release_dir(folder)
+    add_release_files(folder, ["README.md"])
+    assert "README.md" in check_release_dir(folder)
+    # a manifest entry without a hash (a hand-edited manifest, or one written before every file was hashed)
+    del manifest["sha256"]["tokenizer_config.json"]
+    (folder / MANIFEST_FILENAME).write_text(json.dumps(manifest))
+    with pytest.raises(NotAReleaseError, match=r"lists \['tokenizer_config.json'\] without a SHA-256"):
+        upload_release(folder, "me/bert-relu")
+    assert not list(remote.iterdir())
+
+
+def test_a_failed_push_scrubs_the_stored_login_token_and_any_bearer_value(tmp_path, monkeypatch):
+    """The stored login of an SSO / OAuth user is not hf_-shaped; an endpoint echoing headers showed it."""
+    stored = "sso-7f3a9c2e41d8b6-not-hf-shaped"
+    (tmp_path / "token").write_text(stored)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    assert huggingface_hub.get_token() == stored
+
+    class EchoingEndpoint:  # what HfApi does with no token: send the stored login; the endpoint echoes headers
+        def __init__(self, token=None):
+            self.token = token or huggingface_hub.get_token()
+
+        def create_repo(self, repo_id, **kwargs):
+            pass
+
+        def upload_folder(self, **kwargs):
+            raise RuntimeError(
+                f"502 Bad Gateway from proxy; request headers: authorization: Bearer {self.token}, "
+                "x-upstream-authorization: Bearer eyJhbGciOi.upstream-secret"
+            )
+
+    folder = save_release(_hardened("bert"), tmp_path / "release")
+    monkeypatch.setattr(upload, "HfApi", EchoingEndpoint)
+    with pytest.raises(PushError) as info:
+        upload_release(folder, "me/bert-relu")
+    texts = list(_strings_in(info.value, set()))
+    assert "502 Bad Gateway" in str(info.value) and "Bearer ***" in str(info.value)
+    assert not [t for t in texts if stored in t or "upstream-secret" in t]
