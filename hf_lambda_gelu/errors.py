@@ -9,6 +9,7 @@ from typing import Any
 __all__ = [
     "ExportAuditError",
     "GELURemnantsError",
+    "InertSettingWarning",
     "InvalidSettingError",
     "LRFloorError",
     "LambdaOptimizerError",
@@ -106,6 +107,10 @@ class UnhardenedSwapError(ValueError):
 
 class UnhardenedSwapWarning(UserWarning):
     """reluize() swapped λ-GELU layers whose bound c/λ exceeds the tolerance (a naive swap)."""
+
+
+class InertSettingWarning(UserWarning):
+    """A training setting was given a value that does nothing under the other settings (names what would make it act)."""
 
 
 class ReluModelRequiredError(ValueError):

@@ -10,6 +10,7 @@ from .config import LambdaGELUConfig
 from .errors import InvalidSettingError
 from .hardening import HARDENING_SHAPES, check_hardening_end, default_hardening_end, target_lambda_for_tolerance
 from .optim import OPTIMIZER_FAMILIES
+from .settings_effect import naive_swap_measurable, warn_inert_settings
 
 __all__ = ["LambdaGELUTrainingArguments"]
 
@@ -36,8 +37,9 @@ class LambdaGELUTrainingArguments(TrainingArguments):
     lambda_learning_rate: float = field(
         default=1e-2,
         metadata={
-            "help": "Learning rate of λ, in λ units per optimizer step (optimizer-aware update); "
-            "0 keeps λ at lambda_init until hardening (ablation: hardening without learned λ)."
+            "help": "Learning rate of λ, in λ units per optimizer step (optimizer-aware update). λ learns only "
+            "before hardening starts, so it acts only with hardening_start > 0 (at the default 0, λ is pinned from "
+            "the first step); 0 keeps λ at lambda_init until hardening."
         },
     )
     lambda_temperature: float = _config_field("lambda_temperature")
@@ -124,11 +126,13 @@ class LambdaGELUTrainingArguments(TrainingArguments):
     reluize_at_end: bool = field(
         default=True, metadata={"help": "Swap λ-GELU for nn.ReLU at the end of training and report the disruption."}
     )
-    naive_swap_baseline: bool = field(
-        default=True,
+    naive_swap_baseline: bool | None = field(
+        default=None,
         metadata={
             "help": "Keep a copy of the weights when hardening starts and report the disruption of swapping "
-            "that model to ReLU directly (what hardening bought). Costs one model copy in CPU memory."
+            "that model to ReLU directly (a baseline for the hardened swap). Only meaningful with "
+            "0 < hardening_start < 1: at 0 that model is the untouched starting checkpoint. Costs one model copy "
+            "in CPU memory and a file in each checkpoint. None (default) = on exactly when it is meaningful."
         },
     )
 
@@ -166,6 +170,14 @@ class LambdaGELUTrainingArguments(TrainingArguments):
                 raise _bad(name, getattr(self, name), "use a weight ≥ 0 (0 = off).")
         if not self.distill_temperature > 0.0:
             raise _bad("distill_temperature", self.distill_temperature, "T must be > 0 (default 2).")
+        self._settle_inert_settings()
+
+    def _settle_inert_settings(self) -> None:
+        """Warn about λ settings that do nothing here; ``naive_swap_baseline`` becomes whether it is measured."""
+        names = ("lambda_learning_rate", "hardening_start", "hardness_pressure", "relu_target_per_layer")
+        settings = {name: getattr(self, name) for name in (*names, "naive_swap_baseline", "reluize_at_end")}
+        warn_inert_settings(settings, stacklevel=5)
+        self.naive_swap_baseline = self.naive_swap_baseline is not False and naive_swap_measurable(settings)
 
     def lambda_config(self) -> LambdaGELUConfig:
         """The conversion settings of these arguments (what the trainer converts a GELU model with).
