@@ -11,6 +11,7 @@ from .distillation import DistillationTrainer
 from .errors import (
     ExportAuditError,
     GELURemnantsError,
+    InertSettingWarning,
     InvalidSettingError,
     LambdaOptimizerError,
     LRFloorError,
@@ -52,6 +53,7 @@ __all__ = [
     "ExportAuditError",
     "GELURemnantsError",
     "HardeningCallback",
+    "InertSettingWarning",
     "InvalidSettingError",
     "LRFloorError",
     "LambdaGELU",
