@@ -143,3 +143,19 @@ def test_hardness_pressure_without_a_lambda_learning_rate_warns(tmp_path):
 def test_version_flag_prints_the_package_version():
     proc = subprocess.run([sys.executable, "-m", "hf_lambda_gelu.cli", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == f"hf-lambda-gelu {hf_lambda_gelu.__version__}"
+
+
+def test_the_demo_does_not_print_the_load_report_of_its_new_head(tmp_path, caplog):
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_lambda_gelu.demo import _checkpoint
+
+    def reports() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "LOAD REPORT" in r.getMessage()]
+
+    tiny_bert().bert.save_pretrained(tmp_path / "base")  # a checkpoint without a classification head
+    AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2)
+    assert len(reports()) == 1 and "classifier.weight" in reports()[0]  # what transformers prints for the new head
+    model = _checkpoint(str(tmp_path / "base"), 0, ["negative", "positive"])
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    assert len(reports()) == 1
