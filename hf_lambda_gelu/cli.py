@@ -258,7 +258,11 @@ def _swap_on_eval_file(model: Any, tokenizer: Any, data: datasets.Dataset, args:
 
     with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-eval-") as output_dir:
         eval_args = TrainingArguments(
-            output_dir=output_dir, per_device_eval_batch_size=args.batch_size, report_to="none", disable_tqdm=True
+            output_dir=output_dir,
+            per_device_eval_batch_size=args.batch_size,
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_pin_memory=torch.accelerator.is_available(),  # pinning without one only warns
         )
         trainer = Trainer(model=model, args=eval_args, processing_class=tokenizer, compute_metrics=compute_accuracy)
         report = measure_swap(model, reluize_for_release, lambda m: trainer.predict(data, metric_key_prefix="eval"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 from .config import LambdaGELUConfig
@@ -171,6 +172,7 @@ class LambdaGELUTrainingArguments(TrainingArguments):
         if not self.distill_temperature > 0.0:
             raise _bad("distill_temperature", self.distill_temperature, "T must be > 0 (default 2).")
         self._settle_inert_settings()
+        self.dataloader_pin_memory = self.dataloader_pin_memory and torch.accelerator.is_available()  # CPU: no warning
 
     def _settle_inert_settings(self) -> None:
         """Warn about λ settings that do nothing here; ``naive_swap_baseline`` becomes whether it is measured."""

@@ -8,6 +8,7 @@ import sys
 import warnings
 
 import pytest
+import torch
 from matplotlib.figure import Figure
 from tiny_data import accuracy, text_dataset, tiny_bert, training_args
 
@@ -55,9 +56,12 @@ def _train(tmp_path, **overrides) -> LambdaGELUTrainer:
     return trainer
 
 
-def test_default_run_says_lambda_was_pinned_everywhere(tmp_path, figures):
+def test_default_run_says_lambda_was_pinned_everywhere(tmp_path, figures, recwarn):
     trainer = _train(tmp_path)  # the defaults: hardening from step 0 to 10 % (step 2), then ReLU, distillation α=1
     target = trainer.args.target_lambda
+    if not torch.accelerator.is_available():  # no DataLoader warning about pinning memory without an accelerator
+        assert not trainer.args.dataloader_pin_memory
+        assert not [w for w in recwarn if "pin_memory" in str(w.message)]
 
     # log lines: one λ (every layer has the same), logged through the window (steps 1, 2), not per layer
     logs = {h["step"]: h for h in trainer.state.log_history if "loss" in h}
