@@ -5,9 +5,10 @@ GELU checkpoint with the same data, steps and learning rate:
 
 - ``gelu``: the GELU reference (plain ``Trainer``);
 - ``relu``: the ReLU release: ``LambdaGELUTrainer`` with the package defaults, as a user gets it
-  (since issue 10: hardened to λ* ≈ 170 in the first 10 % of the steps, then ReLU forwards with
-  distillation to the original, swapped to ``nn.ReLU``; ``results/relu_payoff*.json`` were written
-  with the 0.1.0 defaults: λ learned for 75 % of the steps, hardened over the last 25 %).
+  (λ pinned and hardened to λ* ≈ 170 in the first 10 % of the steps, then ReLU forwards with
+  distillation to the original, swapped to ``nn.ReLU``). ``results/relu_payoff.json`` (run 4) has these
+  defaults; ``results/relu_payoff_run1-3.json`` were written with the 0.1.0 defaults (λ learned for 75 %
+  of the steps, hardened over the last 25 %), see benchmarks/README.md.
 
 Then:
 

@@ -1,4 +1,5 @@
-"""The ``hf-lambda-gelu`` command line: ``convert``, ``reluize``, ``profile``, ``push``.
+"""The ``hf-lambda-gelu`` command line: ``convert``, ``reluize``, ``profile``, ``push``, ``demo``, ``export``,
+``sparsity`` (and ``--version``).
 
 Every subcommand is a :class:`Command` in :data:`COMMANDS`. Errors the user can fix (missing folder, not a λ-GELU
 checkpoint, no GELU to convert, a failed upload...) print one line,
@@ -46,6 +47,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
+from . import __version__
 from .activation import lambda_modules
 from .config import LambdaGELUConfig
 from .config_fields import activation_fields, is_lambda_gelu_config
@@ -263,7 +265,11 @@ def _swap_on_eval_file(model: Any, tokenizer: Any, data: datasets.Dataset, args:
 
     with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-eval-") as output_dir:
         eval_args = TrainingArguments(
-            output_dir=output_dir, per_device_eval_batch_size=args.batch_size, report_to="none", disable_tqdm=True
+            output_dir=output_dir,
+            per_device_eval_batch_size=args.batch_size,
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_pin_memory=torch.accelerator.is_available(),  # pinning without one only warns
         )
         trainer = Trainer(model=model, args=eval_args, processing_class=tokenizer, compute_metrics=compute_accuracy)
         report = measure_swap(model, reluize_for_release, lambda m: trainer.predict(data, metric_key_prefix="eval"))
@@ -715,6 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="λ-GELU for Hugging Face models: convert GELU checkpoints, ReLU-ize trained ones, publish.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="Log progress (INFO level).")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS.values():
         sub = subcommands.add_parser(command.name, help=command.help, description=command.help)

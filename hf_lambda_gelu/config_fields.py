@@ -6,17 +6,8 @@ Every place that reads or rewrites "the activation of a config" (conversion, ReL
 release checks, the CLI, the card) goes through :func:`activation_fields` /
 :func:`set_activation_fields`, so a family added to :data:`ACTIVATION_FIELDS` is covered everywhere.
 
-Decisions:
-- Sub-configs are found generically: every attribute of a config that is itself a config (``text_config``,
-  ``vision_config``, ``audio_config``, ``encoder``, ``decoder``...) is walked, recursively; a path is
-  ``"text_config.hidden_act"``. A ``config.json`` dict is walked the same way (nested dicts).
-- T5-style ``feed_forward_proj`` (``"gated-gelu"``, ``"gelu"``) drives ``dense_act_fn`` when the config is
-  built; both are rewritten together (``"gated-gelu"`` → ``"gated-lambda_gelu_tanh"`` → ``"gated-relu"``;
-  T5Config maps ``"gated-gelu"`` to the tanh GELU ``gelu_new``).
-- Fields that only a functional call reads (DeBERTa-v2's ``pooler_hidden_act``, built per forward) are NOT
-  in the table: no module holds λ there, so they cannot be hardened; they are reported as GELU remnants
-  (:mod:`hf_lambda_gelu.remnants`).
-- Values are never guessed: a field whose value is not a GELU flavor (``quick_gelu``, ``silu``...) is left alone.
+
+Decisions behind it: docs/design.md.
 """
 
 from __future__ import annotations

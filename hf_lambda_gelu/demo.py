@@ -177,14 +177,26 @@ def _first(dataset, count: int | None):
     return dataset if count is None else dataset.select(range(min(count, len(dataset))))
 
 
+def _without_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
 def _checkpoint(path: str, seed: int, names: list[str]):
-    """A fresh copy of the GELU checkpoint with a new head, initialized the same way for every seed-``seed`` call."""
+    """A fresh copy of the GELU checkpoint with a new head, initialized the same way for every seed-``seed`` call.
+
+    transformers' LOAD REPORT (the new head listed as MISSING, which is the point here) is not printed.
+    """
     from transformers import AutoModelForSequenceClassification, set_seed
 
     set_seed(seed)
-    return AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
-    )
+    load_logger = logging.getLogger("transformers.modeling_utils")
+    load_logger.addFilter(_without_load_report)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
+        )
+    finally:
+        load_logger.removeFilter(_without_load_report)
 
 
 def _gelu_reference(path: str, names: list[str], train, validation, tokenizer, training_args) -> dict[str, Any]:

@@ -10,6 +10,7 @@ __all__ = [
     "DataFileError",
     "ExportAuditError",
     "GELURemnantsError",
+    "InertSettingWarning",
     "InvalidSettingError",
     "LRFloorError",
     "LambdaOptimizerError",
@@ -111,6 +112,10 @@ class UnhardenedSwapError(ValueError):
 
 class UnhardenedSwapWarning(UserWarning):
     """reluize() swapped λ-GELU layers whose bound c/λ exceeds the tolerance (a naive swap)."""
+
+
+class InertSettingWarning(UserWarning):
+    """A training setting was given a value that does nothing under the other settings (names what would make it act)."""
 
 
 class ReluModelRequiredError(ValueError):

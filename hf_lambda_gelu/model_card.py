@@ -1,21 +1,9 @@
 """The model card (README.md) of a ReLU-ized release, rendered from the packaged Jinja template.
 
-The template lives in the repository's top-level ``model_cards/`` folder, which the wheel ships as
-``hf_lambda_gelu/model_cards/`` (see ``pyproject.toml``); :func:`load_template` reads it with
-``importlib.resources`` and falls back to the checkout's ``model_cards/`` when the package is imported
-from a source tree (``python -m pytest`` from the repository root, editable installs).
-
-Decisions:
-- The YAML header is written by ``huggingface_hub`` (``ModelCardData.to_yaml``), never by the template,
-  so user strings (names with quotes, colons, ``#``, ``---``, newlines, non-ASCII) are always quoted.
-- ``base_model`` and ``datasets`` in the header take only Hub ids (the Hub links them); a local path or
-  a free-form name is shown in the body instead. A local base checkpoint is never named by its path (a
-  path of the user's machine, published with the card): a Hub cache snapshot
-  (``.../models--org--name/snapshots/REV``) is recorded as its Hub id, any other folder by its name
-  only. ``model-index`` names are free text.
-- ``model-index`` lists the metric twice for the evaluation set: before the swap (λ-GELU) and after it
-  (ReLU, this checkpoint), told apart by the metric's display name. It needs a task (the pipeline tag);
-  without one it is left out.
+The card says what the run did (λ pinned or learned, the hardening window, consolidation, distillation),
+from the report's settings and road, so it stays true whatever the defaults are. The template ships as
+``hf_lambda_gelu/model_cards/`` (the checkout's ``model_cards/`` when imported from a source tree); the
+YAML header is written by ``huggingface_hub``. Why the header takes what it takes: docs/design.md.
 """
 
 from __future__ import annotations
@@ -35,7 +23,9 @@ from transformers.models.auto import modeling_auto
 
 from .config_fields import activation_fields
 from .ops import RELU_DISTANCE_CONSTANT
+from .profile_plot import road_from_log_history
 from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport
+from .settings_effect import inert_settings, lambda_learned
 
 __all__ = [
     "CARD_TAGS",
@@ -88,6 +78,7 @@ _SETTING_LABELS = {
     "distill_temperature": "Distillation temperature T",
     "relu_tolerance": "Tolerance ε (worst-case per-activation error)",
     "relu_target_lambda": "Explicit target λ*",
+    "relu_target_per_layer": "Per-layer λ* (λ* / RMS of the layer's pre-activation)",
 }
 _VOLATILE_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 _DIFF_ROWS = (
@@ -291,15 +282,87 @@ def _diff_rows(report: dict, has_naive: bool) -> list[list[str]]:
 
 
 def _settings_rows(settings: dict, target_lambda: float | None) -> list[tuple[str, str]]:
+    """The settings table; settings that did nothing in this run (λ's learning while it was pinned) are left out."""
+    idle = set(inert_settings(settings))
+    if lambda_learned(settings) is False:
+        idle |= {"lambda_learning_rate", "hardness_pressure"}
     rows = [
         (_cell(_SETTING_LABELS.get(key, key)), _fmt(value))
         for key in [*(k for k in _SETTING_LABELS if k in settings), *(k for k in settings if k not in _SETTING_LABELS)]
-        if (value := settings[key]) is not None
+        if (value := settings[key]) is not None and key not in idle
     ]
     if target_lambda is not None:
         rows.append(("Target λ* of the hardening", f"{target_lambda:.4g}"))
         rows.append(("Swap bound c/λ* (per activation)", f"{RELU_DISTANCE_CONSTANT / target_lambda:.3g}"))
     return rows
+
+
+def _share(fraction: float) -> str:
+    return f"{100 * fraction:.3g} %"
+
+
+def _steps(road: dict, index: int) -> str:
+    window = road.get("hardening_steps")
+    return f" (step {window[index]})" if window else ""
+
+
+def _distillation_text(settings: dict) -> str | None:
+    terms = []
+    if settings.get("distill_alpha"):
+        terms.append(f"feature distillation to the original model (α = {settings['distill_alpha']:g})")
+    temperature = f"T = {settings.get('distill_temperature') or 2:g}"
+    if settings.get("distill_logits_alpha"):
+        terms.append(
+            f"logit distillation to the original model (α = {settings['distill_logits_alpha']:g}, {temperature})"
+        )
+    if settings.get("self_distill_alpha"):
+        terms.append(
+            f"self-distillation to the hardening-start snapshot (α = {settings['self_distill_alpha']:g}, {temperature})"
+        )
+    if terms:
+        return "training loss: the task loss plus " + " and ".join(terms)
+    return "no distillation" if "distill_alpha" in settings else None
+
+
+def _road_story(settings: dict, road: dict, target_lambda: float | None) -> tuple[str, str]:
+    """(how λ got to the swap, for the intro; the method, for "How it was made") of this run, from its settings."""
+    learned = lambda_learned(settings)
+    target = f"λ* = {target_lambda:.4g}" if target_lambda else "a target λ*"
+    swap = f"λ-GELU → ReLU (each activation changes by at most c/λ, c ≈ {RELU_DISTANCE_CONSTANT:.5f})"
+    start, end = settings.get("hardening_start"), settings.get("hardening_end")
+    if learned is None:
+        return f"was hardened towards {target}", f"GELU → λ-GELU → hardening towards {target} → {swap}."
+    init = f"{settings.get('lambda_init') or 1:g}"
+    if learned:
+        lam = (
+            f"λ learned per layer (λ = 1 + softplus(s/τ), λ learning rate {settings['lambda_learning_rate']:g}) "
+            f"for the first {_share(start)} of training{_steps(road, 0)}"
+        )
+        if settings.get("hardness_pressure"):
+            lam += f", with hardness pressure β = {settings['hardness_pressure']:g}"
+        intro = f"was learned per layer, then hardened deterministically towards {target}"
+    elif start == 0:
+        lam = f"λ pinned from the first step at λ = {init} (not learned)"
+        intro = f"was pinned (not learned) and hardened deterministically from λ = {init} towards {target}"
+    else:
+        lam = f"λ held at λ = {init} (λ learning rate 0) for the first {_share(start)} of training{_steps(road, 0)}"
+        intro = f"was held at λ = {init}, then hardened deterministically towards {target}"
+    shape = settings.get("hardening_shape")
+    by = f" by {_share(end)} of training{_steps(road, 1)}" if end is not None else ""
+    parts = [
+        f"GELU → λ-GELU; {lam}; hardened deterministically in log space{f' ({shape})' if shape else ''} to {target}"
+        f"{by}, the weights training throughout"
+    ]
+    if end is not None and end < 1.0:  # (no hardening_end recorded: nothing is said about the steps after it)
+        window, total = road.get("hardening_steps"), road.get("max_steps")
+        rest = f"the remaining {total - window[1]} steps" if window and total else f"the last {_share(1.0 - end)}"
+        parts.append(f"{rest} trained with exact ReLU forwards (consolidation)")
+    elif end is not None:
+        parts.append("λ reached λ* at the last step (no consolidation)")
+    distillation = _distillation_text(settings)
+    if distillation:
+        parts.append(distillation)
+    return intro, "; ".join(parts) + f"; finally {swap}."
 
 
 def _eval_results(
@@ -384,6 +447,8 @@ def build_model_card(
     settings = {**(report.get("settings") or {}), **(settings or {})}
     profile = profile if profile is not None else report.get("lambdas") or {}
     learned = report.get("learned_lambdas") or {}
+    if lambda_learned(settings) is False:
+        learned = {}  # λ did not train: its value at hardening start is λ_init, not a learned profile
     model_type = getattr(config, "model_type", None) or None
     architecture = _architecture(config)
     pipeline_tag = pipeline_tag or infer_pipeline_tag(config)
@@ -399,6 +464,8 @@ def build_model_card(
     metric_name = report.get("metric_name")
     has_naive = bool(report.get("naive_swap"))
     target_lambda = resolve_target_lambda(report, settings)
+    road = report.get("road") or {}
+    lambda_intro, method_text = _road_story(settings, road, target_lambda)
     max_error_bound = report.get("max_error_bound")
     if max_error_bound is None and profile:
         max_error_bound = RELU_DISTANCE_CONSTANT / min(profile.values())
@@ -427,10 +494,13 @@ def build_model_card(
         model_type=model_type,
         activation_text=" and ".join(activations) if activations else "ReLU",
         dataset_texts=[_linked(d, "datasets/") for d in dataset_names],
-        relu_constant=RELU_DISTANCE_CONSTANT,
         settings_rows=_settings_rows(settings, target_lambda),
+        lambda_intro=lambda_intro,
+        method_text=method_text,
+        has_learned=bool(learned),
+        has_road=bool(road_from_log_history(road.get("log_history") or [])["lambda"]),
         profile_rows=[
-            (name, _fmt(learned.get(name)), f"{lam:.4g}", f"{RELU_DISTANCE_CONSTANT / lam:.3g}")
+            (name, *([_fmt(learned.get(name))] if learned else []), f"{lam:.4g}", f"{RELU_DISTANCE_CONSTANT / lam:.3g}")
             for name, lam in profile.items()
         ],
         plot_filename=plot_filename,

@@ -1,12 +1,8 @@
 """The hardness profile (λ per layer) as a PNG plot and as JSON; with a log history, the road too.
 
-The road panel (``log_history``: the Trainer's ``state.log_history``) shows λ of every layer over the
-training steps (the ``lambda/<layer>`` entries ``LambdaGELUTrainer`` logs), the training and eval
-loss on a second axis, and the hardening window (and where λ* was reached, ``hardening_end``), so a
-user sees where the road cost them.
-
-Plots are drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas: no pyplot, no display
-and no change to the process-wide matplotlib backend (safe inside notebooks and training jobs).
+The road panel shows λ over the training steps (the ``lambda/<layer>`` or ``lambda`` entries
+``LambdaGELUTrainer`` logs), the training and eval loss, and the hardening window, so a user sees what
+the run did and where it cost them. Drawn on a bare matplotlib ``Figure`` (Agg canvas, no pyplot).
 """
 
 from __future__ import annotations
@@ -18,9 +14,19 @@ from pathlib import Path
 
 from .ops import RELU_DISTANCE_CONSTANT
 
-__all__ = ["load_profile_json", "road_from_log_history", "save_profile_json", "save_profile_plot", "short_layer_labels"]
+__all__ = [
+    "load_profile_json",
+    "road_from_log_history",
+    "road_record",
+    "save_profile_json",
+    "save_profile_plot",
+    "short_layer_labels",
+]
 
 _MAX_LABEL_CHARS = 24
+#: Series name of the one ``lambda`` entry logged when every layer has the same λ.
+ALL_LAYERS = "all layers"
+_ROAD_KEYS = ("step", "loss", "eval_loss")
 
 
 def _check_profile(profile: dict[str, float]) -> dict[str, float]:
@@ -73,8 +79,8 @@ def short_layer_labels(names: list[str]) -> list[str]:
 def road_from_log_history(log_history: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """The road in a Trainer log history: ``{"lambda": {layer: [(step, λ)]}, "loss": {...}}``.
 
-    ``"loss"`` holds the ``"train"`` (``loss``) and ``"eval"`` (``eval_loss``) series; entries
-    without a ``step`` are skipped.
+    A ``lambda`` entry (every layer at one λ) is the series :data:`ALL_LAYERS`. ``"loss"`` holds the
+    ``"train"`` (``loss``) and ``"eval"`` (``eval_loss``) series; entries without a ``step`` are skipped.
 
     Args:
         log_history: ``trainer.state.log_history`` (or the same list read from ``trainer_state.json``).
@@ -89,19 +95,42 @@ def road_from_log_history(log_history: list[dict]) -> dict[str, dict[str, list[t
         if step is None:
             continue
         for key, value in entry.items():
-            if key.startswith("lambda/"):
-                lambdas.setdefault(key.removeprefix("lambda/"), []).append((int(step), float(value)))
+            if key == "lambda" or key.startswith("lambda/"):
+                name = key.removeprefix("lambda/") if key != "lambda" else ALL_LAYERS
+                lambdas.setdefault(name, []).append((int(step), float(value)))
         for series, key in (("train", "loss"), ("eval", "eval_loss")):
             if key in entry:
                 losses[series].append((int(step), float(entry[key])))
     return {"lambda": lambdas, "loss": losses}
 
 
+def road_record(
+    log_history: list[dict], *, hardening_steps: list[int] | None = None, max_steps: int | None = None
+) -> dict:
+    """The road of a run as a report stores it: the window in steps, ``max_steps`` and the λ/loss log entries.
+
+    ``save_profile_plot(..., log_history=road["log_history"], hardening_steps=road["hardening_steps"])``
+    draws it again (a release's plot, from its report).
+
+    >>> road_record([{"step": 2, "loss": 0.7, "lambda": 1.5, "grad_norm": 3.0}], hardening_steps=[0, 1], max_steps=2)
+    {'hardening_steps': [0, 1], 'max_steps': 2, 'log_history': [{'step': 2, 'loss': 0.7, 'lambda': 1.5}]}
+    """
+    entries = []
+    for entry in log_history:
+        kept = {k: v for k, v in entry.items() if k in _ROAD_KEYS or k == "lambda" or k.startswith("lambda/")}
+        if "step" in kept and len(kept) > 1:
+            entries.append(kept)
+    return {"hardening_steps": hardening_steps, "max_steps": max_steps, "log_history": entries}
+
+
 def _draw_road(ax, road: dict, hardening_steps: tuple[int, int] | None, max_step: int | None) -> None:
-    layers = list(road["lambda"])
-    for label, name in zip(short_layer_labels(layers), layers):
+    layers = [name for name in road["lambda"] if name != ALL_LAYERS]
+    labels = ["λ " + label for label in short_layer_labels(layers)]
+    if ALL_LAYERS in road["lambda"]:
+        layers, labels = [ALL_LAYERS, *layers], [f"λ ({ALL_LAYERS})", *labels]
+    for label, name in zip(labels, layers):
         steps, values = zip(*road["lambda"][name])
-        ax.plot(steps, values, linewidth=1.2, label=f"λ {label}")
+        ax.plot(steps, values, linewidth=1.2, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("λ (log scale)")

@@ -390,7 +390,15 @@ def _write_release_extras(
     if profile:
         target = resolve_target_lambda(values, card_kwargs.get("settings"))
         learned = values and values.get("learned_lambdas")
-        save_profile_plot(profile, folder / PROFILE_PLOT_FILENAME, target_lambda=target, learned=learned)
+        road = (values or {}).get("road") or {}  # the trainer's road: the plot shows it under the profile
+        save_profile_plot(
+            profile,
+            folder / PROFILE_PLOT_FILENAME,
+            target_lambda=target,
+            learned=learned,
+            log_history=road.get("log_history"),
+            hardening_steps=road.get("hardening_steps"),
+        )
         save_profile_json(profile, folder / PROFILE_JSON_FILENAME, target_lambda=target, learned=learned)
         plot_filename = PROFILE_PLOT_FILENAME
     if report is not None:

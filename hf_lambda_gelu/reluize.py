@@ -73,8 +73,9 @@ class ReluizeReport:
     ``prediction_agreement``, ``metric_name``); the trainer adds the hardening context
     (``target_lambda``, ``learned_lambdas``, ``settings``) and the naive-swap baseline (``naive_swap``:
     the same measurement of the model at hardening start swapped directly, or why it is missing in
-    ``naive_swap_unavailable``). :meth:`to_dict` is ``reluization_report.json``; :meth:`metrics` the
-    flat ``reluize_*`` / ``naive_swap_*`` numbers the trainer logs.
+    ``naive_swap_unavailable``) and the road (``road``: the hardening window in steps, ``max_steps`` and
+    the λ/loss logs, :func:`hf_lambda_gelu.profile_plot.road_record`). :meth:`to_dict` is
+    ``reluization_report.json``; :meth:`metrics` the flat ``reluize_*`` / ``naive_swap_*`` numbers the trainer logs.
     """
 
     swapped: list[str] = field(default_factory=list)
@@ -95,6 +96,7 @@ class ReluizeReport:
     settings: dict[str, Any] = field(default_factory=dict)
     naive_swap: ReluizeReport | None = None
     naive_swap_unavailable: str | None = None
+    road: dict[str, Any] | None = None
 
     @property
     def max_error_bound(self) -> float:

@@ -10,11 +10,8 @@ positions, ``attention_mask == 0``, left out):
   over batches. This is what a batched kernel can skip; it falls quickly with the batch size, so the
   report records it.
 
-Decisions:
-- Only exact zeros count (``== 0``): a ReLU output is 0 or positive, nothing in between.
-- Sequence outputs ``(batch, tokens, neurons)`` are masked with the batch's ``attention_mask``; any
-  other shape is read as rows of neurons (every row a "token"; ViT has no padding).
-- A model that still has GELU / λ-GELU is refused (its zeros would be accidental).
+
+Decisions behind it: docs/design.md.
 """
 
 from __future__ import annotations

@@ -25,16 +25,24 @@ from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
 from .lr_floor import with_lr_floor
 from .optim import create_lambda_gelu_optimizer, install_lambda_update
 from .pressure import hardness_pressure_term
+from .profile_plot import road_record
 from .release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
+from .settings_effect import lambda_learned
 from .training_args import LambdaGELUTrainingArguments
 from .upload import upload_release
+from .window_logs import HardeningWindowLogs
 
 __all__ = ["LambdaGELUTrainer"]
 
 logger = logging.getLogger(__name__)
 
 RELEASE_DIRNAME = "release"
+#: Why the report has no naive-swap baseline when hardening started at the first step.
+NAIVE_SWAP_AT_STEP_0 = (
+    "hardening started at the first step, so the model at hardening start is the untouched starting checkpoint "
+    "(a new task's head untrained) and swapping it measures nothing about this run"
+)
 
 
 class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
@@ -56,8 +64,9 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
       (λ learned first, ``hardening_start`` > 0): ``hardening_lr_floor`` floors the learning-rate multiplier
       in the hardening window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`), ``hardness_pressure`` adds
       β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.pressure`).
-    - Every training log gets ``lambda/<layer>``; the final profile goes to ``output_dir`` as
-      ``hardness_profile.json`` and ``hardness_profile.png``.
+    - Every training log gets λ: ``lambda/<layer>`` where layers differ or λ is learned, else one ``lambda``;
+      a few extra logs trace the hardening window (:mod:`hf_lambda_gelu.window_logs`). The final profile
+      and the road go to ``output_dir`` as ``hardness_profile.json`` and ``hardness_profile.png``.
     - With ``reluize_at_end`` the model is swapped to ``nn.ReLU`` after training; the disruption
       (metric before/after, |Δlogits|, agreement, and the naive-swap baseline) is written to
       ``reluization_report.json``, logged, and added to the metrics ``train()`` returns.
@@ -125,6 +134,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
                 keep_pre_hardening_state=args.reluize_at_end and args.naive_swap_baseline,
             )
         )
+        self.add_callback(HardeningWindowLogs(lambda: self.hardening))
         self.lambda_update = None
         self.final_profile: dict[str, float] | None = None
         self.reluization_report: ReluizeReport | None = None
@@ -193,8 +203,20 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
     # -- logging -----------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.model is not None:
-            logs.update({f"lambda/{name}": lam for name, lam in hardness_profile(self.model).items()})
+            logs.update(self._lambda_logs())
         super().log(logs, start_time)
+
+    def _lambda_logs(self) -> dict[str, float]:
+        """``lambda/<layer>`` where λ differs between layers or is learned, else one ``lambda`` (the common value)."""
+        profile = hardness_profile(self.model)
+        if len(set(profile.values())) == 1 and not self.lambda_learned:
+            return {"lambda": next(iter(profile.values()))}
+        return {f"lambda/{name}": lam for name, lam in profile.items()}
+
+    @property
+    def lambda_learned(self) -> bool:
+        """Whether λ trains in this run (``hardening_start`` > 0 and ``lambda_learning_rate`` > 0)."""
+        return bool(lambda_learned(vars(self.args)))
 
     # -- checkpoints and resume --------------------------------------------------------------
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -268,20 +290,21 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         target, learned = self.args.target_lambda, self.learned_profile()
         out = self.args.output_dir
         save_profile_json(profile, os.path.join(out, PROFILE_JSON_FILENAME), target_lambda=target, learned=learned)
-        window = None
-        if self.hardening.started:
-            window = (self.hardening.start_step, self.hardening.end_step_for(self.state.max_steps))
+        road = self._road()
         save_profile_plot(
             profile,
             os.path.join(out, PROFILE_PLOT_FILENAME),
             target_lambda=target,
             learned=learned,
-            log_history=self.state.log_history,
-            hardening_steps=window,
+            log_history=road["log_history"],
+            hardening_steps=road["hardening_steps"],
         )
 
     def learned_profile(self) -> dict[str, float] | None:
-        """Layer → λ learned before hardening started (smallest λ of a per-channel layer), if it started."""
+        """Layer → λ learned before hardening started (smallest λ of a per-channel layer); None unless λ was
+        learned (:attr:`lambda_learned`) and hardening started after the first step."""
+        if not (self.lambda_learned and self.hardening.started and self.hardening.start_step > 0):
+            return None
         return {name: min(values) for name, values in self.hardening.start_lambdas.items()} or None
 
     # -- publishing --------------------------------------------------------------------------
@@ -361,6 +384,22 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         finally:
             self.model, self.model_wrapped = saved
 
+    def _naive_swap_meaningful(self) -> bool:
+        """False (and the reason recorded) when hardening started at step 0: the model at hardening start is
+        then the untouched starting checkpoint, whose swap is no baseline for this run."""
+        if self.hardening.started and self.hardening.start_step == 0:
+            self.hardening.pre_hardening_state = None
+            self.naive_swap_unavailable = NAIVE_SWAP_AT_STEP_0
+            return False
+        return True
+
+    def _road(self) -> dict[str, Any]:
+        """The run's road for the report (and the release's plot): hardening window in steps and the λ/loss logs."""
+        window = None
+        if self.hardening.started:
+            window = [self.hardening.start_step, self.hardening.end_step_for(self.state.max_steps)]
+        return road_record(self.state.log_history, hardening_steps=window, max_steps=self.state.max_steps)
+
     def reluize_and_report(self) -> dict[str, float]:
         """Swap λ-GELU → ReLU on ``self.model``, measure the disruption, write and log the report.
 
@@ -370,7 +409,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         """
         predict = self._predict_eval if self.eval_dataset is not None else None
         naive_model = None
-        pre_hardening_state = self._pre_hardening_state()
+        pre_hardening_state = self._pre_hardening_state() if self._naive_swap_meaningful() else None
         if predict is not None and pre_hardening_state is not None:
             naive_model = copy.deepcopy(self.model)
             naive_model.load_state_dict(pre_hardening_state)
@@ -383,6 +422,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         report.target_lambda = self.args.target_lambda
         report.learned_lambdas = self.learned_profile()
         report.settings = {k: getattr(self.args, k) for k in _SETTINGS}
+        report.road = self._road()
         if naive_model is not None:
             report.naive_swap = measure_swap(naive_model, gelu_to_relu, predict)  # the naive baseline, on purpose
         elif self.naive_swap_unavailable:

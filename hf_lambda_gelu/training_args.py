@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 from .config import LambdaGELUConfig
@@ -17,6 +18,7 @@ from .hardening import (
     target_lambda_for_tolerance,
 )
 from .optim import OPTIMIZER_FAMILIES
+from .settings_effect import naive_swap_measurable, warn_inert_settings
 
 __all__ = ["LambdaGELUTrainingArguments"]
 
@@ -43,8 +45,9 @@ class LambdaGELUTrainingArguments(TrainingArguments):
     lambda_learning_rate: float = field(
         default=1e-2,
         metadata={
-            "help": "Learning rate of λ, in λ units per optimizer step (optimizer-aware update); "
-            "0 keeps λ at lambda_init until hardening (ablation: hardening without learned λ)."
+            "help": "Learning rate of λ, in λ units per optimizer step (optimizer-aware update). λ learns only "
+            "before hardening starts, so it acts only with hardening_start > 0 (at the default 0, λ is pinned from "
+            "the first step); 0 keeps λ at lambda_init until hardening."
         },
     )
     lambda_temperature: float = _config_field("lambda_temperature")
@@ -131,11 +134,13 @@ class LambdaGELUTrainingArguments(TrainingArguments):
     reluize_at_end: bool = field(
         default=True, metadata={"help": "Swap λ-GELU for nn.ReLU at the end of training and report the disruption."}
     )
-    naive_swap_baseline: bool = field(
-        default=True,
+    naive_swap_baseline: bool | None = field(
+        default=None,
         metadata={
             "help": "Keep a copy of the weights when hardening starts and report the disruption of swapping "
-            "that model to ReLU directly (what hardening bought). Costs one model copy in CPU memory."
+            "that model to ReLU directly (a baseline for the hardened swap). Only meaningful with "
+            "0 < hardening_start < 1: at 0 that model is the untouched starting checkpoint. Costs one model copy "
+            "in CPU memory and a file in each checkpoint. None (default) = on exactly when it is meaningful."
         },
     )
 
@@ -172,6 +177,15 @@ class LambdaGELUTrainingArguments(TrainingArguments):
                 raise _bad(name, getattr(self, name), "use a finite weight ≥ 0 (0 = off).")
         if not 0.0 < self.distill_temperature < math.inf:
             raise _bad("distill_temperature", self.distill_temperature, "T must be finite and > 0 (default 2).")
+        self._settle_inert_settings()
+        self.dataloader_pin_memory = self.dataloader_pin_memory and torch.accelerator.is_available()  # CPU: no warning
+
+    def _settle_inert_settings(self) -> None:
+        """Warn about λ settings that do nothing here; ``naive_swap_baseline`` becomes whether it is measured."""
+        names = ("lambda_learning_rate", "hardening_start", "hardness_pressure", "relu_target_per_layer")
+        settings = {name: getattr(self, name) for name in (*names, "naive_swap_baseline", "reluize_at_end")}
+        warn_inert_settings(settings, stacklevel=5)
+        self.naive_swap_baseline = self.naive_swap_baseline is not False and naive_swap_measurable(settings)
 
     def lambda_config(self) -> LambdaGELUConfig:
         """The conversion settings of these arguments (what the trainer converts a GELU model with).

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_dataset = select_samples(lm["train"], data_args.max_train_samples) if training_args.do_train else None
     eval_dataset = select_samples(lm["validation"], data_args.max_eval_samples) if training_args.do_eval else None
 
-    # 7. trainer  8. train/eval (λ-GELU: learn, harden and swap to ReLU at the end of train)
+    # 7. trainer  8. train/eval (λ-GELU: harden, train as ReLU, swap to ReLU at the end of train)
     hub_target = take_over_push(model_args, training_args)
     trainer = build_trainer(
         model_args.activation_mode,

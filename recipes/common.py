@@ -159,7 +159,8 @@ class BaseModelArguments:
     activation_mode: str = field(
         default="lambda_gelu",
         metadata={
-            "help": "lambda_gelu: learn λ, harden, swap to ReLU (the method). gelu: plain GELU fine-tune with the "
+            "help": "lambda_gelu: the method: harden λ to λ* (pinned from the first step by default; learned first with "
+            "--hardening_start > 0), train as ReLU, swap to ReLU. gelu: plain GELU fine-tune with the "
             "stock Trainer (no conversion, no swap). naive_relu_swap: GELU fine-tune, then swap GELU→ReLU "
             "directly and evaluate before/after. All three write the same all_results.json layout."
         },
@@ -355,7 +356,7 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
     if model_args.activation_mode == "lambda_gelu":
         if not training_args.do_train:
             raise ValueError(
-                "--do_train false does not fit --activation_mode lambda_gelu: λ is learned and hardened during "
+                "--do_train false does not fit --activation_mode lambda_gelu: λ is hardened during "
                 "training. Use --activation_mode gelu (evaluate the checkpoint) or naive_relu_swap (evaluate its "
                 "naive ReLU swap) for evaluation-only runs."
             )
@@ -381,7 +382,7 @@ def check_run(model_args: BaseModelArguments, training_args) -> None:
 def check_run_length(training_args) -> None:
     """Refuse a training run of zero length (``--max_steps 0``, ``--num_train_epochs 0``).
 
-    With no steps there is nothing to learn λ from and hardening would jump to λ* in one step.
+    With no steps there is nothing to train and hardening would jump to λ* in one step.
 
     Raises:
         ValueError: naming the flag and what to pass.
@@ -713,7 +714,8 @@ def train_and_evaluate(
 ) -> tuple[dict[str, Any], ReluizeReport | None]:
     """Train (``do_train``), swap (ReLU modes), evaluate the final model: the metrics and the swap report.
 
-    - ``lambda_gelu``: ``LambdaGELUTrainer.train`` learns λ, hardens and swaps; its report is returned.
+    - ``lambda_gelu``: ``LambdaGELUTrainer.train`` hardens λ (learned first only with ``hardening_start`` > 0),
+      trains as ReLU and swaps; its report is returned.
     - ``naive_relu_swap``: after the (GELU) training, :func:`naive_relu_swap`.
     - ``gelu``: training only.
 

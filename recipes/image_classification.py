@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     def compute_metrics(eval_pred) -> dict:
         return metric.compute(predictions=eval_pred.predictions.argmax(-1), references=eval_pred.label_ids)
 
-    # 7. trainer  8. train/eval (λ-GELU: learn, harden and swap to ReLU at the end of train)
+    # 7. trainer  8. train/eval (λ-GELU: harden, train as ReLU, swap to ReLU at the end of train)
     hub_target = take_over_push(model_args, training_args)
     trainer = build_trainer(
         model_args.activation_mode,

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
         return metric.compute(predictions=logits.argmax(-1), references=eval_pred.label_ids)
 
-    # 7. trainer  8. train/eval (λ-GELU: learn, harden and swap to ReLU at the end of train)
+    # 7. trainer  8. train/eval (λ-GELU: harden, train as ReLU, swap to ReLU at the end of train)
     hub_target = take_over_push(model_args, training_args)
     trainer = build_trainer(
         model_args.activation_mode,

@@ -139,7 +139,7 @@ def test_distillation_trainer_runs_the_relu_first_peer_road(tmp_path):
 
     model = tiny_bert()
     teacher = frozen_copy(model)  # the GELU original
-    reluize(convert_to_lambda_gelu(model))
+    reluize(convert_to_lambda_gelu(model), tolerance=None)  # the peer road swaps GELU → ReLU naively, on purpose
     args = TrainingArguments(
         output_dir=str(tmp_path), max_steps=2, logging_steps=1, report_to="none", use_cpu=True, save_strategy="no",
         per_device_train_batch_size=16, learning_rate=1e-3,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from hf_lambda_gelu import LambdaGELU, lambda_gelu
 from hf_lambda_gelu.activation import MIN_LAMBDA_OFFSET
 from hf_lambda_gelu.hardening import target_lambda_for_tolerance
 from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
@@ -41,9 +42,15 @@ def test_sup_and_integrated_distances_scale_as_stated():
         assert math.isclose(_trapezoid(gate, x), 2 / (lam * math.sqrt(2 * math.pi)), rel_tol=1e-4)
 
 
-def test_target_for_the_default_tolerance():
-    assert math.isclose(target_lambda_for_tolerance(1e-3), 169.97, abs_tol=0.01)
-    assert math.isclose(0.798 / 169.97, 0.0047, abs_tol=5e-5)
+def test_target_for_the_default_tolerance_and_its_gate_distance():
+    lam = target_lambda_for_tolerance(1e-3)
+    assert f"{lam:.2f}" == "169.97" and "λ\\* ≈ 169.97" in METHOD
+    # the package's activation at λ*: its gate f/x = Φ(λ*x) is 0.798/λ* ≈ 0.0047 from the hard step in L1
+    x = _grid(-0.2, 0.2)
+    x = x[x != 0]
+    gate = lambda_gelu(x, lam) / x
+    assert math.isclose(_trapezoid((gate - (x > 0).double()).abs(), x), 0.0047, abs_tol=5e-5)
+    assert "0.798/169.97 ≈ 0.0047" in METHOD
 
 
 def test_tanh_form_constant_and_the_gap_between_the_forms():
@@ -56,9 +63,11 @@ def test_tanh_form_constant_and_the_gap_between_the_forms():
 
 
 def test_exact_start_at_lambda_one_in_float32_with_a_nonzero_gradient():
-    assert MIN_LAMBDA_OFFSET == 1e-8 and MIN_LAMBDA_OFFSET < torch.finfo(torch.float32).eps / 2 < 5.97e-8
-    assert torch.tensor(1.0) + torch.tensor(MIN_LAMBDA_OFFSET) == 1.0  # float32
-    tau = 0.1
-    for offset, slope in ((1e-8, 1e-7), (3e-5, 3e-4)):
-        s = tau * math.log(math.expm1(offset))  # λ − 1 = softplus(s/τ) = offset
-        assert math.isclose(torch.sigmoid(torch.tensor(s / tau, dtype=torch.float64)).item() / tau, slope, rel_tol=1e-3)
+    assert MIN_LAMBDA_OFFSET == 1e-8 and "1 + 1e-8 (`MIN_LAMBDA_OFFSET`)" in METHOD
+    for offset, slope in ((0.0, 1e-7), (3e-5, 3e-4)):  # λ = 1 is stored as 1 + 1e-8: slope 1e-8/τ = 1e-7
+        act = LambdaGELU(init_lambda=1.0 + offset, temperature=0.1)
+        lam = act.lambda_
+        if offset == 0.0:
+            assert lam.item() == 1.0  # exactly GELU in float32
+        lam.sum().backward()
+        assert math.isclose(act.lambda_raw.grad.item(), slope, rel_tol=1e-3)  # dλ/ds = sigmoid(s/τ)/τ > 0

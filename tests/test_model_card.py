@@ -128,6 +128,33 @@ def test_full_card_metadata_and_sections(tmp_path):
     assert len(loaded.data.eval_results) == 2
 
 
+def test_the_card_says_what_the_recorded_settings_did():
+    learned = build_model_card(model=relu_config(), report=ReluizeReport.from_dict(REPORT)).text
+    assert "λ ≥ 1\nwas learned per layer, then hardened deterministically towards λ* = 170" in learned
+    assert (
+        "λ learned per layer (λ = 1 + softplus(s/τ), λ learning rate 0.01) for the first 75 % of training;" in learned
+    )
+    assert "the last 25 % trained with exact ReLU forwards" not in learned  # no hardening_end recorded: no window
+    pinned_settings = {**REPORT["settings"], "hardening_start": 0.0, "hardening_end": 1.0, "hardness_pressure": 0.5}
+    pinned_settings |= {"distill_alpha": 0.0, "self_distill_alpha": 0.3, "relu_target_per_layer": True}
+    # an old report (λ "learned" at step 0 = λ_init) with the pinned settings: the card trusts the settings
+    pinned = build_model_card(
+        model=relu_config(), report=ReluizeReport.from_dict({**REPORT, "settings": pinned_settings})
+    )
+    text = pinned.text
+    assert "λ pinned from the first step at λ = 1 (not learned)" in text and "λ learned" not in text
+    assert (
+        "by 100 % of training, the weights training throughout; λ reached λ* at the last step (no consolidation)"
+        in text
+    )
+    assert (
+        "training loss: the task loss plus self-distillation to the hardening-start snapshot (α = 0.3, T = 2)" in text
+    )
+    for inert in ("λ learning rate", "Hardness pressure", "relu_target_per_layer"):  # did nothing: not listed
+        assert f"| {inert}" not in text
+    assert f"| `{LAYERS[0]}` | 150 | 0.00113 |" in text
+
+
 def test_every_section_renders_without_inputs():
     card = build_model_card(model=BertConfig(hidden_act="relu"))
     meta = header(card)
@@ -150,7 +177,9 @@ def test_partial_report_renders_what_is_there():
     assert "Naive" not in text
     assert "| f1 | — | 0.8 |" in text and "| max \\|Δ logits\\| | — | 0.01 |" in text
     assert "| Target λ* of the hardening | 84.99 |" in text  # c/ε
-    assert f"| `{LAYERS[0]}` | — | 90 | 0.00189 |" in text and "![λ per layer]" not in text
+    assert f"| `{LAYERS[0]}` | 90 | 0.00189 |" in text and "![λ per layer]" not in text
+    assert "learned" not in text  # no learned profile, and the card claims no learning
+    assert "whose gate hardness λ ≥ 1\nwas hardened towards λ* = 84.99, and finally swapped" in text
     assert "c/min λ = 0.00189" in text
 
 

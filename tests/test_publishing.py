@@ -23,6 +23,9 @@ from hf_lambda_gelu.errors import NotAReleaseError, NotReluModelError, PushError
 from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir, reluize_for_release, save_release
 from hf_lambda_gelu.upload import push_reluized
 
+# make_model's λ = 40, 90 are below λ* = 170 on purpose (distinct, visible bounds): every release here is a naive
+# swap, which reluize warns about (asserted in test_release_integrity.py); the warning is not what these tests test.
+pytestmark = pytest.mark.filterwarnings("ignore::hf_lambda_gelu.errors.UnhardenedSwapWarning")
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad movie great awful film fine plot".split()]
 TEXTS = ["good movie", "bad plot awful film", "great"]
 REPORT = ReluizeReport(metric_name="accuracy", before_swap={"eval_accuracy": 0.75}, after_swap={"eval_accuracy": 0.75})

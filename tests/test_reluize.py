@@ -18,6 +18,7 @@ from hf_lambda_gelu import (
     LambdaGELUConfig,
     NotLambdaGELUModelError,
     ReluizeReport,
+    UnhardenedSwapWarning,
     convert_to_lambda_gelu,
     hardness_profile,
     lambda_gelu,
@@ -76,14 +77,15 @@ def test_reluize_bert_swaps_everything_and_updates_the_config():
     soft = hardened_bert(lambdas=(1.0, 1.0, 1.0))
     with torch.no_grad():
         soft_before = case.output(soft, inputs)
-        reluize(soft)
+        with pytest.warns(UnhardenedSwapWarning, match="naive GELU → ReLU swap"):  # λ = 1: flagged
+            reluize(soft)
         soft_gap = (case.output(soft, inputs) - soft_before).abs().max()
     assert soft_gap > 5 * (after - before).abs().max(), "hardening must shrink the swap's disruption"
 
 
 def test_reluize_gpt2_sets_activation_function():
     model = convert_to_lambda_gelu(TINY_MODELS["gpt2"].build())
-    report = reluize(model)
+    report = reluize(model, tolerance=None)  # λ = 1, unchecked: only the config matters here
     assert report.swapped == list(TINY_MODELS["gpt2"].act_names)
     assert model.config.activation_function == "relu"
     assert not hasattr(model.config, "lambda_gelu")
@@ -152,7 +154,8 @@ def test_hardness_profile_per_channel_reports_the_smallest_lambda():
     profile = hardness_profile(model)
     assert list(profile) == ["1", "3"]
     assert profile["1"] == pytest.approx(2.5, rel=1e-6) and profile["3"] == pytest.approx(7.0, rel=1e-6)
-    report = reluize(copy.deepcopy(model))
+    with pytest.warns(UnhardenedSwapWarning, match=r"c/min λ = 0\.068 exceeds"):  # the smallest λ sets the bound
+        report = reluize(copy.deepcopy(model))
     assert report.error_bounds["1"] == pytest.approx(RELU_DISTANCE_CONSTANT / 2.5, rel=1e-6)
     assert hardness_profile(nn.Sequential(nn.ReLU())) == {}
 
@@ -165,7 +168,8 @@ def test_error_bound_holds_on_a_real_layer():
     gap = (act(pre) - F.relu(pre)).abs().max().item()
     assert gap <= RELU_DISTANCE_CONSTANT / lam * (1 + 1e-4)
     assert gap > 0.5 * RELU_DISTANCE_CONSTANT / lam  # the bound is nearly attained on dense data
-    assert math.isclose(reluize(nn.Sequential(act)).max_error_bound, RELU_DISTANCE_CONSTANT / lam, rel_tol=1e-5)
+    bound = reluize(nn.Sequential(act), tolerance=None).max_error_bound
+    assert math.isclose(bound, RELU_DISTANCE_CONSTANT / lam, rel_tol=1e-5)
 
 
 def test_swap_report_round_trips_through_json_and_flattens_to_the_logged_metrics():

@@ -89,7 +89,7 @@ def test_sparsity_cli_on_a_checkpoint_with_json_and_plot(tmp_path, capsys):
     (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
     torch.manual_seed(0)
     model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(tiny_bert_config(vocab_size=len(words))))
-    hf_lambda_gelu.reluize(model)
+    hf_lambda_gelu.reluize(model, tolerance=None)  # λ = 1: a naive swap is all the sparsity test needs
     model.save_pretrained(tmp_path / "relu")
     BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path / "relu")
     (tmp_path / "data.csv").write_text("review,label\ngood movie,1\nawful awful film bad,0\ngreat,1\n")

@@ -46,7 +46,8 @@ def test_push_uploads_only_the_release_and_it_loads_in_stock_transformers(tmp_pa
     card = (tmp_path / "remote" / "README.md").read_text()
     assert "relu" in card and "lambda-gelu" in card and TOKEN not in card
     report = json.loads((tmp_path / "remote" / "reluization_report.json").read_text())
-    assert "naive_swap" in report and report["max_error_bound"] == pytest.approx(1e-3, rel=1e-4)
+    assert "naive_swap" not in report and "untouched starting checkpoint" in report["naive_swap_unavailable"]
+    assert report["max_error_bound"] == pytest.approx(1e-3, rel=1e-4) and report["road"]["log_history"]
     # stock transformers in a fresh process (package not imported) gives the same outputs
     ids = torch.randint(1, 60, (3, 8), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
