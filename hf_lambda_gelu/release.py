@@ -39,6 +39,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,7 @@ def save_release(
     overwrite: bool = False,
     allow_gelu_remnants: bool = False,
     inputs: dict[str, Any] | None = None,
+    add_files: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a complete, checked ReLU release folder (model, processor, card, profile plot/JSON, report, manifest).
 
@@ -277,6 +279,9 @@ def save_release(
         allow_gelu_remnants: release a model that keeps GELUs no config field controls (listed in
             the report and the card) instead of refusing it.
         inputs: a real batch for the release gate (default: a dummy batch from the config).
+        add_files: writes more files into the staging folder before the manifest (they are part of the
+            release, hashed and committed with it; a ``README.md`` it writes replaces the card), e.g.
+            :func:`hf_lambda_gelu.relufy_release.save_twin_release`'s fidelity report and card.
 
     Returns:
         The release folder.
@@ -319,7 +324,7 @@ def save_release(
             try:
                 files, manifest = _stage(
                     staging, model, processing_class, base_model, report, profile, card_kwargs,
-                    allow_gelu_remnants=allow_gelu_remnants, inputs=inputs,
+                    allow_gelu_remnants=allow_gelu_remnants, inputs=inputs, add_files=add_files,
                 )  # fmt: skip
                 (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
                 commit(output_dir, staging, files, MANIFEST_FILENAME, previous)
@@ -345,6 +350,7 @@ def _stage(
     *,
     allow_gelu_remnants: bool,
     inputs: dict[str, Any] | None,
+    add_files: Callable[[Path], None] | None,
 ) -> tuple[list[str], dict[str, Any]]:
     """Write the release into ``staging``, pass it through the release gate; return its files and manifest."""
     model.save_pretrained(staging)
@@ -356,6 +362,8 @@ def _stage(
             raise GELURemnantsError(type(model).__name__, remnants)
         report = dataclasses.replace(report or ReluizeReport(), gelu_remnants=remnants)
     _write_release_extras(staging, model, processing_class, base_model, report, profile, card_kwargs)
+    if add_files is not None:
+        add_files(staging)
     files = sorted(_release_files(staging))
     manifest = {
         "format": _MANIFEST_FORMAT,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -22,19 +21,16 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenize
 
 from .conversion import convert_to_lambda_gelu
 from .errors import DataFileError, InvalidSettingError
-from .fidelity import NEIGHBOURS, FidelityReport, Pooling, model_kind
-from .model_card import set_card_section
-from .release import CARD_FILENAME, add_release_files, check_output_dir, save_release
+from .fidelity import NEIGHBOURS, Pooling, model_kind
+from .release import check_output_dir
 from .relufy import ROADS, RelufyArguments, relufy
-from .relufy_data import Examples, load_pooling, read_examples, sentence_transformers_files
+from .relufy_data import Examples, load_pooling, read_examples
+from .relufy_release import save_twin_release
 
-__all__ = ["FIDELITY_FILENAME", "add_relufy_arguments", "run_relufy"]
+__all__ = ["add_relufy_arguments", "run_relufy"]
 
 logger = logging.getLogger(__name__)
 
-FIDELITY_FILENAME = "fidelity_report.json"
-CARD_SECTION = "## Fidelity to the original"
-CARD_HEADING = "### How close the ReLU twin stays"
 HELD_OUT_FRACTION = 0.1
 
 
@@ -113,19 +109,6 @@ def _collator(processor: Any, is_image: bool) -> Any:
     return transformers.DataCollatorWithPadding(processor)
 
 
-def _card_section(report: FidelityReport, args: argparse.Namespace) -> str:
-    how = report.training
-    road = "swapped GELU → ReLU, then" if how["road"] == "swap" else "converted to λ-GELU, hardened to ReLU while"
-    intro = (
-        f"This ReLU model is a twin of `{Path(args.model_dir).name}`: a copy was {road} distilled to the "
-        f"original for {how['steps']} steps on {how['train_examples']} unlabeled inputs "
-        f"(hidden states{', logits' if how.get('logits_alpha') else ''}"
-        f"{', pooled embedding' if how.get('embedding_alpha') else ''}; learning rate {how['learning_rate']:g}"
-        f"{'; task loss weight ' + format(how['task_alpha'], 'g') if how['task_alpha'] else '; no labels'})."
-    )
-    return intro + "\n\n" + report.markdown()
-
-
 def run_relufy(args: argparse.Namespace) -> None:
     """The ``relufy`` subcommand: check every input, distil, write the release and print the fidelity table."""
     out_dir = Path(args.out_dir)
@@ -179,14 +162,8 @@ def run_relufy(args: argparse.Namespace) -> None:
             pooling=pooling,
         )  # fmt: skip
     report.pooling = pooling.mode if pooling else report.pooling
-    save_release(twin, out_dir, processing_class=processor, base_model=args.model_dir, overwrite=args.overwrite)
-    extra = sentence_transformers_files(args.model_dir, out_dir)
-    (out_dir / FIDELITY_FILENAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    card = out_dir / CARD_FILENAME
-    card.write_text(
-        set_card_section(card.read_text(encoding="utf-8"), CARD_HEADING, _card_section(report, args), parent=CARD_SECTION),
-        encoding="utf-8",
-    )  # fmt: skip
-    add_release_files(out_dir, [FIDELITY_FILENAME, CARD_FILENAME, *extra])
+    st_dir = args.model_dir if pooling is not None else None
+    save_twin_release(twin, report, out_dir, processing_class=processor, base_model=args.model_dir,
+                      sentence_transformers_dir=st_dir, overwrite=args.overwrite)  # fmt: skip
     print(report.format_table())
     print(f"ReLU twin ({report.training['road']} road, {report.training['steps']} steps) written to {out_dir}")

@@ -22,7 +22,7 @@ from transformers import (
 
 from hf_lambda_gelu.cli import main
 from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir
-from hf_lambda_gelu.relufy_cli import FIDELITY_FILENAME
+from hf_lambda_gelu.relufy_release import FIDELITY_FILENAME
 
 WORDS = "the cat sat on a mat while rain fell over green hills and old ships sailed far into night".split()
 
@@ -95,6 +95,8 @@ def test_classifier_release_with_fidelity_report_and_card(tmp_path, capsys):
     assert FIDELITY_FILENAME in check_release_dir(out)  # listed in the manifest: uploaded with the release
     card = (out / "README.md").read_text()
     assert "## Fidelity to the original" in card and "top-1 agreement" in card
+    assert "swapped from GELU to ReLU at once" in card and "no labels were used" in card
+    assert "λ-GELU ReLU-ization" not in card and str(tmp_path) not in card  # says what was done; no local path
     twin = AutoModelForSequenceClassification.from_pretrained(out)  # stock transformers, no custom code
     assert twin.config.hidden_act == "relu" and twin.config.id2label == {0: "neg", 1: "pos"}
 
