@@ -17,6 +17,7 @@ __all__ = [
     "NotAReleaseError",
     "NotLambdaGELUModelError",
     "NotReluModelError",
+    "OutputDirNotEmptyError",
     "PushError",
     "ReleaseDirNotEmptyError",
     "ReleaseReloadError",
@@ -208,3 +209,14 @@ class MissingExtraError(ImportError):
         self.extra = extra
         how = install or f"pip install 'hf-lambda-gelu[{extra}]' (the {extra!r} extra)"
         super().__init__(f"{feature} needs {package}, which is not installed: {how}.")
+
+
+class OutputDirNotEmptyError(ValueError):
+    """An output folder holds files that are not an earlier output of the same command (they would be replaced)."""
+
+    def __init__(self, path: str | Path, holds: str, flag: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"Output folder {str(path)!r} is not empty and {holds}: writing there would replace same-named files. "
+            f"Choose a new or empty folder, or pass {flag} to write into it anyway."
+        )
