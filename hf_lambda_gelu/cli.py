@@ -11,8 +11,8 @@ Decisions:
   name that does not exist as a missing folder. A local source must hold ``config.json``, and each of its
   ``*.safetensors`` files must open (a truncated download is named before anything is loaded).
 - Every exception of :mod:`hf_lambda_gelu.errors` (bad settings included) is a user error: one line.
-  Output folders that are not empty are refused unless ``--overwrite`` (``convert``, ``reluize``: unless
-  they hold an earlier release, ``export``: unless they hold only an earlier export's files).
+  A non-empty output folder is refused unless ``--overwrite`` (``convert``: any; ``reluize``: unless it
+  holds an earlier release; ``export``: unless it holds only an earlier export's files).
 - ``convert`` refuses to write a model whose λ are not finite in float32 (``--lambda-init inf``, 1e39).
 - Tokenizer/processor files are recognized by name (transformers 5 builds an empty tokenizer from a
   folder that has none, so "try to load it" is not a test): ``convert`` copies them byte for byte,
@@ -569,11 +569,11 @@ def _export(args: argparse.Namespace) -> None:
     from .export import export_release, require_onnx
 
     require_onnx()
-    _source(args.release)
+    release = _source(args.release)
     _check_export_dir(Path(args.out), args.overwrite)
     try:
         audit = export_release(
-            args.release,
+            release,
             args.out,
             opset=args.opset,
             atol=args.atol,

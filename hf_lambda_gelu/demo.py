@@ -239,8 +239,9 @@ def parse_demo_args(argv: list[str], demo_cls: type, defaults: dict, quick_defau
         return parser.parse_args_into_dataclasses(args=argv)
     except InvalidSettingError:
         raise
-    except ValueError as err:  # transformers' own checks of TrainingArguments: the user's flags, said in one line
-        raise InvalidSettingError("flags", " ".join(argv), str(err)) from err
+    except ValueError as err:  # transformers' own checks of TrainingArguments, in one line (flag names only: no token)
+        flags = [arg.split("=")[0] for arg in argv if arg.startswith("--")]
+        raise InvalidSettingError("flags", flags, str(err)) from err
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
