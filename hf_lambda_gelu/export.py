@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib
 import importlib.metadata
 import inspect
 import json
@@ -30,7 +31,7 @@ from transformers import AutoConfig, AutoProcessor
 
 from .activation import LambdaGELU
 from .config_fields import activation_fields
-from .errors import ExportAuditError, ReluModelRequiredError
+from .errors import ExportAuditError, MissingExtraError, ReluModelRequiredError
 from .model_card import infer_pipeline_tag, set_card_section
 from .release import CARD_FILENAME, add_release_files
 
@@ -47,6 +48,7 @@ __all__ = [
     "export_release",
     "load_relu_model",
     "quantize_int8",
+    "require_onnx",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,18 @@ SAMPLE_TEXTS = (
 _AUDIT_FORMAT = "hf-lambda-gelu-onnx-audit"
 _PROCESSOR_MARKERS = ("tokenizer_config.json", "tokenizer.json", "preprocessor_config.json", "processor_config.json")
 _WRAPPED = "model."  # prefix of the model's modules inside the export wrappers
+
+
+def require_onnx() -> None:
+    """Raise :class:`~hf_lambda_gelu.errors.MissingExtraError` unless the ``onnx`` extra imports (before any work).
+
+    >>> require_onnx()  # doctest: +SKIP
+    """
+    for package in ("onnx", "onnxscript", "onnxruntime"):
+        try:
+            importlib.import_module(package)
+        except ImportError as err:
+            raise MissingExtraError("ONNX export", package, "onnx") from err
 
 
 def _gelu_modules(model: nn.Module) -> list[str]:
@@ -339,6 +353,7 @@ def export_onnx(
             check) its difference to PyTorch on the parity batch: max |Δ| and argmax agreement.
 
     Raises:
+        MissingExtraError: the ``onnx`` extra is not installed (checked first).
         ReluModelRequiredError: the model still has GELU / λ-GELU (nothing is exported).
         ValueError: ``opset`` below 18 or ``atol`` not positive.
         ExportAuditError: a GELU op is in the graph, an ``nn.ReLU`` did not export to ``Relu``, or the
@@ -351,6 +366,7 @@ def export_onnx(
     >>> audit["passed"], audit["other_activations"]  # doctest: +SKIP
     (True, {'bert.pooler.activation': ['Tanh']})
     """
+    require_onnx()
     import onnx
 
     check_relu_only(model)
@@ -514,6 +530,7 @@ def export_release(
         update_release: write the audit into the release folder and its card.
 
     Raises:
+        MissingExtraError: the ``onnx`` extra is not installed (checked first).
         FileNotFoundError: ``release_dir`` is not a folder.
         ReluModelRequiredError: the checkpoint still has GELU / λ-GELU (message names the command that
             makes the release).
@@ -523,6 +540,7 @@ def export_release(
     >>> audit["forbidden_ops_found"]  # doctest: +SKIP
     {}
     """
+    require_onnx()
     release = Path(release_dir)
     if not release.is_dir():
         raise FileNotFoundError(f"Release folder {str(release)!r} does not exist (or is not a folder).")

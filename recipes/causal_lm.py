@@ -26,6 +26,7 @@ from common import (
     BaseModelArguments,
     build_trainer,
     cap_sequence_length,
+    check_data_cells,
     check_run,
     data_sources,
     finish_run,
@@ -98,11 +99,12 @@ def main(argv: list[str] | None = None) -> dict:
         builders=files,
         **({"keep_linebreaks": data_args.keep_linebreaks} if is_text and not data_args.dataset_name else {}),
     )
-    fraction = data_args.validation_split_percentage / 100 if training_args.do_eval else 0.0
-    raw = split_validation(raw, fraction, training_args.seed)
     sources = data_sources(data_args, raw)
     for name, split in raw.items():
         require_columns(split, sources[name], text_column_name=data_args.text_column_name)
+    check_data_cells(raw, data_args, text_columns=[data_args.text_column_name])
+    fraction = data_args.validation_split_percentage / 100 if training_args.do_eval else 0.0
+    raw = split_validation(raw, fraction, training_args.seed)
 
     # 5. model (through the λ-GELU patcher for --activation_mode lambda_gelu) and tokenizer
     tokenizer = AutoTokenizer.from_pretrained(

@@ -16,7 +16,8 @@ What every recipe does the same way lives here, so the recipes stay thin:
   load offline (:func:`load_metric`: the ``evaluate`` scripts in ``recipes/metrics/``);
 - the output folder and the push (:func:`finish_run`), and the scripts' entry point: bad input as one
   line without traceback, exit code 1, and a clean exit of distributed workers (:func:`run_recipe`,
-  :func:`exit_if_distributed`); data problems name the file and line (``data_checks.py``), a run of
+  :func:`exit_if_distributed`); data problems name the file and line (``data_checks.py``, and
+  :func:`check_data_cells` for empty cells and mixed label types), a run of
   zero length is refused (:func:`check_run_length`), sequence lengths are capped at the model's
   positions (:func:`cap_sequence_length`).
 
@@ -53,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from data_checks import check_labels_seen_in_training, check_splits_not_empty, diagnose_data_files
+from data_checks import check_cells, check_labels_seen_in_training, check_splits_not_empty, diagnose_data_files
 from output_dirs import check_run_output_dir
 
 from hf_lambda_gelu.conversion import from_pretrained
@@ -78,6 +79,7 @@ __all__ = [
     "MissingDataError",
     "build_trainer",
     "cap_sequence_length",
+    "check_data_cells",
     "check_launch",
     "check_run",
     "check_run_length",
@@ -499,6 +501,23 @@ def data_sources(data_args: BaseDataArguments, splits) -> dict[str, str]:
         split: repr(given[split]) if given.get(split) else f"{train!r} (the part held out for {split})"
         for split in splits
     }
+
+
+def check_data_cells(
+    raw, data_args: BaseDataArguments, *, text_columns: Sequence[str], label_column: str | None = None
+) -> None:
+    """Refuse empty text/label cells and mixed label types before tokenization (``data_checks.check_cells``).
+
+    Call it on the data as loaded (before :func:`split_validation`): errors then count lines in the local
+    files (``--train_file``/``--validation_file``), or name the example of a Hub data set's split.
+
+    Raises:
+        DataCellError: naming the file, the line (or the example) and the fix.
+    """
+    files = {} if data_args.dataset_name else {"train": data_args.train_file, "validation": data_args.validation_file}
+    check_cells(
+        raw, text_columns=text_columns, label_column=label_column, files=files, sources=data_sources(data_args, raw)
+    )
 
 
 def require_columns(dataset, source: str | None = None, **columns: str | None) -> None:

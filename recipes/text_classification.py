@@ -24,6 +24,7 @@ from common import (
     BaseModelArguments,
     build_trainer,
     cap_sequence_length,
+    check_data_cells,
     check_run,
     data_sources,
     finish_run,
@@ -91,7 +92,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 4. data
     raw = load_raw_datasets(data_args, model_args, builders={"csv": "csv", "json": "json", "jsonl": "json"})
-    raw = split_validation(raw, data_args.train_val_split if training_args.do_eval else 0.0, training_args.seed)
     columns = raw["train"].column_names if "train" in raw else next(iter(raw.values())).column_names
     text_columns = (data_args.text_column_name or ("sentence" if "sentence" in columns else "text")).split(",")
     sources = data_sources(data_args, raw)
@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
         require_columns(split, sources[name], label_column_name=data_args.label_column_name)
         for column in text_columns:
             require_columns(split, sources[name], text_column_name=column)
-    labels, label_to_id = label_list(raw, data_args.label_column_name, sources)
+    check_data_cells(raw, data_args, text_columns=text_columns, label_column=data_args.label_column_name)
+    raw = split_validation(raw, data_args.train_val_split if training_args.do_eval else 0.0, training_args.seed)
+    labels, label_to_id = label_list(raw, data_args.label_column_name, data_sources(data_args, raw))
 
     # 5. model (through the λ-GELU patcher for --activation_mode lambda_gelu) and tokenizer
     config = AutoConfig.from_pretrained(

@@ -8,6 +8,9 @@ Test modules import from here (``from helpers import ...``); ``conftest.py`` kee
 - ``TINY_MODELS``: one :class:`TinyCase` per architecture (BERT MLM, ViT classifier, GPT-2 LM) with a
   builder, matching inputs and what the GELU activations look like; ``make_text_inputs``,
   ``make_image_inputs``: inputs for them.
+- ``wordpiece_tokenizer(words)``: a BERT tokenizer in which each word is its own token (built with ``vocab=``;
+  transformers 5.25 ignores ``vocab_file=``); ``assert_tokenizes_apart(tokenizer, a, b)``: the check every
+  fixture that builds a tokenizer makes (two different texts must not tokenize alike).
 - ``offline_env(tmp_path=None, **extra)``: the environment for a subprocess (offline, private caches).
 - ``run_python(code, *args, cwd, timeout)``: run code in a fresh interpreter (``sys.executable``),
   offline; a non-zero exit fails the test with the subprocess's output.
@@ -30,7 +33,7 @@ for _key, _value in OFFLINE.items():
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -39,6 +42,7 @@ import torch  # noqa: E402
 from transformers import (  # noqa: E402
     BertConfig,
     BertForMaskedLM,
+    BertTokenizerFast,
     GPT2Config,
     GPT2LMHeadModel,
     PreTrainedModel,
@@ -177,6 +181,35 @@ TINY_MODELS: dict[str, TinyCase] = {
         act_names=("transformer.h.0.mlp.act", "transformer.h.1.mlp.act"),
     ),
 }
+
+
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def assert_tokenizes_apart(tokenizer, first: str, second: str) -> None:
+    """Fail unless ``first`` and ``second`` (different texts) get different token ids and no unknown token.
+
+    A tokenizer whose vocabulary did not load maps every word to its unknown token: the tests that use it
+    would then train and evaluate on constant inputs and prove nothing.
+    """
+    ids = [tokenizer(text)["input_ids"] for text in (first, second)]
+    assert ids[0] != ids[1], f"{first!r} and {second!r} tokenize alike ({ids[0]}): the vocabulary did not load"
+    unknown = tokenizer.unk_token_id
+    assert unknown is None or all(unknown not in row for row in ids), f"unknown tokens in {ids}: words are not words"
+
+
+def wordpiece_tokenizer(words: Sequence[str], **kwargs) -> BertTokenizerFast:
+    """A BERT WordPiece tokenizer: the special tokens, then ``words`` (duplicates dropped), each a token of its own.
+
+    Built from ``vocab=``: under transformers 5.25, ``BertTokenizerFast(vocab_file=...)`` ignores the file and
+    builds a 5-token vocabulary in which every word is ``[UNK]``. ``kwargs`` go to ``BertTokenizerFast``.
+    """
+    tokens = list(dict.fromkeys([*BERT_SPECIAL_TOKENS, *words]))
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(tokens)}, **kwargs)
+    plain = [w for w in tokens if w not in BERT_SPECIAL_TOKENS]
+    assert len(plain) > 1, f"give at least two words, got {plain}"
+    assert_tokenizes_apart(tokenizer, " ".join(plain), " ".join(reversed(plain)))
+    return tokenizer
 
 
 def offline_env(tmp_path: Path | None = None, **extra: str) -> dict[str, str]:

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import offline_env
+from helpers import assert_tokenizes_apart, offline_env, wordpiece_tokenizer
 from huggingface_hub import ModelCard
-from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
 import hf_lambda_gelu.upload as hub_upload
 from hf_lambda_gelu import convert_to_lambda_gelu
@@ -33,13 +33,13 @@ CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, interm
 def work(tmp_path_factory) -> SimpleNamespace:
     """A GELU classifier checkpoint with a tokenizer, a ReLU base checkpoint and an eval CSV."""
     root = tmp_path_factory.mktemp("cli")
-    (root / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    tokenizer = wordpiece_tokenizer(WORDS)
     torch.manual_seed(0)
     BertForSequenceClassification(BertConfig(**CONFIG, num_labels=2, id2label={0: "neg", 1: "pos"})).save_pretrained(
         root / "gelu"
     )
     tokenizer.save_pretrained(root / "gelu")
+    assert_tokenizes_apart(AutoTokenizer.from_pretrained(root / "gelu"), "good movie", "awful plot")
     BertModel(BertConfig(**CONFIG, hidden_act="relu")).save_pretrained(root / "relu_base")
     with open(root / "eval.csv", "w", newline="") as f:
         writer = csv.writer(f)

@@ -65,6 +65,69 @@ def test_bad_data_files_name_the_file_the_line_and_the_fix(text_recipe, bert_rec
     assert not out.exists()
 
 
+GOOD_JSONL = '{"sentence": "the film was good", "label": "pos"}\n{"sentence": "the plot was bad", "label": "neg"}\n'
+
+
+MIXED_JSONL = GOOD_JSONL + '{"sentence": "a plot", "label": 1}\n{"sentence": "a film", "label": "neg"}\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "validation", "expected"),
+    [
+        (  # a quoted cell over two lines before it: lines are counted in the file, not rows
+            "empty_label.csv",
+            'sentence,label\n"the film, was\ngood",pos\nthe film was bad,\nthe plot was fine,pos\n',
+            "csv",
+            ["line 4", "the label cell (column 'label') is empty", "Give every example a label"],
+        ),
+        (
+            "empty_text.csv",
+            "sentence,label\nthe film was good,pos\n\n,neg\n",
+            "csv",
+            ["line 4", "the text cell (column 'sentence') is empty", "Give every example its text"],
+        ),
+        ("int_label.jsonl", MIXED_JSONL, None, ["line 3", "the label 1 is an int among strings (column 'label')"]),
+        # with a blank line datasets' json loader fails on the mixed types: the diagnosis finds the cell
+        (
+            "int_label.jsonl",
+            MIXED_JSONL.replace("\n{", "\n\n{", 1),
+            "jsonl",
+            ["line 4", "the 'label' value 1 is an int where line 1 has a string"],
+        ),
+    ],
+)
+def test_bad_cells_name_the_file_the_line_and_the_fix(
+    text_recipe, bert_recipe_case, tmp_path, capsys, name, content, validation, expected
+):
+    train = tmp_path / name
+    train.write_text(content)
+    args = _text_args(bert_recipe_case, tmp_path / "o", train)
+    if validation == "jsonl":
+        args[args.index("--validation_file") + 1] = str(tmp_path / "validation.jsonl")
+        (tmp_path / "validation.jsonl").write_text(GOOD_JSONL)
+    elif validation is None:
+        del args[args.index("--validation_file") : args.index("--validation_file") + 2]
+    line = _one_line_error(text_recipe.main, args, capsys)
+    assert line.startswith(f"error: Data file {str(train)!r}, "), line
+    for part in [*expected, '"1"'] if name.endswith(".jsonl") else expected:
+        assert part in line, (part, line)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_cells_of_a_hub_data_set_name_the_split_and_the_example():
+    from data_checks import DataCellError, check_cells
+    from datasets import Dataset, DatasetDict
+
+    raw = DatasetDict(
+        train=Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}),
+        validation=Dataset.from_dict({"text": ["c", None], "label": [0, 1]}),
+    )
+    with pytest.raises(DataCellError, match=r"^Data: the validation split of 'x/y', example 2: the text cell"):
+        check_cells(
+            raw, text_columns=["text"], label_column="label", sources={"validation": "the validation split of 'x/y'"}
+        )
+
+
 def test_label_only_in_validation_is_an_error_listing_it(text_recipe, bert_recipe_case, tmp_path, capsys):
     validation = tmp_path / "validation.csv"
     validation.write_text(bert_recipe_case["validation"].read_text() + "the film was odd,meh\n")

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from common import RESULTS_FILENAME, ColumnNotFoundError, MissingDataError
-from helpers import offline_env
+from helpers import BERT_SPECIAL_TOKENS, assert_tokenizes_apart, offline_env, wordpiece_tokenizer
 from PIL import Image
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
@@ -90,9 +90,7 @@ def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 def bert_case(tmp_path_factory) -> dict:
     """A tiny GELU BERT classifier + WordPiece tokenizer saved as a checkpoint, and csv data (string labels)."""
     root = tmp_path_factory.mktemp("bert")
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), model_max_length=32)
+    tokenizer = wordpiece_tokenizer(WORDS, model_max_length=32)
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -101,6 +99,8 @@ def bert_case(tmp_path_factory) -> dict:
     checkpoint = root / "checkpoint"
     BertForSequenceClassification(config).save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
+    # what the recipe loads: words must be words, or every run trains on constant inputs
+    assert_tokenizes_apart(AutoTokenizer.from_pretrained(checkpoint), "the film was good", "the film was awful")
     return {
         "checkpoint": checkpoint,
         "train": _write_csv(root / "train.csv", _sentences(48, 0)),
@@ -148,6 +148,7 @@ def gpt2_case(tmp_path_factory) -> dict:
     checkpoint = root / "checkpoint"
     GPT2LMHeadModel(config).save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
+    assert_tokenizes_apart(AutoTokenizer.from_pretrained(checkpoint), "the film was good", "the film was awful")
     (root / "train.txt").write_text("\n".join(lines[:64]) + "\n", encoding="utf-8")
     (root / "validation.txt").write_text("\n".join(lines[64:]) + "\n", encoding="utf-8")
     return {"checkpoint": checkpoint, "train": root / "train.txt", "validation": root / "validation.txt"}
@@ -385,3 +386,13 @@ def test_launch_configs_parse_and_fsdp2_wraps_the_transformer_layers(bert_case, 
         assert fsdp.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
         for name in fsdp.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(","):
             assert get_module_class_from_name(model, name) is not None, (family, name)
+
+
+def test_the_fixtures_tokenizer_check_fails_on_a_vocabulary_without_the_words():
+    """The check the fixtures make catches the transformers 5.25 ``vocab_file=`` trap: a vocabulary of the 5
+    special tokens, every word ``[UNK]``."""
+    broken = BertTokenizerFast(vocab={token: i for i, token in enumerate(BERT_SPECIAL_TOKENS)})
+    with pytest.raises(AssertionError, match="tokenize alike"):
+        assert_tokenizes_apart(broken, "the film was good", "the film was awful")
+    with pytest.raises(AssertionError, match="unknown tokens"):
+        assert_tokenizes_apart(wordpiece_tokenizer(["good", "awful"]), "the film was good", "the film was awful")

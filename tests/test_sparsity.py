@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import make_text_inputs, tiny_bert_config, tiny_gpt2_config
+from helpers import make_text_inputs, tiny_bert_config, tiny_gpt2_config, wordpiece_tokenizer
 from torch import nn
 from transformers import BertModel, GPT2LMHeadModel
 
@@ -83,15 +83,12 @@ def test_refuses_gelu_and_models_without_relu(tmp_path):
 
 
 def test_sparsity_cli_on_a_checkpoint_with_json_and_plot(tmp_path, capsys):
-    from transformers import BertTokenizerFast
-
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad movie great awful film".split()]
-    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    tokenizer = wordpiece_tokenizer("good bad movie great awful film".split())  # vocab=: 5.25 ignores vocab_file=
     torch.manual_seed(0)
-    model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(tiny_bert_config(vocab_size=len(words))))
+    model = hf_lambda_gelu.convert_to_lambda_gelu(BertModel(tiny_bert_config(vocab_size=len(tokenizer))))
     hf_lambda_gelu.reluize(model, tolerance=None)  # λ = 1: a naive swap is all the sparsity test needs
     model.save_pretrained(tmp_path / "relu")
-    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path / "relu")
+    tokenizer.save_pretrained(tmp_path / "relu")
     (tmp_path / "data.csv").write_text("review,label\ngood movie,1\nawful awful film bad,0\ngreat,1\n")
     code = main(["sparsity", str(tmp_path / "relu"), "--data", str(tmp_path / "data.csv"), "--text-column", "review",
                  "--batch-size", "2", "--json", str(tmp_path / "s.json"), "--plot", str(tmp_path / "s.png")])  # fmt: skip
