@@ -72,7 +72,7 @@ TARGETS = {
     "retrieval_drop_points": 0.5,
     "lm_perplexity_ratio": 1.02,
 }
-BATCH = 32
+BATCH = 32  # per-device batch of every relufy run (--batch)
 CACHE = Path(tempfile.gettempdir()) / "hf_lambda_gelu_relufy_cache"
 
 
@@ -209,9 +209,7 @@ def _loader(job: Job):
     return torch.utils.data.DataLoader(job.eval, batch_size=64, collate_fn=job.collator)
 
 
-def run_arm(
-    job: Job, arm: str, budget: float, seed: int, lr: float, hardening_end: float, student_dropout: bool, quick: bool
-) -> dict:
+def run_arm(job: Job, arm: str, budget: float, seed: int, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     steps = 0
     if arm == "naive_swap":
@@ -219,16 +217,16 @@ def run_arm(
         gelu_to_relu(twin)
         report = measure_fidelity(job.model, twin, _loader(job), kind=job.kind)
     else:
-        steps = 2 if quick else max(1, math.ceil(budget * len(job.train) / BATCH))
+        steps = 2 if args.quick else max(1, math.ceil(budget * len(job.train) / args.batch))
         with tempfile.TemporaryDirectory() as out:
-            args = RelufyArguments(
-                output_dir=out, max_steps=steps, per_device_train_batch_size=BATCH, learning_rate=lr,
+            relufy_args = RelufyArguments(
+                output_dir=out, max_steps=steps, per_device_train_batch_size=args.batch, learning_rate=args.lr,
                 seed=seed, data_seed=seed, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
                 logging_strategy="no", road="swap" if arm == "swap_distil" else "lambda",
-                hardening_end=hardening_end, student_dropout=student_dropout,
+                hardening_end=args.hardening_end, student_dropout=args.student_dropout, **args.set,
             )  # fmt: skip
             set_seed(seed)
-            twin, report = relufy(job.model, job.train, args, eval_dataset=job.eval, data_collator=job.collator)
+            twin, report = relufy(job.model, job.train, relufy_args, eval_dataset=job.eval, data_collator=job.collator)
     row = {"arm": arm, "budget_epochs": budget, "seed": seed, "steps": steps, **report.to_dict()}
     row.pop("training", None)
     if job.retrieval is not None:
@@ -297,7 +295,7 @@ def run_task(name: str, args: argparse.Namespace, out_path: Path, results: dict)
             for arm in args.arms:
                 if arm == "naive_swap" and (seed != args.first_seed or budget != args.budgets[0]):
                     continue  # deterministic, no training: once
-                row = run_arm(job, arm, budget, seed, args.lr, args.hardening_end, args.student_dropout, args.quick)
+                row = run_arm(job, arm, budget, seed, args)
                 rows.append(row)
                 print(f"{name} seed {seed} {arm}@{budget:g}: " + _headline(row, job.kind), flush=True)
         results["tasks"][name] = _task_result(job, rows, original, args)
@@ -389,12 +387,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=RelufyArguments.learning_rate, help="relufy learning rate")
     parser.add_argument("--hardening-end", type=float, default=RelufyArguments.hardening_end)
+    parser.add_argument("--batch", type=int, default=BATCH, help="relufy batch size (steps = epochs × inputs / batch)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="more RelufyArguments (floats), e.g. logits_alpha=10",
+    )
     parser.add_argument("--student-dropout", action="store_true", help="keep dropout in the student (RelufyArguments)")
     parser.add_argument(
         "--tuning", action="store_true", help="evaluate on a tuning split carved from the training data"
     )
     parser.add_argument("--merge", nargs="+", help="join result files of parallel runs")
     args = parser.parse_args(argv)
+    args.set = {key: float(value) for key, value in (item.split("=", 1) for item in args.set)}
     out = common.output_path(args.out, args.quick, DEFAULT_OUT)
     if args.merge:
         return merge(args.merge, out)
@@ -406,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             "lr": args.lr,
             "hardening_end": args.hardening_end,
             "student_dropout": args.student_dropout,
-            "batch": BATCH,
+            **args.set,
+            "batch": args.batch,
             "arms": ARMS,
         },
         "targets": TARGETS,

@@ -9,8 +9,9 @@ as a ReLU model that keeps the GELU model's accuracy, where the naive swap loses
 2. Data: the VADER sentiment lexicon shipped with ``vaderSentiment`` (the ``demo`` extra): its alphabetic
    entries with a non-zero human-rated mean valence (words and a few phrases), label = the sign; a fixed
    80/20 split (seed 0): 5784 train / 1446 validation.
-3. The reference: the checkpoint fine-tuned with the stock ``transformers.Trainer`` (GELU), and that
-   model naively swapped GELU → ReLU (no training).
+3. The reference: the checkpoint fine-tuned with the stock ``transformers.Trainer`` (GELU), that model
+   naively swapped GELU → ReLU (no training), and that model relufied (:func:`hf_lambda_gelu.relufy`: a
+   ReLU twin distilled to it on the training texts without their labels, for as many steps).
 4. The method: the same checkpoint, head initialization, data order and step budget through
    :class:`~hf_lambda_gelu.LambdaGELUTrainer` with the package's defaults (GELU → λ-GELU, hardened to λ*
    in the first 10 % of the steps, then ReLU forwards with distillation to the original checkpoint,
@@ -18,7 +19,7 @@ as a ReLU model that keeps the GELU model's accuracy, where the naive swap loses
    report, ``all_results.json``) is written to ``OUTPUT_DIR`` (default ``lambda_gelu_demo/``), which must be
    new, empty or an earlier run of this demo (:mod:`hf_lambda_gelu.demo_output`; ``--overwrite_output_dir``
    writes into any folder).
-5. A table of the four accuracies is printed (and put into the model card).
+5. A table of the five accuracies is printed (and put into the model card).
 
 Every ``LambdaGELUTrainingArguments`` flag works (``--max_steps``, ``--distill_alpha``, ...), with demo
 defaults (:data:`DEMO_DEFAULTS`: the budget of the ``sentiment_minilm`` task of
@@ -38,6 +39,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ from .disruption import measure_swap
 from .errors import InvalidSettingError, MissingExtraError
 from .metrics import compute_accuracy
 from .release import save_release
+from .relufy import RelufyArguments, relufy
 from .reluize import gelu_to_relu
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
@@ -150,6 +153,7 @@ def vader_dataset(seed: int = SPLIT_SEED):
 ROWS = (
     ("GELU: the checkpoint fine-tuned (reference)", "gelu_eval_accuracy", None),
     ("naive swap: that model, GELU → ReLU", "naive_swap_eval_accuracy", "naive_swap_"),
+    ("relufy: that model → ReLU twin, no labels", "relufy_eval_accuracy", "relufy_"),
     ("λ-GELU road: hardened, before the swap", "reluize_before_eval_accuracy", None),
     ("λ-GELU → ReLU: the released ReLU model", "eval_accuracy", "reluize_"),
 )
@@ -223,13 +227,39 @@ def _gelu_reference(path: str, names: list[str], train, validation, tokenizer, t
     )
     logger.info("Fine-tuning the GELU reference with the stock Trainer (%d steps).", training_args.max_steps)
     trainer.train()
+    relufied = _relufy_reference(trainer.model, train, validation, tokenizer, training_args)
     report = measure_swap(
         trainer.model, gelu_to_relu, lambda m: trainer.predict(validation, metric_key_prefix="eval")
     )  # the naive swap, through the same walker as the method
     return {
+        **relufied,
         "gelu_eval_accuracy": report.before_swap["eval_accuracy"],
         "naive_swap_eval_accuracy": report.after_swap["eval_accuracy"],
         **{f"naive_swap_{k}": v for k, v in report.disruption.items()},
+    }
+
+
+def _relufy_reference(model, train, validation, tokenizer, training_args) -> dict[str, Any]:
+    """The GELU fine-tune relufied: a ReLU twin distilled to it on the training texts without their labels, for
+    as many steps as the fine-tune took; its accuracy and its agreement with the GELU model on the validation set."""
+    from transformers import DataCollatorWithPadding
+
+    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-demo-relufy-") as work:
+        args = RelufyArguments(
+            output_dir=work, max_steps=training_args.max_steps, num_train_epochs=training_args.num_train_epochs,
+            seed=training_args.seed, save_strategy="no",
+            per_device_train_batch_size=training_args.per_device_train_batch_size, logging_strategy="no",
+            report_to="none", disable_tqdm=training_args.disable_tqdm, use_cpu=training_args.use_cpu,
+            dataloader_pin_memory=training_args.dataloader_pin_memory,
+        )  # fmt: skip
+        logger.info("Relufying the GELU reference without labels (%d steps).", args.max_steps)
+        _, fidelity = relufy(
+            model, train, args, eval_dataset=validation, data_collator=DataCollatorWithPadding(tokenizer)
+        )
+    return {
+        "relufy_eval_accuracy": fidelity.accuracy_twin,
+        "relufy_prediction_agreement": fidelity.top1_agreement,
+        "relufy_steps": fidelity.training["steps"],
     }
 
 

@@ -93,13 +93,15 @@ def test_cli_demo_runs_the_minilm_story_and_prints_what_it_saves(tmp_path):
         assert value == pytest.approx(results[key], abs=1e-4), label
     assert (results["train_samples"], results["eval_samples"]) == (320, 128)
     assert results["naive_swap_prediction_agreement"] < 1.0  # the naive swap moves predictions ...
+    assert results["relufy_steps"] == demo.QUICK_DEFAULTS["max_steps"]  # the label-free twin, at the fine-tune's budget
+    assert 0.5 <= results["relufy_prediction_agreement"] <= 1.0 and results["relufy_eval_accuracy"] is not None
     assert results["reluize_prediction_agreement"] == 1.0 and results["reluize_max_abs_logit_diff"] == 0.0  # ours not
 
     config = json.loads((out / "config.json").read_text())
     assert config["hidden_act"] == "relu" and config["id2label"] == {"0": "negative", "1": "positive"}
     assert (out / "tokenizer.json").is_file() and (out / "hardness_profile.png").is_file()
     card = (out / "README.md").read_text()
-    assert TEXT_ROWS[1] in card and "sentence-transformers/all-MiniLM-L6-v2" in card
+    assert TEXT_ROWS[1] in card and TEXT_ROWS[2] in card and "sentence-transformers/all-MiniLM-L6-v2" in card
 
 
 def test_vader_split_is_fixed_and_labels_both_ways():
