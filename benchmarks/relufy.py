@@ -37,6 +37,7 @@ import copy
 import fcntl
 import json
 import math
+import os
 import subprocess
 import tempfile
 import time
@@ -72,8 +73,10 @@ TARGETS = {
     "retrieval_drop_points": 0.5,
     "lm_perplexity_ratio": 1.02,
 }
+EMBEDDER_POOL, EMBEDDER_TRAIN, EMBEDDER_EVAL = 1200, 800, 600  # description pairs (see _embedder_job)
 BATCH = 32  # per-device batch of every relufy run (--batch)
-CACHE = Path(tempfile.gettempdir()) / "hf_lambda_gelu_relufy_cache"
+#: Start points (the GELU fine-tunes) are trained once and kept here, across processes and runs.
+CACHE = Path(os.environ.get("HF_LAMBDA_GELU_RELUFY_CACHE", Path(tempfile.gettempdir()) / "hf_lambda_gelu_relufy_cache"))
 
 
 @dataclass
@@ -124,20 +127,23 @@ def _task_job(name: str, quick: bool, tuning: bool) -> Job:
     return Job(name, kind, model, train, evals, task.collator, {"task": task.description, **task.info})
 
 
+def _translation_text() -> str:
+    import glob
+
+    paths = sorted(glob.glob("/var/lib/apt/lists/*_main_i18n_Translation-en*"))
+    if not paths:
+        raise RuntimeError("No Translation-en list: run `apt-get update -o Acquire::Languages=en` first.")
+    command = ["/usr/lib/apt/apt-helper", "cat-file", paths[0]]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
 def debian_descriptions() -> list[tuple[str, str]]:
     """(one-line, long) descriptions of Debian packages (the lists' ``Translation-en``), deduplicated, seeded order.
 
     Needs the English description lists: ``apt-get update -o Acquire::Languages=en`` (Docker images
     switch them off).
     """
-    import glob
-
-    paths = sorted(glob.glob("/var/lib/apt/lists/*_main_i18n_Translation-en*"))
-    if not paths:
-        raise RuntimeError("No Translation-en list: run `apt-get update -o Acquire::Languages=en` first.")
-    text = subprocess.run(
-        ["/usr/lib/apt/apt-helper", "cat-file", paths[0]], capture_output=True, text=True, check=True
-    ).stdout
+    text = _translation_text()
     pairs, seen = [], set()
     for stanza in text.split("\n\n"):
         lines = stanza.splitlines()
@@ -158,10 +164,12 @@ def _embedder_job(quick: bool, tuning: bool) -> Job:
     model_dir, _ = rz._minilm(num_labels=2)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pairs = debian_descriptions()
-    n_train, n_eval = (64, 32) if quick else (1200, 600)
-    train_pairs, eval_pairs = pairs[:n_train], pairs[n_train : n_train + n_eval]
+    # pairs[:POOL] hold the training data (the tuning split is 4:1 of all of it), pairs[POOL:POOL + EVAL] the
+    # evaluation split; an evaluation run trains on the first TRAIN of the pool (a budget that fits 3 seeds)
+    pool, n_train, n_eval = (64, 64, 32) if quick else (EMBEDDER_POOL, EMBEDDER_TRAIN, EMBEDDER_EVAL)
+    train_pairs, eval_pairs = pairs[:n_train], pairs[pool : pool + n_eval]
     if tuning:
-        train_pairs, eval_pairs = train_pairs[: n_train * 4 // 5], train_pairs[n_train * 4 // 5 :]
+        train_pairs, eval_pairs = pairs[: pool * 4 // 5], pairs[pool * 4 // 5 : pool]
 
     def encode(texts: list[str]) -> list[dict]:
         enc = tokenizer(texts, truncation=True, max_length=64)
@@ -341,6 +349,8 @@ def format_results(results: dict) -> str:
             rows.append([group, _pm(stat[key], scale), _pm(stat[second], s2), f"{stat['seconds']['mean']:.0f}"])
         ref = ", ".join(f"{k} {v:.4f}" for k, v in base.items() if v is not None)
         blocks.append(f"{name} (original: {ref})\n" + common.format_table(header, rows))
+        met = [f"  {'met ' if ok else 'MISSED'} {check}" for check, ok in result["checks"].items()]
+        blocks.append("checks:\n" + "\n".join(met))
     return "\n\n".join(blocks)
 
 

@@ -1,0 +1,80 @@
+"""``benchmarks/relufy.py --quick`` runs every arm and budget and writes every field; two runs with disjoint seeds merge.
+
+The tasks that need the Debian package lists (``debian_cls``, ``embedder``) are left out: a fresh machine
+has no lists until ``apt-get update``. Their data parser is tested on a fixed text.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import offline_env
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TASKS = ("sentiment_cls", "digits_vit", "docstrings_gpt2")
+
+
+def _run(tmp_path: Path, out: Path, *args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "relufy.py"), "--quick", "--out", str(out), *args],
+        capture_output=True, text=True, timeout=600, cwd=BENCHMARKS,
+        env=offline_env(tmp_path, HF_LAMBDA_GELU_RELUFY_CACHE=str(tmp_path / "cache")),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "checks:" in proc.stdout
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_quick_run_every_arm_and_budget_and_merge(tmp_path):
+    common = ["--tasks", *TASKS, "--budgets", "0.125", "1", "--seeds", "1"]
+    first = _run(tmp_path, tmp_path / "a.json", *common)
+    _run(tmp_path, tmp_path / "b.json", *common, "--first-seed", "1")
+    merged = _run_merge(tmp_path, tmp_path / "a.json", tmp_path / "b.json")
+    for name in TASKS:
+        result = merged["tasks"][name]
+        arms = {(r["arm"], r["budget_epochs"], r["seed"]) for r in result["rows"]}
+        assert ("naive_swap", 0.125, 0) in arms
+        for arm in ("swap_distil", "lambda_distil"):
+            assert {(arm, b, s) for b in (0.125, 1.0) for s in (0, 1)} <= arms
+        assert result["summary"]["swap_distil@1"]["seconds"]["n"] == 2
+        kind = result["kind"]
+        key = {"classifier": "top1_agreement", "causal_lm": "next_token_agreement"}[kind]
+        assert all(0.0 <= r[key] <= 1.0 for r in result["rows"])
+        assert any("swap_distil ≥ lambda_distil" in check for check in result["checks"])
+    assert first["tasks"]["docstrings_gpt2"]["original"]["perplexity"] > 1.0
+    assert first["settings"]["lr"] > 0 and first["meta"]["quick"] is True
+
+
+def _run_merge(tmp_path: Path, *paths: Path) -> dict:
+    out = tmp_path / "merged.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "relufy.py"), "--merge", *map(str, paths), "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=BENCHMARKS, env=offline_env(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_debian_descriptions_parser(tmp_path, monkeypatch):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("relufy_bench", BENCHMARKS / "relufy.py")
+        bench = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, "relufy_bench", bench)  # dataclasses look their module up
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    text = (
+        "Package: a\nDescription-md5: 1\nDescription-en: Tool A for things\n first line of a long text that says\n"
+        " .\n what tool A does, at length enough.\n\nPackage: b\nDescription-en: short only\n\n"
+    )
+    monkeypatch.setattr(bench, "_translation_text", lambda: text)
+    assert bench.debian_descriptions() == [
+        ("Tool A for things", "first line of a long text that says what tool A does, at length enough.")
+    ]
