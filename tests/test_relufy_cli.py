@@ -110,7 +110,7 @@ def test_without_eval_data_the_last_tenth_is_held_out(tmp_path, capsys):
 
 
 def test_sentence_transformers_folder_stays_one(tmp_path):
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st
     folder = _sentence_transformers_dir(tmp_path)
     out = tmp_path / "out"
     assert _relufy(str(folder), str(out), "--data", str(_texts(tmp_path / "t.txt", 40)), "--eval-data",
@@ -126,7 +126,7 @@ def test_sentence_transformers_folder_stays_one(tmp_path):
 
 @pytest.mark.slow
 def test_real_minilm_sentence_transformer_round_trip(tmp_path, minilm_path):
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st
     out = tmp_path / "out"
     texts = _texts(tmp_path / "t.txt", 120)  # a tenth held out: more than the 10 neighbours
     assert main(["relufy", minilm_path, str(out), "--data", str(texts), "--max-steps", "2", "--batch-size", "8"]) == 0
@@ -194,7 +194,7 @@ def test_bad_input_one_line_exit_1_nothing_written(tmp_path, capsys, case, messa
 
 
 def test_image_folder_data(tmp_path):
-    pil = pytest.importorskip("PIL.Image")
+    from PIL import Image as pil
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     torch.manual_seed(0)
