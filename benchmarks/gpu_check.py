@@ -72,7 +72,15 @@ from transformers import (
 from transformers import logging as hf_logging
 
 import hf_lambda_gelu
-from hf_lambda_gelu import LambdaGELU, LambdaGELUTrainer, LambdaGELUTrainingArguments, save_release
+from hf_lambda_gelu import (
+    LambdaGELU,
+    LambdaGELUTrainer,
+    LambdaGELUTrainingArguments,
+    RelufyArguments,
+    relufy,
+    save_release,
+)
+from hf_lambda_gelu.relufy import ROADS
 
 DEFAULT_OUT = common.RESULTS_DIR / "gpu" / "gpu_check.json"
 REPO = Path(__file__).resolve().parents[1]
@@ -470,6 +478,59 @@ def _fsdp2_rows(result: dict) -> list[list[str]]:
     ]
 
 
+def relufy_section(s: Settings) -> dict:
+    """The relufy job at BERT-base shape in bf16: optimizer steps per second of each road, and the gate on the twin."""
+    spec = s.train_models["bert_base"]
+    torch.manual_seed(0)
+    original = spec.build().to(s.device).eval()
+    data = [{"input_ids": x["input_ids"]} for x in _random_data(original, spec, spec.batch * s.train_steps)]
+    roads = {}
+    for road in ROADS:
+        out = s.workdir / f"relufy_{road}"
+        args = RelufyArguments(
+            output_dir=str(out), road=road, max_steps=s.train_steps, per_device_train_batch_size=spec.batch, bf16=True,
+            use_cpu=s.device.type == "cpu", report_to="none", save_strategy="no", logging_strategy="no",
+            disable_tqdm=True, seed=0,
+        )  # fmt: skip
+        timer = StepTimer(s.device)
+        start = time.perf_counter()
+        twin, _ = relufy(original, data, args, callbacks=[timer])
+        median_ms = statistics.median(timer.times[s.train_warmup_steps :]) * 1e3
+        gate = {"passed": True, "error": None}
+        try:
+            save_release(twin, out / "release")
+        except Exception as exc:  # the verdict is the measurement
+            gate = {"passed": False, "error": f"{type(exc).__name__}: {exc}"[:4000]}
+        roads[road] = {
+            "steps": len(timer.times), "step_ms_median": median_ms, "steps_per_second": 1e3 / median_ms,
+            "wall_seconds": time.perf_counter() - start, "release_gate": gate,
+        }  # fmt: skip
+    return {"batch": [spec.batch, spec.seq], "bf16": True, "roads": roads,
+            "checks": {"release_gate_passed": all(r["release_gate"]["passed"] for r in roads.values())}}  # fmt: skip
+
+
+def _relufy_rows(result: dict) -> list[list[str]]:
+    rows = []
+    for road, r in result["roads"].items():
+        rows.append(
+            [
+                f"relufy {road}: steps/s (batch {result['batch'][0]}×{result['batch'][1]})",
+                f"{r['steps_per_second']:.2f}",
+                "",
+                "",
+            ]
+        )
+        rows.append(
+            [
+                f"relufy {road}: release passes the gate",
+                str(r["release_gate"]["passed"]),
+                "True",
+                _ok(r["release_gate"]["passed"]),
+            ]
+        )
+    return rows
+
+
 # -- the run -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Section:
@@ -484,6 +545,7 @@ SECTIONS = (
     Section("op", op_section, _op_rows),
     Section("train_bert_base", functools.partial(training_section, model="bert_base"), _training_rows),
     Section("train_gpt2", functools.partial(training_section, model="gpt2"), _training_rows),
+    Section("relufy", relufy_section, _relufy_rows),
     Section("fsdp2", fsdp2_section, _fsdp2_rows),
 )
 

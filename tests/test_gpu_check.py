@@ -46,7 +46,7 @@ def _finite_positive(value) -> bool:
 @pytest.mark.slow
 def test_tiny_run_records_every_section_and_its_machine(tiny_report):
     report, stdout = tiny_report
-    assert set(report["sections"]) == {"op", *TRAIN_SECTIONS, "fsdp2"} and report["failed_sections"] == []
+    assert set(report["sections"]) == {"op", *TRAIN_SECTIONS, "relufy", "fsdp2"} and report["failed_sections"] == []
     for name, section in report["sections"].items():
         assert "error" not in section and section["seconds"] > 0, name
         assert f"{name}: " in stdout  # its rows are in the printed table
@@ -187,3 +187,13 @@ def test_a_real_size_run_needs_cuda(gpu_check, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "no CUDA device" in err and "--tiny" in err
+
+
+@pytest.mark.slow
+def test_relufy_section_times_both_roads_and_gates_the_bf16_twin(tiny_report):
+    relufy = tiny_report[0]["sections"]["relufy"]
+    assert relufy["bf16"] is True and set(relufy["roads"]) == {"swap", "lambda"}
+    for road in relufy["roads"].values():
+        assert road["steps"] > 0 and road["steps_per_second"] > 0
+        assert road["release_gate"] == {"passed": True, "error": None}
+    assert relufy["checks"]["release_gate_passed"] is True
