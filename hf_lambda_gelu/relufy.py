@@ -51,6 +51,10 @@ class RelufyArguments(TrainingArguments):
     ('swap', 1.0, 0.0)
     """
 
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "Peak learning rate of the twin (AdamW, linear decay; chosen on tuning splits)."},
+    )
     road: str = field(
         default="swap",
         metadata={

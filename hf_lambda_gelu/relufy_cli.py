@@ -35,7 +35,7 @@ HELD_OUT_FRACTION = 0.1
 
 
 def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", help="The trained GELU model: a local folder (or sentence-transformers folder).")
+    parser.add_argument("model_dir", help="Local folder of the trained GELU model (a SentenceTransformer folder too).")
     parser.add_argument("out_dir", help="The release folder to write (new, empty, or a previous release).")
     parser.add_argument("--data", required=True, help="Unlabeled inputs: .txt (a line each), .csv/.tsv/.jsonl, or an image folder.")  # fmt: skip
     parser.add_argument("--eval-data", help="Held-out inputs for the fidelity report (default: the last tenth of --data).")  # fmt: skip
@@ -44,12 +44,12 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="Training steps (default: --epochs of --data).")
     parser.add_argument("--epochs", type=float, default=1.0, help="Epochs of --data when --max-steps is not given.")
     parser.add_argument("--road", choices=ROADS, default=RelufyArguments.road, help="swap (default) or lambda.")
-    parser.add_argument("--learning-rate", type=float, default=RelufyArguments.learning_rate)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=RelufyArguments.learning_rate, help="Peak learning rate (linear decay).")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=RelufyArguments.per_device_train_batch_size, help="Inputs per step.")  # fmt: skip
     parser.add_argument("--max-length", type=int, default=128, help="Tokens per text (truncation).")
     parser.add_argument("--task-alpha", type=float, default=0.0, help="Weight of the task loss (needs --label-column).")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--overwrite", action="store_true", help="Write into a non-empty folder that is not a release.")
+    parser.add_argument("--seed", type=int, default=42, help="Seed of the data order (and any random init).")
+    parser.add_argument("--overwrite", action="store_true", help="Write into a folder that holds other files (not a release).")
 
 
 def _load(model_dir: str) -> tuple[Any, Pooling | None]:
