@@ -5,9 +5,9 @@ Importing the package registers ``"lambda_gelu"`` and ``"lambda_gelu_tanh"`` in 
 """
 
 from .activation import LambdaGELU, lambda_modules
-from .config import LambdaGELUConfig
+from .config import DistillationConfig, HardeningConfig, LambdaGELUConfig
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
-from .distillation import DistillationTrainer
+from .distillation import DistillationTrainer, Distiller
 from .errors import (
     DataFileError,
     ExportAuditError,
@@ -17,6 +17,7 @@ from .errors import (
     LambdaOptimizerError,
     LRFloorError,
     MissingExtraError,
+    MissingTeacherError,
     NoGELUFoundError,
     NonFiniteLossError,
     NotAReleaseError,
@@ -57,11 +58,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DataFileError",
+    "DistillationConfig",
     "DistillationTrainer",
+    "Distiller",
     "ExportAuditError",
     "FidelityReport",
     "GELURemnantsError",
     "HardeningCallback",
+    "HardeningConfig",
     "InertSettingWarning",
     "InvalidSettingError",
     "LRFloorError",
@@ -71,6 +75,7 @@ __all__ = [
     "LambdaGELUTrainingArguments",
     "LambdaOptimizerError",
     "MissingExtraError",
+    "MissingTeacherError",
     "NoGELUFoundError",
     "NonFiniteLossError",
     "NotAReleaseError",

@@ -80,7 +80,7 @@ def measure_swap(
     >>> import numpy as np, torch
     >>> from types import SimpleNamespace
     >>> from hf_lambda_gelu import LambdaGELU, reluize
-    >>> model = torch.nn.Sequential(LambdaGELU(init_lambda=170.0))
+    >>> model = torch.nn.Sequential(LambdaGELU(lambda_init=170.0))
     >>> def predict(m):
     ...     out = m(torch.linspace(-1, 1, 6).reshape(3, 2)).detach().numpy()
     ...     return SimpleNamespace(predictions=out, label_ids=None, metrics={"eval_loss": float(out.sum())})

@@ -15,6 +15,7 @@ __all__ = [
     "LRFloorError",
     "LambdaOptimizerError",
     "MissingExtraError",
+    "MissingTeacherError",
     "NoGELUFoundError",
     "NonFiniteLossError",
     "NotAReleaseError",
@@ -205,6 +206,18 @@ class InvalidSettingError(ValueError):
     def __init__(self, name: str, value: Any, fix: str) -> None:
         self.name, self.value = name, value
         super().__init__(f"{name}={value!r} is invalid: {fix}")
+
+
+class MissingTeacherError(InvalidSettingError):
+    """Feature or logit distillation is on, but no original model was given to be the teacher."""
+
+    def __init__(self, alpha: float, logits_alpha: float) -> None:
+        self.name, self.value = "distill_alpha", alpha
+        ValueError.__init__(
+            self,
+            f"distill_alpha={alpha!r} / distill_logits_alpha={logits_alpha!r} need the original model as teacher: "
+            "pass the model to the trainer (model=...), not only model_init.",
+        )
 
 
 class NonFiniteLossError(ValueError):

@@ -44,7 +44,7 @@ def hardness_profile(model: nn.Module) -> dict[str, float]:
 
     >>> from hf_lambda_gelu import LambdaGELU
     >>> import torch
-    >>> hardness_profile(torch.nn.Sequential(LambdaGELU(init_lambda=2.0)))
+    >>> hardness_profile(torch.nn.Sequential(LambdaGELU(lambda_init=2.0)))
     {'0': 2.0}
     """
     return {name: _layer_lambda(m) for name, m in lambda_modules(model)}
@@ -195,7 +195,7 @@ def reluize(
 
     >>> import torch
     >>> from hf_lambda_gelu import LambdaGELU
-    >>> report = reluize(torch.nn.Sequential(LambdaGELU(init_lambda=170.0)))
+    >>> report = reluize(torch.nn.Sequential(LambdaGELU(lambda_init=170.0)))
     >>> round(report.max_error_bound, 4)
     0.001
     """

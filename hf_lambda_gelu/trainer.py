@@ -103,8 +103,9 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
                 "LambdaGELUTrainer does not upload checkpoints (hub_strategy='end'); push_to_hub() publishes the ReLU release."
             )
             args.hub_strategy = HubStrategy.END
+        distillation = args.distillation_config()
         teacher = None
-        if model is not None and (args.distill_alpha > 0 or args.distill_logits_alpha > 0):
+        if model is not None and distillation.needs_teacher:
             teacher = frozen_copy(model)  # the original checkpoint, before conversion and training
         if model is not None and not lambda_modules(model):
             convert_to_lambda_gelu(model, args.lambda_config())
@@ -113,27 +114,10 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
                 args.lambda_init,
                 args.lambda_temperature,
             )
-        distiller = None
-        if args.distillation_enabled:
-            distiller = Distiller(
-                teacher,
-                alpha=args.distill_alpha,
-                logits_alpha=args.distill_logits_alpha,
-                self_alpha=args.self_distill_alpha,
-                temperature=args.distill_temperature,
-            )
+        distiller = Distiller(teacher, distillation) if distillation.enabled else None
         super().__init__(model, args, *pos, distiller=distiller, **kwargs)
-        self.add_callback(
-            HardeningCallback(
-                start=args.hardening_start,
-                shape=args.hardening_shape,
-                tolerance=args.relu_tolerance,
-                target_lambda=args.relu_target_lambda,
-                per_layer=args.relu_target_per_layer,
-                end=args.hardening_end,
-                keep_pre_hardening_state=args.reluize_at_end and args.naive_swap_baseline,
-            )
-        )
+        keep = args.reluize_at_end and args.naive_swap_baseline
+        self.add_callback(HardeningCallback(args.hardening_config(), keep_pre_hardening_state=keep))
         self.add_callback(HardeningWindowLogs(lambda: self.hardening))
         self.lambda_update = None
         self.final_profile: dict[str, float] | None = None
@@ -354,7 +338,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         model = self.model
         if hasattr(model, "merge_and_unload"):  # PEFT: publish the merged ReLU model
             model = copy.deepcopy(model).merge_and_unload()
-        settings = {k: getattr(self.args, k) for k in _SETTINGS}
+        settings = self.args.settings()
         release = save_release(
             model,
             os.path.join(self.args.output_dir, RELEASE_DIRNAME),
@@ -421,7 +405,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         report = measure_swap(self.model, functools.partial(reluize, tolerance=tolerance), predict)
         report.target_lambda = self.args.target_lambda
         report.learned_lambdas = self.learned_profile()
-        report.settings = {k: getattr(self.args, k) for k in _SETTINGS}
+        report.settings = self.args.settings()
         report.road = self._road()
         if naive_model is not None:
             report.naive_swap = measure_swap(naive_model, gelu_to_relu, predict)  # the naive baseline, on purpose
@@ -436,25 +420,6 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         flat = report.metrics()
         self.log(flat)
         return flat
-
-
-_SETTINGS = (
-    "lambda_init",
-    "lambda_temperature",
-    "lambda_learning_rate",
-    "hardening_start",
-    "hardening_end",
-    "hardening_shape",
-    "hardening_lr_floor",
-    "hardness_pressure",
-    "distill_alpha",
-    "distill_logits_alpha",
-    "self_distill_alpha",
-    "distill_temperature",
-    "relu_tolerance",
-    "relu_target_lambda",
-    "relu_target_per_layer",
-)
 
 
 @contextlib.contextmanager
