@@ -25,7 +25,7 @@ from transformers import Trainer
 
 from .activation import lambda_modules
 from .config import DistillationConfig
-from .errors import MissingTeacherError
+from .errors import InvalidInputError, MissingTeacherError
 
 __all__ = ["DistillationTrainer", "Distiller", "frozen_copy", "logits_kl", "masked_hidden_mse"]
 
@@ -74,7 +74,7 @@ def masked_hidden_mse(
         attention_mask: (batch, seq) with 1 for real tokens, or None.
 
     Raises:
-        ValueError: the two lists differ in length or a layer's shapes differ.
+        InvalidInputError: the two lists differ in length or a layer's shapes differ.
 
     >>> import torch
     >>> h = [torch.ones(1, 3, 4)]
@@ -82,14 +82,16 @@ def masked_hidden_mse(
     1.0
     """
     if len(student_hidden) != len(teacher_hidden) or not student_hidden:
-        raise ValueError(
+        raise InvalidInputError(
             f"Feature distillation needs the same non-zero number of hidden states from student and teacher; got "
             f"{len(student_hidden)} and {len(teacher_hidden)}. Is the teacher the same architecture as the student?"
         )
     terms = []
     for layer, (s, t) in enumerate(zip(student_hidden, teacher_hidden)):
         if s.shape != t.shape:
-            raise ValueError(f"Hidden state {layer}: student shape {tuple(s.shape)} != teacher {tuple(t.shape)}.")
+            raise InvalidInputError(
+                f"Hidden state {layer}: student shape {tuple(s.shape)} != teacher {tuple(t.shape)}."
+            )
         per_position = (s.float() - t.float()).pow(2).mean(-1)
         terms.append(_position_mean(per_position, attention_mask))
     return torch.stack(terms).mean()
@@ -115,7 +117,7 @@ def logits_kl(
     0.0
     """
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
+        raise InvalidInputError(
             f"Logit distillation needs equal shapes; student {tuple(student_logits.shape)} != teacher "
             f"{tuple(teacher_logits.shape)}. Use distill_alpha (hidden states) when the heads differ."
         )
@@ -205,7 +207,7 @@ class Distiller:
             if cfg.distill_alpha > 0:
                 student_hidden = _output(student_outputs, "hidden_states")
                 if student_hidden is None:
-                    raise ValueError(
+                    raise InvalidInputError(
                         "Feature distillation needs the student's hidden_states (output_hidden_states=True)."
                     )
                 hidden = masked_hidden_mse(student_hidden[1:], _output(teacher_out, "hidden_states")[1:], mask)

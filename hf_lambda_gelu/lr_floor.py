@@ -55,8 +55,10 @@ def with_lr_floor(scheduler: LRScheduler, floor: float, start_step: int, end_ste
     """
     if not isinstance(scheduler, LambdaLR):
         raise LRFloorError(
-            f"hardening_lr_floor needs a LambdaLR schedule, got {type(scheduler).__name__}; use an "
-            "lr_scheduler_type such as 'linear', 'cosine' or 'constant_with_warmup', or unset hardening_lr_floor."
+            "hardening_lr_floor",
+            floor,
+            f"it needs a LambdaLR schedule, got {type(scheduler).__name__}; use an lr_scheduler_type such as "
+            "'linear', 'cosine' or 'constant_with_warmup', or unset hardening_lr_floor.",
         )
     check_lr_floor(floor)
     lambdas = [_floored(fn, floor, start_step, end_step) for fn in scheduler.lr_lambdas]

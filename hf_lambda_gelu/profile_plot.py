@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+from .errors import InvalidInputError, InvalidSettingError
 from .ops import RELU_DISTANCE_CONSTANT
 
 __all__ = [
@@ -31,13 +32,13 @@ _ROAD_KEYS = ("step", "loss", "eval_loss")
 
 def _check_profile(profile: dict[str, float]) -> dict[str, float]:
     if not profile:
-        raise ValueError(
+        raise InvalidInputError(
             "The hardness profile is empty: take it with hf_lambda_gelu.hardness_profile(model) BEFORE "
             "hf_lambda_gelu.reluize(model) (reluize removes the λ-GELU modules)."
         )
     bad = {name: lam for name, lam in profile.items() if not (math.isfinite(lam) and lam >= 1.0)}
     if bad:
-        raise ValueError(f"Hardness profile values must be finite λ ≥ 1; got {bad}.")
+        raise InvalidInputError(f"Hardness profile values must be finite λ ≥ 1; got {bad}.")
     return {str(name): float(lam) for name, lam in profile.items()}
 
 
@@ -186,7 +187,7 @@ def save_profile_plot(
         The path written.
 
     Raises:
-        ValueError: empty profile, or a λ that is not a finite number ≥ 1.
+        InvalidInputError: empty profile, or a λ that is not a finite number ≥ 1.
 
     >>> save_profile_plot({"layer.0.act": 120.0, "layer.1.act": 170.0}, "profile.png", target_lambda=170.0)  # doctest: +SKIP
     PosixPath('profile.png')
@@ -197,7 +198,7 @@ def save_profile_plot(
 
     profile = _check_profile(profile)
     if target_lambda is not None and not (math.isfinite(target_lambda) and target_lambda >= 1.0):
-        raise ValueError(f"target_lambda={target_lambda!r} is invalid: the target λ* must be a finite number ≥ 1.")
+        raise InvalidSettingError("target_lambda", target_lambda, "the target λ* must be a finite number ≥ 1.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = short_layer_labels(list(profile))
@@ -288,7 +289,7 @@ def load_profile_json(path: str | os.PathLike) -> dict[str, float]:
         path: the JSON file.
 
     Raises:
-        ValueError: the file is not a hardness profile (no ``"lambdas"`` mapping).
+        InvalidInputError: the file is not a hardness profile (no ``"lambdas"`` mapping).
 
     >>> load_profile_json("hardness_profile.json")  # doctest: +SKIP
     {'bert.encoder.layer.0.intermediate.intermediate_act_fn': 170.0}
@@ -296,5 +297,7 @@ def load_profile_json(path: str | os.PathLike) -> dict[str, float]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     lambdas = data.get("lambdas") if isinstance(data, dict) else None
     if not isinstance(lambdas, dict):
-        raise ValueError(f"{str(path)!r} is not a hardness profile: expected a JSON object with a 'lambdas' mapping.")
+        raise InvalidInputError(
+            f"{str(path)!r} is not a hardness profile: expected a JSON object with a 'lambdas' mapping."
+        )
     return {str(name): float(lam) for name, lam in lambdas.items()}

@@ -51,6 +51,7 @@ from .config import CONFIG_KEY
 from .config_fields import activation_fields, says_relu
 from .errors import (
     GELURemnantsError,
+    InvalidSettingError,
     NotAReleaseError,
     NotReluModelError,
     ReleaseDirNotEmptyError,
@@ -287,7 +288,7 @@ def save_release(
         NotReluModelError: the model has no λ-GELU module and its config does not say ``"relu"``.
         GELURemnantsError: GELUs no config field controls remain and ``allow_gelu_remnants`` is False.
         ReleaseReloadError: the saved release does not reload as ``model`` (nothing is written to ``output_dir``).
-        ValueError: ``card_kwargs`` names an argument this function sets itself.
+        InvalidSettingError: ``card_kwargs`` names an argument this function sets itself.
 
     >>> import hf_lambda_gelu
     >>> from transformers import BertConfig, BertModel
@@ -299,7 +300,9 @@ def save_release(
     card_kwargs = dict(card_kwargs or {})
     clashing = sorted(set(card_kwargs) & set(_CARD_ARGS_SET_HERE))
     if clashing:
-        raise ValueError(f"card_kwargs {clashing} are set by save_release itself; pass them as its own arguments.")
+        raise InvalidSettingError(
+            "card_kwargs", clashing, "save_release sets these itself; pass them as its own arguments."
+        )
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite=overwrite)
     if has_lambda_gelu(model):

@@ -20,6 +20,7 @@ from .activation import lambda_modules
 from .conversion import convert_to_lambda_gelu
 from .disruption import measure_swap
 from .distillation import DistillationTrainer, Distiller, frozen_copy
+from .errors import InvalidSettingError
 from .guards import GuardedTrainingMixin
 from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
 from .lr_floor import with_lr_floor
@@ -320,10 +321,12 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
             The Hub commit URL on the main process, None elsewhere.
         """
         if lambda_modules(self.model) and not self.hardening.enabled:
-            raise ValueError(
-                "push_to_hub() publishes a ReLU release, but hardening_start=1.0 kept the λ-GELU model unhardened "
-                "(swapping it to ReLU now would change its outputs). Save it with trainer.save_model() instead, or "
-                "train with hardening_start < 1."
+            raise InvalidSettingError(
+                "hardening_start",
+                1.0,
+                "push_to_hub() publishes a ReLU release, but no hardening kept the λ-GELU model unhardened (swapping "
+                "it to ReLU now would change its outputs). Save it with trainer.save_model() instead, or train with "
+                "hardening_start < 1.",
             )
         if lambda_modules(self.model):
             self.reluize_and_report()  # every rank: evaluation gathers across ranks
