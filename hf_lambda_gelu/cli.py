@@ -12,8 +12,8 @@ Decisions:
   folder that has none, so "try to load it" is not a test): ``convert`` copies them byte for byte,
   ``reluize`` loads them and saves them with the release.
 - ``convert`` reloads what it wrote in a fresh process (package imported) and refuses a checkpoint
-  that does not come back with its λ (:mod:`hf_lambda_gelu.release_gate`); ``reluize`` writes through
-  :func:`~hf_lambda_gelu.release.save_release` (stock-transformers reload check). Each costs one
+  that does not come back with its λ (:mod:`hf_lambda_gelu.release.gate`); ``reluize`` writes through
+  :func:`~hf_lambda_gelu.release.folder.save_release` (stock-transformers reload check). Each costs one
   interpreter start (a few seconds) per command.
 - ``reluize`` refuses a swap whose bound c/min λ exceeds ε = 1e-3 (λ never hardened: a naive swap)
   unless ``--allow-unhardened``, and a model with GELUs no config field controls unless
@@ -52,7 +52,6 @@ from .activation import lambda_modules
 from .config import LambdaGELUConfig
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
-from .disruption import measure_swap
 from .errors import (
     DataFileError,
     GELURemnantsError,
@@ -69,14 +68,15 @@ from .errors import (
     UnsupportedPoolingError,
 )
 from .metrics import compute_accuracy
-from .model_card import infer_pipeline_tag, resolve_target_lambda
 from .ops import RELU_DISTANCE_CONSTANT
-from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
-from .release import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
-from .release_gate import check_reload
+from .release.card import infer_pipeline_tag, resolve_target_lambda
+from .release.folder import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
+from .release.gate import check_reload
+from .release.plots import load_profile_json, save_profile_json, save_profile_plot
+from .release.upload import upload_release
 from .relufy_cli import add_relufy_arguments, run_relufy
 from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, exceeds_tolerance, hardness_profile
-from .upload import upload_release
+from .swap_measure import measure_swap
 
 __all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main"]
 
@@ -524,7 +524,7 @@ def _export(args: argparse.Namespace) -> None:
     from .errors import ReluModelRequiredError
 
     try:
-        from .export import ExportAuditError, export_release
+        from .release.export import ExportAuditError, export_release
     except ImportError as err:  # pragma: no cover - the onnx extra is part of the test install
         raise CLIError(f"ONNX export needs the onnx extra ({err}): pip install 'hf-lambda-gelu[onnx]'.") from err
     try:
@@ -636,9 +636,9 @@ def _sparsity_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sparsity(args: argparse.Namespace) -> None:
     from .errors import ReluModelRequiredError
-    from .export import load_relu_model
-    from .release import MANIFEST_FILENAME
-    from .sparsity import SparsityReport, add_sparsity_to_release, measure_sparsity, save_sparsity_plot
+    from .release.export import load_relu_model
+    from .release.folder import MANIFEST_FILENAME
+    from .release.sparsity import SparsityReport, add_sparsity_to_release, measure_sparsity, save_sparsity_plot
 
     source = _source(args.model)
     try:

@@ -43,11 +43,11 @@ from typing import Any
 
 import torch
 
-from .disruption import measure_swap
 from .errors import MissingExtraError
 from .metrics import compute_accuracy
-from .release import save_release
+from .release.folder import save_release
 from .reluize import gelu_to_relu
+from .swap_measure import measure_swap
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
 

@@ -52,11 +52,11 @@ import numpy as np
 import torch
 
 from .demo import format_table, parse_demo_args
-from .disruption import measure_swap
 from .errors import MissingExtraError
 from .metrics import compute_accuracy
-from .release import save_release
+from .release.folder import save_release
 from .reluize import gelu_to_relu
+from .swap_measure import measure_swap
 from .trainer import LambdaGELUTrainer
 
 __all__ = ["DEMO_DEFAULTS", "DemoArguments", "ROWS", "digits_dataset", "run"]

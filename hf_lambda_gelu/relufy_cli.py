@@ -23,8 +23,8 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenize
 from .conversion import convert_to_lambda_gelu
 from .errors import DataFileError, InvalidSettingError
 from .fidelity import NEIGHBOURS, FidelityReport, Pooling, model_kind
-from .model_card import set_card_section
-from .release import CARD_FILENAME, add_release_files, check_output_dir, save_release
+from .release.card import set_card_section
+from .release.folder import CARD_FILENAME, add_release_files, check_output_dir, save_release
 from .relufy import ROADS, RelufyArguments, relufy
 from .relufy_data import Examples, load_pooling, read_examples, sentence_transformers_files
 

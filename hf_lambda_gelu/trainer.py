@@ -18,21 +18,18 @@ from transformers.trainer_utils import HubStrategy
 
 from .activation import lambda_modules
 from .conversion import convert_to_lambda_gelu
-from .disruption import measure_swap
 from .distillation import DistillationTrainer, Distiller, frozen_copy
 from .errors import InvalidSettingError
 from .guards import GuardedTrainingMixin
 from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
+from .hardness_pressure import hardness_pressure_term
 from .lr_floor import with_lr_floor
 from .optim import create_lambda_gelu_optimizer, install_lambda_update
-from .pressure import hardness_pressure_term
-from .profile_plot import road_record
-from .release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
 from .settings_effect import lambda_learned
+from .swap_measure import measure_swap
 from .training_args import LambdaGELUTrainingArguments
-from .upload import upload_release
-from .window_logs import HardeningWindowLogs
+from .window_logs import HardeningWindowLogs, road_record
 
 __all__ = ["LambdaGELUTrainer"]
 
@@ -64,7 +61,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
       taken at hardening start (:mod:`hf_lambda_gelu.distillation`; training loss only). For a late road
       (λ learned first, ``hardening_start`` > 0): ``hardening_lr_floor`` floors the learning-rate multiplier
       in the hardening window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`), ``hardness_pressure`` adds
-      β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.pressure`).
+      β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.hardness_pressure`).
     - Every training log gets λ: ``lambda/<layer>`` where layers differ or λ is learned, else one ``lambda``;
       a few extra logs trace the hardening window (:mod:`hf_lambda_gelu.window_logs`). The final profile
       and the road go to ``output_dir`` as ``hardness_profile.json`` and ``hardness_profile.png``.
@@ -269,7 +266,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         return output
 
     def _save_profile(self, profile: dict[str, float]) -> None:
-        from .profile_plot import save_profile_json, save_profile_plot
+        from .release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, save_profile_json, save_profile_plot
 
         os.makedirs(self.args.output_dir, exist_ok=True)
         target, learned = self.args.target_lambda, self.learned_profile()
@@ -313,9 +310,9 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
             blocking, revision: accepted for Trainer compatibility (uploads are blocking, on main).
             token: Hub token (default ``args.hub_token``, then the stored login); never logged.
             private: create the repo private (default ``args.hub_private_repo``).
-            **kwargs: card fields for :func:`hf_lambda_gelu.model_card.build_model_card`
+            **kwargs: card fields for :func:`hf_lambda_gelu.release.card.build_model_card`
                 (``dataset_names``, ``license``, ``model_name``, ``extra_text``, ...), ``base_model``, and
-                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.release.save_release`).
+                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.release.folder.save_release`).
 
         Returns:
             The Hub commit URL on the main process, None elsewhere.
@@ -332,6 +329,8 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
             self.reluize_and_report()  # every rank: evaluation gathers across ranks
         if not self.is_world_process_zero():
             return None
+        from .release import save_release, upload_release  # publishing: one call down
+
         repo_id = self.args.hub_model_id or os.path.basename(os.path.normpath(self.args.output_dir))
         allow_gelu_remnants = kwargs.pop("allow_gelu_remnants", False)
         base_model = kwargs.pop("base_model", None) or getattr(
@@ -416,6 +415,8 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
             report.naive_swap_unavailable = self.naive_swap_unavailable
         self.hardening.pre_hardening_state = None
         self.reluization_report = report
+        from .release import REPORT_FILENAME
+
         if self.is_world_process_zero():
             os.makedirs(self.args.output_dir, exist_ok=True)
             with open(os.path.join(self.args.output_dir, REPORT_FILENAME), "w") as f:

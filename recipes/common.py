@@ -31,7 +31,7 @@ Decisions:
   ``naive_relu_swap`` reports under the same names); keys a mode has no value for (``gelu`` has no
   swap) are ``null``. The
   trainer's own naive-swap baseline stays in ``reluization_report.json`` and the model card.
-- ReLU modes write the output folder with :func:`hf_lambda_gelu.release.save_release` (model,
+- ReLU modes write the output folder with :func:`hf_lambda_gelu.release.folder.save_release` (model,
   processor, card, profile, report, manifest) on rank 0; ``--push_to_hub`` then uploads exactly that
   release (``upload_release``), never the λ-GELU checkpoints of the run. The ``gelu`` mode is the
   plain transformers path: ``trainer.save_model``, transformers' model card and ``trainer.push_to_hub``.
@@ -57,14 +57,14 @@ from data_checks import check_labels_seen_in_training, check_splits_not_empty, d
 from output_dirs import check_run_output_dir
 
 from hf_lambda_gelu.conversion import from_pretrained
-from hf_lambda_gelu.disruption import measure_swap, summary_metrics
 from hf_lambda_gelu.errors import GELURemnantsError, MissingExtraError
-from hf_lambda_gelu.release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
-from hf_lambda_gelu.release_gate import dummy_inputs
+from hf_lambda_gelu.gelu_remnants import find_gelu_remnants
+from hf_lambda_gelu.release.folder import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
+from hf_lambda_gelu.release.gate import dummy_inputs
+from hf_lambda_gelu.release.upload import upload_release
 from hf_lambda_gelu.reluize import ReluizeReport, gelu_to_relu
-from hf_lambda_gelu.remnants import find_gelu_remnants
+from hf_lambda_gelu.swap_measure import measure_swap, summary_metrics
 from hf_lambda_gelu.trainer import LambdaGELUTrainer
-from hf_lambda_gelu.upload import upload_release
 
 __all__ = [
     "ACTIVATION_MODES",

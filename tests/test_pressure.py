@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hf_lambda_gelu import RELU_DISTANCE_CONSTANT, LambdaGELU
-from hf_lambda_gelu.pressure import hardness_pressure_term
+from hf_lambda_gelu.hardness_pressure import hardness_pressure_term
 
 
 def test_hardness_pressure_term_is_the_summed_bound_with_gradient_on_learning_lambda():

@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from hf_lambda_gelu.cli import main
-from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir
+from hf_lambda_gelu.release.folder import MANIFEST_FILENAME, check_release_dir
 from hf_lambda_gelu.relufy_cli import FIDELITY_FILENAME
 
 WORDS = "the cat sat on a mat while rain fell over green hills and old ships sailed far into night".split()

@@ -12,22 +12,18 @@ import math
 import os
 from pathlib import Path
 
-from .errors import InvalidInputError, InvalidSettingError
-from .ops import RELU_DISTANCE_CONSTANT
+from ..errors import InvalidInputError, InvalidSettingError
+from ..ops import RELU_DISTANCE_CONSTANT
+from ..window_logs import ALL_LAYERS, road_from_log_history
 
 __all__ = [
     "load_profile_json",
-    "road_from_log_history",
-    "road_record",
     "save_profile_json",
     "save_profile_plot",
     "short_layer_labels",
 ]
 
 _MAX_LABEL_CHARS = 24
-#: Series name of the one ``lambda`` entry logged when every layer has the same λ.
-ALL_LAYERS = "all layers"
-_ROAD_KEYS = ("step", "loss", "eval_loss")
 
 
 def _check_profile(profile: dict[str, float]) -> dict[str, float]:
@@ -75,53 +71,6 @@ def short_layer_labels(names: list[str]) -> list[str]:
             label = ".".join([t for t in tokens[:-1] if t.isdigit()] + [tokens[-1]])
         compact.append(label)
     return compact if len(set(compact)) == len(compact) else stripped
-
-
-def road_from_log_history(log_history: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """The road in a Trainer log history: ``{"lambda": {layer: [(step, λ)]}, "loss": {...}}``.
-
-    A ``lambda`` entry (every layer at one λ) is the series :data:`ALL_LAYERS`. ``"loss"`` holds the
-    ``"train"`` (``loss``) and ``"eval"`` (``eval_loss``) series; entries without a ``step`` are skipped.
-
-    Args:
-        log_history: ``trainer.state.log_history`` (or the same list read from ``trainer_state.json``).
-
-    >>> road_from_log_history([{"step": 2, "loss": 0.7, "lambda/layer.0.act": 1.01}])
-    {'lambda': {'layer.0.act': [(2, 1.01)]}, 'loss': {'train': [(2, 0.7)], 'eval': []}}
-    """
-    lambdas: dict[str, list[tuple[int, float]]] = {}
-    losses: dict[str, list[tuple[int, float]]] = {"train": [], "eval": []}
-    for entry in log_history:
-        step = entry.get("step")
-        if step is None:
-            continue
-        for key, value in entry.items():
-            if key == "lambda" or key.startswith("lambda/"):
-                name = key.removeprefix("lambda/") if key != "lambda" else ALL_LAYERS
-                lambdas.setdefault(name, []).append((int(step), float(value)))
-        for series, key in (("train", "loss"), ("eval", "eval_loss")):
-            if key in entry:
-                losses[series].append((int(step), float(entry[key])))
-    return {"lambda": lambdas, "loss": losses}
-
-
-def road_record(
-    log_history: list[dict], *, hardening_steps: list[int] | None = None, max_steps: int | None = None
-) -> dict:
-    """The road of a run as a report stores it: the window in steps, ``max_steps`` and the λ/loss log entries.
-
-    ``save_profile_plot(..., log_history=road["log_history"], hardening_steps=road["hardening_steps"])``
-    draws it again (a release's plot, from its report).
-
-    >>> road_record([{"step": 2, "loss": 0.7, "lambda": 1.5, "grad_norm": 3.0}], hardening_steps=[0, 1], max_steps=2)
-    {'hardening_steps': [0, 1], 'max_steps': 2, 'log_history': [{'step': 2, 'loss': 0.7, 'lambda': 1.5}]}
-    """
-    entries = []
-    for entry in log_history:
-        kept = {k: v for k, v in entry.items() if k in _ROAD_KEYS or k == "lambda" or k.startswith("lambda/")}
-        if "step" in kept and len(kept) > 1:
-            entries.append(kept)
-    return {"hardening_steps": hardening_steps, "max_steps": max_steps, "log_history": entries}
 
 
 def _draw_road(ax, road: dict, hardening_steps: tuple[int, int] | None, max_step: int | None) -> None:

@@ -28,11 +28,11 @@ import transformers
 from torch import nn
 from transformers import AutoConfig, AutoProcessor
 
-from .activation import LambdaGELU
-from .config_fields import activation_fields
-from .errors import ExportAuditError, InvalidSettingError, ReluModelRequiredError
-from .model_card import infer_pipeline_tag, set_card_section
-from .release import CARD_FILENAME, add_release_files
+from ..activation import LambdaGELU
+from ..config_fields import activation_fields
+from ..errors import ExportAuditError, InvalidSettingError, ReluModelRequiredError
+from .card import infer_pipeline_tag, set_card_section
+from .folder import CARD_FILENAME, add_release_files
 
 __all__ = [
     "AUDIT_FILENAME",

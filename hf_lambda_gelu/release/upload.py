@@ -1,4 +1,4 @@
-"""Upload of a release folder (:mod:`hf_lambda_gelu.release`) to the Hugging Face Hub.
+"""Upload of a release folder (:mod:`hf_lambda_gelu.release.folder`) to the Hugging Face Hub.
 
 Decisions:
 - The upload sends exactly the manifest's files and deletes every other file of the Hub repo
@@ -11,7 +11,7 @@ Decisions:
   from the error chain: the explicit token, ``$HF_TOKEN``, the stored login (``huggingface_hub.get_token()``,
   whatever its shape: an OAuth or enterprise token is not ``hf_...``), anything shaped like ``hf_...``
   and any ``Bearer ...`` value.
-- The Hub client is looked up as ``hf_lambda_gelu.upload.HfApi`` at call time: tests (and
+- The Hub client is looked up as ``hf_lambda_gelu.release.upload.HfApi`` at call time: tests (and
   callers needing a custom endpoint) patch that one name.
 """
 
@@ -29,9 +29,9 @@ from typing import Any
 from huggingface_hub import HfApi, get_token
 from torch import nn
 
-from .errors import PushError
-from .release import check_release_dir, save_release
-from .reluize import ReluizeReport
+from ..errors import PushError
+from ..reluize import ReluizeReport
+from .folder import check_release_dir, save_release
 
 __all__ = ["push_reluized", "upload_release"]
 

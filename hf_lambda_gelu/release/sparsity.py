@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
+from ..module_swap import FilterFn
+from .card import set_card_section
 from .export import check_relu_only
-from .model_card import set_card_section
-from .release import CARD_FILENAME, add_release_files
-from .walker import FilterFn
+from .folder import CARD_FILENAME, add_release_files
 
 __all__ = [
     "SPARSITY_JSON_FILENAME",

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InvalidInputError, ReleaseReloadError
+from ..gelu_remnants import functional_gelus
 from . import reload_worker
-from .errors import InvalidInputError, ReleaseReloadError
-from .remnants import functional_gelus
 
 __all__ = ["DEFAULT_TOLERANCE", "ReloadCase", "ReloadResult", "check_reload", "dummy_inputs", "verify_reloads"]
 
@@ -35,7 +35,7 @@ DEFAULT_TOLERANCE = 1e-4
 
 
 class _Worker:
-    """One reload worker subprocess (see :mod:`hf_lambda_gelu.reload_worker`), started lazily."""
+    """One reload worker subprocess (see :mod:`hf_lambda_gelu.release.reload_worker`), started lazily."""
 
     def __init__(self, with_package: bool) -> None:
         self.with_package = with_package

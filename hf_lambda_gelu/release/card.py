@@ -21,12 +21,12 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.models.auto import modeling_auto
 
-from .config_fields import activation_fields
-from .ops import RELU_DISTANCE_CONSTANT
-from .profile_plot import road_from_log_history
-from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport
-from .settings_effect import inert_settings, lambda_learned
-from .training_args import SETTING_LABELS
+from ..config_fields import activation_fields
+from ..ops import RELU_DISTANCE_CONSTANT
+from ..reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport
+from ..settings_effect import inert_settings, lambda_learned
+from ..training_args import SETTING_LABELS
+from ..window_logs import road_from_log_history
 
 __all__ = [
     "CARD_TAGS",
@@ -84,10 +84,10 @@ def load_template(name: str = TEMPLATE_NAME) -> str:
     >>> load_template().startswith("---")
     True
     """
-    packaged = importlib.resources.files(__package__).joinpath("model_cards", name)
+    packaged = importlib.resources.files("hf_lambda_gelu").joinpath("model_cards", name)
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    checkout = Path(__file__).resolve().parent.parent / "model_cards" / name
+    checkout = Path(__file__).resolve().parents[2] / "model_cards" / name
     if checkout.is_file():
         return checkout.read_text(encoding="utf-8")
     raise FileNotFoundError(
