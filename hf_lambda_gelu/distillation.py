@@ -27,7 +27,7 @@ from .activation import lambda_modules
 from .config import DistillationConfig
 from .errors import InvalidInputError, MissingTeacherError
 
-__all__ = ["DistillationTrainer", "Distiller", "frozen_copy", "logits_kl", "masked_hidden_mse"]
+__all__ = ["DistillationTrainer", "Distiller", "frozen_copy", "log_distill_loss", "logits_kl", "masked_hidden_mse"]
 
 _NOT_MODEL_INPUTS = ("labels", "num_items_in_batch", "output_hidden_states", "return_dict")
 
@@ -125,6 +125,18 @@ def logits_kl(
     t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     kl = (t.exp() * (t - s)).sum(-1)
     return temperature * temperature * _position_mean(kl, attention_mask)
+
+
+def log_distill_loss(logs: dict[str, float], values: list[torch.Tensor]) -> None:
+    """Add ``distill_loss`` (the mean of ``values`` since the last training log) to a training log, and clear them.
+
+    >>> logs, values = {"loss": 1.0}, [torch.tensor(0.5), torch.tensor(1.5)]
+    >>> log_distill_loss(logs, values); logs["distill_loss"], values
+    (1.0, [])
+    """
+    if "loss" in logs and values:
+        logs["distill_loss"] = float(sum(values)) / len(values)
+        values.clear()
 
 
 def _output(outputs: Any, key: str) -> Any:
@@ -284,7 +296,5 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._distill_logged:
-            logs["distill_loss"] = float(sum(self._distill_logged)) / len(self._distill_logged)
-            self._distill_logged.clear()
+        log_distill_loss(logs, self._distill_logged)
         super().log(logs, start_time)

@@ -28,7 +28,7 @@ from transformers import Trainer, TrainingArguments
 from .activation import lambda_parameters
 from .config import DistillationConfig, HardeningConfig, check_weight, setting_field
 from .conversion import convert_to_lambda_gelu
-from .distillation import frozen_copy, logits_kl, masked_hidden_mse
+from .distillation import frozen_copy, log_distill_loss, logits_kl, masked_hidden_mse
 from .errors import InvalidSettingError
 from .fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
 from .guards import GuardedTrainingMixin
@@ -163,9 +163,7 @@ class RelufyTrainer(GuardedTrainingMixin, Trainer):
         return (loss, student) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._logged:
-            logs["distill_loss"] = float(sum(self._logged)) / len(self._logged)
-            self._logged.clear()
+        log_distill_loss(logs, self._logged)
         super().log(logs, start_time)
 
 
