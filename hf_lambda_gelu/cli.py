@@ -5,23 +5,7 @@ Every subcommand is a :class:`Command` in :data:`COMMANDS`. Errors the user can 
 checkpoint, no GELU to convert, a failed upload...) print one line,
 ``hf-lambda-gelu: error: ...``, and exit with status 1; anything else keeps its traceback.
 
-Decisions:
-- A source is a local folder when it exists; otherwise it must be a Hub model id, and a path-like
-  name that does not exist is reported as a missing folder.
-- Tokenizer/processor files are recognized by name (transformers 5 builds an empty tokenizer from a
-  folder that has none, so "try to load it" is not a test): ``convert`` copies them byte for byte,
-  ``reluize`` loads them and saves them with the release.
-- ``convert`` reloads what it wrote in a fresh process (package imported) and refuses a checkpoint
-  that does not come back with its λ (:mod:`hf_lambda_gelu.release.gate`); ``reluize`` writes through
-  :func:`~hf_lambda_gelu.release.folder.save_release` (stock-transformers reload check). Each costs one
-  interpreter start (a few seconds) per command.
-- ``reluize`` refuses a swap whose bound c/min λ exceeds ε = 1e-3 (λ never hardened: a naive swap)
-  unless ``--allow-unhardened``, and a model with GELUs no config field controls unless
-  ``--allow-gelu-remnants``; the card then says so.
-- ``reluize --eval-file`` evaluates sequence classification only (accuracy, cross-entropy loss and
-  the logit/prediction disruption of the swap), with transformers' ``Trainer.predict`` and
-  :func:`~hf_lambda_gelu.metrics.compute_accuracy` (no evaluation loop of its own); other tasks are
-  released without a disruption figure.
+How sources, processor files, reload checks and refusals are decided: docs/design.md.
 """
 
 from __future__ import annotations

@@ -29,13 +29,7 @@ The demo is written against the package's public API only (``LambdaGELUTrainer``
 method. The recipes' plumbing (``recipes/common.py``) is not part of the installed package.
 It needs the ``demo`` extra (scikit-learn, for the digits): ``pip install 'hf-lambda-gelu[demo]'``.
 
-Decisions:
-- Torch runs with one intra-op thread by default (``--num_threads``): the model is tiny, and on a
-  shared 2-core machine a training step took ~0.09 s with one thread and ~2.4 s with two (the
-  threads spin-wait for a core another process holds).
-- The demo's own launch is DDP-safe (``accelerate launch recipes/image_classification.py``): the
-  pretraining runs on every rank, rank 0 saves, the others wait for it; launched as several CPU
-  processes, ``use_cpu`` defaults to True (so that they join one gloo group).
+Threads and launch under ``accelerate``: docs/design.md.
 """
 
 from __future__ import annotations

@@ -5,29 +5,8 @@ A release folder holds exactly one ReLU-ized model: the ``save_pretrained`` file
 ``hardness_profile.png``/``.json``, ``reluization_report.json`` and ``lambda_gelu_release.json``, a
 manifest listing the release's files (it marks the folder as a release and is written last).
 
-Decisions:
-- The manifest is exactly the release: every file ``save_release`` writes is listed, whether or not a
-  file of that name was in the folder before, with its SHA-256. :func:`check_release_dir` (and so the
-  upload) refuses a listed file without a digest or whose content changed: a ``tokenizer.json`` edited
-  after the release was written is not the release. A file changed on purpose (the card, a tool's
-  results) is recorded again with :func:`add_release_files`.
-- The release is written to a staging folder *inside* the target folder (the same filesystem, also
-  when the folder is a mount point), checked there, then committed: see :mod:`hf_lambda_gelu.release.commit`
-  (one writer at a time; a save killed at any instant leaves the old release or the new one; leftovers
-  of killed saves are removed by the next save, with a warning).
-- Before the release is moved in, the release gate (:mod:`hf_lambda_gelu.release.gate`) reloads it
-  in a fresh process with stock transformers and compares outputs with the model in memory on a batch
-  (``inputs``, default a dummy batch); a mismatch raises :class:`~hf_lambda_gelu.errors.ReleaseReloadError`
-  naming the modules that came back non-ReLU, and the target folder is left untouched. The manifest
-  records the check and the SHA-256 of the model files it reloaded; :func:`~hf_lambda_gelu.release.upload.upload_release` refuses a
-  folder without a passed check, or whose model files changed since (these can never be recorded again).
-- GELUs no config field controls (hard-coded modules, functional calls; :mod:`hf_lambda_gelu.gelu_remnants`)
-  stay GELU. Such a model is not called "ReLU" unless ``allow_gelu_remnants=True``; then the report
-  (``gelu_remnants``) and the card list them.
-- Writing into a folder that holds a previous release replaces that release (its listed files that the
-  new release lacks are removed once the new one is in place, so nothing stale is left); any other non-empty folder is refused unless
-  ``overwrite=True``; then same-named files are replaced by the release's, the others are left alone
-  and are never uploaded.
+Why the manifest lists every file with its digest, how the folder is staged and gated, and what
+happens to other files in it: docs/design.md.
 """
 
 from __future__ import annotations
