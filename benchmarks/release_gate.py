@@ -32,7 +32,7 @@ from transformers import AutoModel, BertConfig, BertForSequenceClassification  #
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 import hf_lambda_gelu  # noqa: E402
-from hf_lambda_gelu.release_gate import check_reload  # noqa: E402
+from hf_lambda_gelu.release.gate import check_reload  # noqa: E402
 
 DEFAULT_OUT = common.RESULTS_DIR / "release_gate.json"
 

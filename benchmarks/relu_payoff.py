@@ -14,10 +14,10 @@ Then:
 
 1. **int8** (``sentiment_minilm``, the real all-MiniLM-L6-v2 on the VADER lexicon): both models are
    exported to ONNX (the ReLU one through the package's audited ``export_onnx``), quantized with ONNX
-   Runtime's ``quantize_dynamic`` (``hf_lambda_gelu.export.quantize_int8``: int8 weights, dynamic int8 activations), and evaluated on the same
+   Runtime's ``quantize_dynamic`` (``hf_lambda_gelu.release.export.quantize_int8``: int8 weights, dynamic int8 activations), and evaluated on the same
    eval set in fp32 and int8; ONNX Runtime CPU latency at batch 1 and 32 for the four graphs, and the
    ``Erf`` nodes left in each graph.
-2. **sparsity** (both tasks): ``hf_lambda_gelu.sparsity.measure_sparsity`` on the eval set.
+2. **sparsity** (both tasks): ``hf_lambda_gelu.release.sparsity.measure_sparsity`` on the eval set.
 3. **does sparsity buy speed** (``docstrings_gpt2`` batch-1 greedy decoding with a KV cache, and the
    MiniLM classifier at batch 1): PyTorch eager GELU vs dense ReLU vs a sparse MLP path that, per
    forward, keeps only the rows of the down-projection whose activation is non-zero (for a single
@@ -56,8 +56,8 @@ from transformers import logging as hf_logging
 from transformers.pytorch_utils import Conv1D
 
 from hf_lambda_gelu import swap_modules
-from hf_lambda_gelu.export import export_graph, export_onnx, quantize_int8
-from hf_lambda_gelu.sparsity import measure_sparsity
+from hf_lambda_gelu.release.export import export_graph, export_onnx, quantize_int8
+from hf_lambda_gelu.release.sparsity import measure_sparsity
 
 DEFAULT_OUT = common.RESULTS_DIR / "relu_payoff.json"
 #: λ-GELU settings of the ReLU release on top of LambdaGELUTrainingArguments' defaults (none: the defaults).

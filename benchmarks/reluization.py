@@ -569,9 +569,9 @@ PEER_PROBE_START = LAMBDA_ARMS["lambda_gelu_late"]["hardening_start"]
 def hardening_start_step(steps: int, settings: dict | None = None) -> int:
     """The step after which LambdaGELUTrainer with ``settings`` starts hardening (without: the peer probe step)."""
     if settings is None:
-        return HardeningCallback(start=PEER_PROBE_START, end=1.0).start_step_for(steps)
+        return HardeningCallback(hardening_start=PEER_PROBE_START, hardening_end=1.0).start_step_for(steps)
     start = settings.get("hardening_start", LambdaGELUTrainingArguments.__dataclass_fields__["hardening_start"].default)
-    return HardeningCallback(start=start, end=settings.get("hardening_end")).start_step_for(steps)
+    return HardeningCallback(hardening_start=start, hardening_end=settings.get("hardening_end")).start_step_for(steps)
 
 
 class _Probes(TrainerCallback):
@@ -617,7 +617,7 @@ def _finetune(
     with tempfile.TemporaryDirectory() as out:
         kw = {"train_dataset": task.train, "data_collator": task.collator, "callbacks": [probes]}
         if lambda_settings is None:
-            distiller = Distiller(teacher, alpha=DISTILL_ALPHA) if teacher is not None else None
+            distiller = Distiller(teacher, distill_alpha=DISTILL_ALPHA) if teacher is not None else None
             args = _train_args(TrainingArguments, out, task.budget, seed)
             trainer = DistillationTrainer(model=model, args=args, distiller=distiller, **kw)
         else:

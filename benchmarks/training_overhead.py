@@ -222,7 +222,7 @@ def run(settings: Settings, compile_backend: str) -> dict:
         "lambda_gelu_compiled": copy.deepcopy(lam),
         "lambda_gelu_distill_eager": copy.deepcopy(lam),
     }
-    distillers = {"lambda_gelu_distill_eager": Distiller(frozen_copy(gelu), alpha=1.0)}
+    distillers = {"lambda_gelu_distill_eager": Distiller(frozen_copy(gelu), distill_alpha=1.0)}
     train = {
         name: training_variant(m, batch, compile_backend if name.endswith("_compiled") else None, distillers.get(name))
         for name, m in models.items()

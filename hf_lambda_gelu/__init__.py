@@ -5,18 +5,22 @@ Importing the package registers ``"lambda_gelu"`` and ``"lambda_gelu_tanh"`` in 
 """
 
 from .activation import LambdaGELU, lambda_modules
-from .config import LambdaGELUConfig
+from .config import DistillationConfig, HardeningConfig, LambdaGELUConfig
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
-from .distillation import DistillationTrainer
+from .distillation import DistillationTrainer, Distiller
 from .errors import (
     DataFileError,
     ExportAuditError,
     GELURemnantsError,
     InertSettingWarning,
+    InvalidInputError,
     InvalidSettingError,
+    LambdaGELUError,
+    LambdaGELUWarning,
     LambdaOptimizerError,
     LRFloorError,
     MissingExtraError,
+    MissingTeacherError,
     NoGELUFoundError,
     NonFiniteLossError,
     NotAReleaseError,
@@ -34,23 +38,22 @@ from .errors import (
     UnhardenedSwapWarning,
     UnsupportedPoolingError,
 )
-from .export import export_onnx, export_release
 from .fidelity import FidelityReport, measure_fidelity
+from .gelu_remnants import find_gelu_remnants
 from .hardening import HardeningCallback, target_lambda_for_tolerance
-from .model_card import build_model_card
+from .module_swap import swap_modules
 from .ops import RELU_DISTANCE_CONSTANT, lambda_gelu
 from .optim import create_lambda_gelu_optimizer, install_lambda_update, lambda_param_groups
 from .peft_utils import add_lambda_modules_to_save
-from .profile_plot import save_profile_plot
 from .registration import register
-from .release import save_release
+from .release import build_model_card, dummy_inputs, push_reluized, save_profile_plot, save_release, upload_release
+from .release.export import export_onnx, export_release
+from .release.sparsity import measure_sparsity
 from .relufy import RelufyArguments, RelufyTrainer, relufy
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
-from .sparsity import measure_sparsity
+from .swap_measure import measure_swap
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
-from .upload import push_reluized, upload_release
-from .walker import swap_modules
 
 register()
 
@@ -58,20 +61,27 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DataFileError",
+    "DistillationConfig",
     "DistillationTrainer",
+    "Distiller",
     "ExportAuditError",
     "FidelityReport",
     "GELURemnantsError",
     "HardeningCallback",
+    "HardeningConfig",
     "InertSettingWarning",
+    "InvalidInputError",
     "InvalidSettingError",
     "LRFloorError",
     "LambdaGELU",
     "LambdaGELUConfig",
+    "LambdaGELUError",
     "LambdaGELUTrainer",
     "LambdaGELUTrainingArguments",
+    "LambdaGELUWarning",
     "LambdaOptimizerError",
     "MissingExtraError",
+    "MissingTeacherError",
     "NoGELUFoundError",
     "NonFiniteLossError",
     "NotAReleaseError",
@@ -96,8 +106,10 @@ __all__ = [
     "build_model_card",
     "convert_to_lambda_gelu",
     "create_lambda_gelu_optimizer",
+    "dummy_inputs",
     "export_onnx",
     "export_release",
+    "find_gelu_remnants",
     "from_pretrained",
     "gelu_to_relu",
     "hardness_profile",
@@ -107,6 +119,7 @@ __all__ = [
     "lambda_param_groups",
     "measure_fidelity",
     "measure_sparsity",
+    "measure_swap",
     "patch_from_pretrained",
     "push_reluized",
     "register",

@@ -9,8 +9,6 @@ FSDP2, pinning and ReLU-forward details: docs/design.md.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,61 +18,18 @@ try:
 except ImportError:  # a torch built without distributed support: no λ is ever a DTensor
     DTensor = ()
 
+from .config import DEFAULT_TEMPERATURE, MIN_LAMBDA_OFFSET, LambdaGELUConfig
 from .errors import InvalidSettingError
 from .ops import _check_approximate, lambda_gelu, relu_keep_lambda
 
 __all__ = [
-    "DEFAULT_TEMPERATURE",
-    "FLOAT32_MAX",
-    "MIN_LAMBDA_OFFSET",
     "LambdaGELU",
     "has_lambda_gelu",
     "lambda_modules",
     "lambda_parameters",
-    "lambda_range_problem",
     "lambda_to_raw",
     "raw_to_lambda",
 ]
-
-DEFAULT_TEMPERATURE = 0.1
-MIN_LAMBDA_OFFSET = 1e-8
-
-
-#: The largest float32: λ (and its raw parameter) must stay below it, or the model turns to inf/NaN.
-FLOAT32_MAX = torch.finfo(torch.float32).max
-
-
-def lambda_range_problem(lam: float, temperature: float | None = None) -> str | None:
-    """Why ``lam`` cannot be a λ of a float32 model (None when it can): λ < 1, NaN, or float32 overflow.
-
-    With ``temperature`` τ, the raw parameter s = τ·softplus⁻¹(λ − 1) ≈ τ·λ must fit in float32 too and
-    map back to a finite λ; without it, λ itself must.
-
-    >>> lambda_range_problem(170.0) is None, lambda_range_problem(0.5)
-    (True, 'λ-GELU needs λ ≥ 1 (λ = 1 is GELU)')
-    >>> lambda_range_problem(1e39)
-    'λ = 1e+39 overflows float32 (λ must stay below 3.4e+38)'
-    """
-    if not lam >= 1.0:
-        return "λ-GELU needs λ ≥ 1 (λ = 1 is GELU)"
-    if temperature is None:
-        if lam > FLOAT32_MAX:
-            return f"λ = {lam:g} overflows float32 (λ must stay below {FLOAT32_MAX:.2g})"
-        return None
-    y = max(float(lam) - 1.0, MIN_LAMBDA_OFFSET)  # python floats: safe under a meta-device default (loading)
-    raw = (y + math.log(-math.expm1(-y))) * temperature  # lambda_to_raw's formula
-    if not (lam <= FLOAT32_MAX and abs(raw) <= FLOAT32_MAX and abs(raw) / temperature <= FLOAT32_MAX):
-        return f"λ = {lam:g} overflows float32 with τ = {temperature:g} (λ and τ·λ must stay below {FLOAT32_MAX:.2g})"
-    return None
-
-
-def check_lambda_settings(init_lambda: float | None = None, temperature: float | None = None) -> None:
-    """Raise :class:`~hf_lambda_gelu.errors.InvalidSettingError` naming the bad value if λ settings are out of range."""
-    if temperature is not None and not 0.0 < temperature < float("inf"):
-        raise InvalidSettingError("temperature", temperature, "the softplus temperature τ must be finite and > 0.")
-    problem = None if init_lambda is None else lambda_range_problem(init_lambda, temperature or DEFAULT_TEMPERATURE)
-    if problem:
-        raise InvalidSettingError("init_lambda", init_lambda, f"{problem}.")
 
 
 def raw_to_lambda(raw: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -96,8 +51,8 @@ class LambdaGELU(nn.Module):
     """λ-GELU activation f(x; λ) = x·Φ(λx) with a learnable hardness λ ≥ 1.
 
     Args:
-        init_lambda: initial λ (≥ 1). ``1.0`` reproduces GELU (see the module docstring).
-        temperature: softplus temperature τ > 0 of the reparameterization.
+        lambda_init: initial λ (≥ 1). ``1.0`` reproduces GELU (see the module docstring).
+        lambda_temperature: softplus temperature τ > 0 of the reparameterization.
         approximate: ``"none"`` (erf GELU at λ = 1) or ``"tanh"`` (gelu_new at λ = 1).
         num_channels: ``None`` for one λ for the layer, or C for one λ per channel (last dim).
 
@@ -109,18 +64,18 @@ class LambdaGELU(nn.Module):
 
     def __init__(
         self,
-        init_lambda: float = 1.0,
-        temperature: float = DEFAULT_TEMPERATURE,
+        lambda_init: float = 1.0,
+        lambda_temperature: float = DEFAULT_TEMPERATURE,
         approximate: str = "none",
         num_channels: int | None = None,
     ) -> None:
         super().__init__()
-        check_lambda_settings(init_lambda, temperature)
+        settings = LambdaGELUConfig(lambda_init=lambda_init, lambda_temperature=lambda_temperature)
         _check_approximate(approximate)
         if num_channels is not None and num_channels < 1:
-            raise ValueError(f"num_channels={num_channels!r} is invalid: use None (one λ) or a positive count.")
-        self.init_lambda = float(init_lambda)
-        self.temperature = float(temperature)
+            raise InvalidSettingError("num_channels", num_channels, "use None (one λ) or a positive count.")
+        self.lambda_init = settings.lambda_init
+        self.lambda_temperature = settings.lambda_temperature
         self.approximate = approximate
         self.num_channels = num_channels
         shape = (num_channels or 1,)
@@ -131,11 +86,10 @@ class LambdaGELU(nn.Module):
         self.reset_parameters()
 
     @torch.no_grad()
-    def configure(self, *, init_lambda: float, temperature: float, num_channels: int | None) -> None:
+    def configure(self, settings: LambdaGELUConfig, num_channels: int | None) -> None:
         """Apply settings from a model config (before weights are initialized or loaded)."""
-        check_lambda_settings(init_lambda, temperature)
-        self.init_lambda = float(init_lambda)
-        self.temperature = float(temperature)
+        self.lambda_init = settings.lambda_init
+        self.lambda_temperature = settings.lambda_temperature
         if num_channels != self.num_channels:
             shape = (num_channels or 1,)
             kw = {"device": self.lambda_raw.device, "dtype": self.lambda_raw.dtype}
@@ -145,16 +99,16 @@ class LambdaGELU(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Set λ to ``init_lambda`` and unpin, skipping tensors transformers marks as loaded."""
+        """Set λ to ``lambda_init`` and unpin, skipping tensors transformers marks as loaded."""
         from transformers import initialization as init
 
-        init.copy_(self.lambda_raw, self._raw_like(self.init_lambda))
+        init.copy_(self.lambda_raw, self._raw_like(self.lambda_init))
         init.zeros_(self.pinned)
 
     def _raw_like(self, lam: torch.Tensor | float) -> torch.Tensor:
         if isinstance(lam, DTensor):
             lam = lam.full_tensor()
-        raw = lambda_to_raw(lam, self.temperature)
+        raw = lambda_to_raw(lam, self.lambda_temperature)
         return raw.to(self.lambda_raw.dtype).expand(self.lambda_raw.shape).to(self.lambda_raw.device)
 
     @property
@@ -166,7 +120,7 @@ class LambdaGELU(nn.Module):
         raw = self.lambda_raw
         if isinstance(raw, DTensor):
             raw = raw.full_tensor()
-        lam = raw_to_lambda(raw, self.temperature)
+        lam = raw_to_lambda(raw, self.lambda_temperature)
         return lam + self.pinned * (lam.detach() - lam)
 
     @torch.no_grad()
@@ -202,12 +156,12 @@ class LambdaGELU(nn.Module):
 
     def extra_repr(self) -> str:
         if isinstance(self.lambda_raw, DTensor):  # reading would be a collective
-            return f"lambda=<sharded>, approximate={self.approximate!r}, temperature={self.temperature}"
+            return f"lambda=<sharded>, approximate={self.approximate!r}, lambda_temperature={self.lambda_temperature}"
         lam = self.lambda_.detach()
         shown = f"{lam.item():.6g}" if lam.numel() == 1 else f"[{lam.min().item():.4g}..{lam.max().item():.4g}]"
         pinned = ", pinned" if self.is_pinned else ""
         relu = ", relu_forward" if self.relu_forward else ""
-        return f"lambda={shown}, approximate={self.approximate!r}, temperature={self.temperature}{pinned}{relu}"
+        return f"lambda={shown}, approximate={self.approximate!r}, lambda_temperature={self.lambda_temperature}{pinned}{relu}"
 
 
 def lambda_modules(model: nn.Module) -> list[tuple[str, LambdaGELU]]:

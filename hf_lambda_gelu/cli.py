@@ -5,30 +5,7 @@ Every subcommand is a :class:`Command` in :data:`COMMANDS`. Errors the user can 
 checkpoint, no GELU to convert, a failed upload...) print one line,
 ``hf-lambda-gelu: error: ...``, and exit with status 1; anything else keeps its traceback.
 
-Decisions:
-- A source is a local folder when it exists; otherwise it must be a Hub model id (``owner/name``): a name
-  without ``/`` that is no folder here is reported as a missing local folder (a mistyped folder is not
-  sent to the Hub; the Hub's legacy ids without an owner redirect to ``owner/name`` ids), and a path-like
-  name that does not exist as a missing folder. A local source must hold ``config.json``, and each of its
-  ``*.safetensors`` files must open (a truncated download is named before anything is loaded).
-- Every exception of :mod:`hf_lambda_gelu.errors` (bad settings included) is a user error: one line.
-  A non-empty output folder is refused unless ``--overwrite`` (``convert``: any; ``reluize``: unless it
-  holds an earlier release; ``export``: unless it holds only an earlier export's files).
-- ``convert`` refuses to write a model whose λ are not finite in float32 (``--lambda-init inf``, 1e39).
-- Tokenizer/processor files are recognized by name (transformers 5 builds an empty tokenizer from a
-  folder that has none, so "try to load it" is not a test): ``convert`` copies them byte for byte,
-  ``reluize`` loads them and saves them with the release.
-- ``convert`` reloads what it wrote in a fresh process (package imported) and refuses a checkpoint
-  that does not come back with its λ (:mod:`hf_lambda_gelu.release_gate`); ``reluize`` writes through
-  :func:`~hf_lambda_gelu.release.save_release` (stock-transformers reload check). Each costs one
-  interpreter start (a few seconds) per command.
-- ``reluize`` refuses a swap whose bound c/min λ exceeds ε = 1e-3 (λ never hardened: a naive swap)
-  unless ``--allow-unhardened``, and a model with GELUs no config field controls unless
-  ``--allow-gelu-remnants``; the card then says so.
-- ``reluize --eval-file`` evaluates sequence classification only (accuracy, cross-entropy loss and
-  the logit/prediction disruption of the swap), with transformers' ``Trainer.predict`` and
-  :func:`~hf_lambda_gelu.metrics.compute_accuracy` (no evaluation loop of its own); other tasks are
-  released without a disruption figure.
+How sources, processor files, reload checks and refusals are decided: docs/design.md.
 """
 
 from __future__ import annotations
@@ -61,17 +38,17 @@ from .activation import lambda_modules
 from .config import LambdaGELUConfig
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
-from .disruption import measure_swap
 from .errors import OutputDirNotEmptyError, UnhardenedSwapError
 from .metrics import compute_accuracy
-from .model_card import infer_pipeline_tag, resolve_target_lambda
 from .ops import RELU_DISTANCE_CONSTANT
-from .profile_plot import load_profile_json, save_profile_json, save_profile_plot
-from .release import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
-from .release_gate import check_reload
+from .release.card import infer_pipeline_tag, resolve_target_lambda
+from .release.folder import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
+from .release.gate import check_reload
+from .release.plots import load_profile_json, save_profile_json, save_profile_plot
+from .release.upload import upload_release
 from .relufy_cli import add_relufy_arguments, run_relufy
 from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, exceeds_tolerance, hardness_profile
-from .upload import upload_release
+from .swap_measure import measure_swap
 
 __all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main"]
 
@@ -562,7 +539,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_export_dir(folder: Path, overwrite: bool) -> None:
     """Refuse a non-empty ``folder`` that holds anything but an earlier export's files (unless ``overwrite``)."""
-    from .export import AUDIT_FILENAME, INT8_FILENAME, ONNX_FILENAME
+    from .release.export import AUDIT_FILENAME, INT8_FILENAME, ONNX_FILENAME
 
     own = {ONNX_FILENAME, INT8_FILENAME, AUDIT_FILENAME, f"{ONNX_FILENAME}.data", f"{INT8_FILENAME}.data"}
     others = sorted(set(os.listdir(folder)) - own) if folder.is_dir() and not overwrite else []
@@ -572,7 +549,7 @@ def _check_export_dir(folder: Path, overwrite: bool) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export_release, require_onnx
+    from .release.export import export_release, require_onnx
 
     require_onnx()
     release = _source(args.release)
@@ -686,9 +663,9 @@ def _sparsity_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _sparsity(args: argparse.Namespace) -> None:
     from .errors import ReluModelRequiredError
-    from .export import load_relu_model
-    from .release import MANIFEST_FILENAME
-    from .sparsity import SparsityReport, add_sparsity_to_release, measure_sparsity, save_sparsity_plot
+    from .release.export import load_relu_model
+    from .release.folder import MANIFEST_FILENAME
+    from .release.sparsity import SparsityReport, add_sparsity_to_release, measure_sparsity, save_sparsity_plot
 
     source = _source(args.model)
     try:

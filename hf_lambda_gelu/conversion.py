@@ -16,8 +16,8 @@ from .activation import LambdaGELU, has_lambda_gelu
 from .config import CONFIG_KEY, LambdaGELUConfig
 from .config_fields import gelu_module_form, set_activation_fields, to_lambda_gelu_value
 from .errors import InvalidSettingError, NoGELUFoundError, UncontrolledGELUError
-from .remnants import config_controlled, gelu_modules
-from .walker import FilterFn, swap_modules
+from .gelu_remnants import config_controlled, gelu_modules
+from .module_swap import FilterFn, swap_modules
 
 __all__ = ["convert_to_lambda_gelu", "from_pretrained", "patch_from_pretrained"]
 
@@ -59,7 +59,7 @@ def convert_to_lambda_gelu(
     (:meth:`LambdaGELUConfig.to_dict`, with the per-channel sizes), so
     ``save_pretrained`` → ``from_pretrained`` (package imported) rebuilds the same model.
 
-    Only GELU modules the config builds are converted (:func:`hf_lambda_gelu.remnants.config_controlled`):
+    Only GELU modules the config builds are converted (:func:`hf_lambda_gelu.gelu_remnants.config_controlled`):
     a hard-coded GELU (ELECTRA's classification head, BLOOM's ``BloomGelu``) would come back as GELU
     after a reload, so it stays GELU, is logged, and a release lists it as a GELU remnant.
 

@@ -48,12 +48,12 @@ from typing import Any
 import torch
 
 from .demo_output import DEMO_KEY, check_demo_output_dir
-from .disruption import measure_swap
 from .errors import InvalidSettingError, MissingExtraError
 from .metrics import compute_accuracy
-from .release import save_release
+from .release.folder import save_release
 from .relufy import RelufyArguments, relufy
 from .reluize import gelu_to_relu
+from .swap_measure import measure_swap
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
 

@@ -31,13 +31,7 @@ The demo is written against the package's public API only (``LambdaGELUTrainer``
 method. The recipes' plumbing (``recipes/common.py``) is not part of the installed package.
 It needs the ``demo`` extra (scikit-learn, for the digits): ``pip install 'hf-lambda-gelu[demo]'``.
 
-Decisions:
-- Torch runs with one intra-op thread by default (``--num_threads``): the model is tiny, and on a
-  shared 2-core machine a training step took ~0.09 s with one thread and ~2.4 s with two (the
-  threads spin-wait for a core another process holds).
-- The demo's own launch is DDP-safe (``accelerate launch recipes/image_classification.py``): the
-  pretraining runs on every rank, rank 0 saves, the others wait for it; launched as several CPU
-  processes, ``use_cpu`` defaults to True (so that they join one gloo group).
+Threads and launch under ``accelerate``: docs/design.md.
 """
 
 from __future__ import annotations
@@ -55,11 +49,11 @@ import torch
 
 from .demo import format_table, parse_demo_args
 from .demo_output import DEMO_KEY, check_demo_output_dir
-from .disruption import measure_swap
 from .errors import MissingExtraError
 from .metrics import compute_accuracy
-from .release import save_release
+from .release.folder import save_release
 from .reluize import gelu_to_relu
+from .swap_measure import measure_swap
 from .trainer import LambdaGELUTrainer
 
 __all__ = ["DEMO_DEFAULTS", "DemoArguments", "ROWS", "digits_dataset", "run"]

@@ -14,6 +14,7 @@ hidden-state MSE over every layer; on in ``LambdaGELUTrainingArguments`` by defa
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,8 +24,10 @@ from torch import nn
 from transformers import Trainer
 
 from .activation import lambda_modules
+from .config import DistillationConfig
+from .errors import InvalidInputError, MissingTeacherError
 
-__all__ = ["DistillationTrainer", "Distiller", "frozen_copy", "logits_kl", "masked_hidden_mse"]
+__all__ = ["DistillationTrainer", "Distiller", "frozen_copy", "log_distill_loss", "logits_kl", "masked_hidden_mse"]
 
 _NOT_MODEL_INPUTS = ("labels", "num_items_in_batch", "output_hidden_states", "return_dict")
 
@@ -71,7 +74,7 @@ def masked_hidden_mse(
         attention_mask: (batch, seq) with 1 for real tokens, or None.
 
     Raises:
-        ValueError: the two lists differ in length or a layer's shapes differ.
+        InvalidInputError: the two lists differ in length or a layer's shapes differ.
 
     >>> import torch
     >>> h = [torch.ones(1, 3, 4)]
@@ -79,14 +82,16 @@ def masked_hidden_mse(
     1.0
     """
     if len(student_hidden) != len(teacher_hidden) or not student_hidden:
-        raise ValueError(
+        raise InvalidInputError(
             f"Feature distillation needs the same non-zero number of hidden states from student and teacher; got "
             f"{len(student_hidden)} and {len(teacher_hidden)}. Is the teacher the same architecture as the student?"
         )
     terms = []
     for layer, (s, t) in enumerate(zip(student_hidden, teacher_hidden)):
         if s.shape != t.shape:
-            raise ValueError(f"Hidden state {layer}: student shape {tuple(s.shape)} != teacher {tuple(t.shape)}.")
+            raise InvalidInputError(
+                f"Hidden state {layer}: student shape {tuple(s.shape)} != teacher {tuple(t.shape)}."
+            )
         per_position = (s.float() - t.float()).pow(2).mean(-1)
         terms.append(_position_mean(per_position, attention_mask))
     return torch.stack(terms).mean()
@@ -112,7 +117,7 @@ def logits_kl(
     0.0
     """
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
+        raise InvalidInputError(
             f"Logit distillation needs equal shapes; student {tuple(student_logits.shape)} != teacher "
             f"{tuple(teacher_logits.shape)}. Use distill_alpha (hidden states) when the heads differ."
         )
@@ -120,6 +125,18 @@ def logits_kl(
     t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     kl = (t.exp() * (t - s)).sum(-1)
     return temperature * temperature * _position_mean(kl, attention_mask)
+
+
+def log_distill_loss(logs: dict[str, float], values: list[torch.Tensor]) -> None:
+    """Add ``distill_loss`` (the mean of ``values`` since the last training log) to a training log, and clear them.
+
+    >>> logs, values = {"loss": 1.0}, [torch.tensor(0.5), torch.tensor(1.5)]
+    >>> log_distill_loss(logs, values); logs["distill_loss"], values
+    (1.0, [])
+    """
+    if "loss" in logs and values:
+        logs["distill_loss"] = float(sum(values)) / len(values)
+        values.clear()
 
 
 def _output(outputs: Any, key: str) -> Any:
@@ -134,47 +151,32 @@ class Distiller:
     Args:
         teacher: frozen copy of the original model (:func:`frozen_copy`), or None when only
             self-distillation is used.
-        alpha: weight of the hidden-state MSE to ``teacher``.
-        logits_alpha: weight of the T²·KL to ``teacher``'s logits.
-        self_alpha: weight of the T²·KL to the snapshot's logits (see :meth:`take_snapshot`).
-        temperature: T of the KL terms.
+        config: the :class:`~hf_lambda_gelu.config.DistillationConfig` (weights of the hidden-state MSE and
+            the logit KL to ``teacher``, of the KL to the snapshot (:meth:`take_snapshot`), and T).
+        **settings: :class:`~hf_lambda_gelu.config.DistillationConfig` fields, over ``config``.
 
     >>> import torch
-    >>> d = Distiller(frozen_copy(torch.nn.Linear(2, 2)), alpha=1.0)
+    >>> d = Distiller(frozen_copy(torch.nn.Linear(2, 2)), distill_alpha=1.0)
     >>> d.needs_hidden_states
     True
     """
 
-    def __init__(
-        self,
-        teacher: nn.Module | None,
-        *,
-        alpha: float = 0.0,
-        logits_alpha: float = 0.0,
-        self_alpha: float = 0.0,
-        temperature: float = 2.0,
-    ) -> None:
-        if (alpha > 0 or logits_alpha > 0) and teacher is None:
-            raise ValueError(
-                f"distill_alpha={alpha!r} / distill_logits_alpha={logits_alpha!r} need the original model as "
-                "teacher: pass the model to the trainer (model=...), not only model_init."
-            )
+    def __init__(self, teacher: nn.Module | None, config: DistillationConfig | None = None, **settings: Any) -> None:
+        self.config = DistillationConfig(**settings) if config is None else dataclasses.replace(config, **settings)
+        if self.config.needs_teacher and teacher is None:
+            raise MissingTeacherError(self.config.distill_alpha, self.config.distill_logits_alpha)
         self.teacher = teacher
-        self.alpha = float(alpha)
-        self.logits_alpha = float(logits_alpha)
-        self.self_alpha = float(self_alpha)
-        self.temperature = float(temperature)
         #: Frozen copy of the student at hardening start (self-distillation), once taken.
         self.snapshot: nn.Module | None = None
 
     @property
     def needs_hidden_states(self) -> bool:
         """Whether the student must return hidden states (feature distillation is on)."""
-        return self.alpha > 0
+        return self.config.distill_alpha > 0
 
     @property
     def wants_snapshot(self) -> bool:
-        return self.self_alpha > 0 and self.snapshot is None
+        return self.config.self_distill_alpha > 0 and self.snapshot is None
 
     def take_snapshot(self, model: nn.Module, start_lambdas: Mapping[str, Sequence[float]]) -> None:
         """Freeze a copy of ``model`` with every λ set back to its value at hardening start, unpinned.
@@ -211,24 +213,25 @@ class Distiller:
         """
         mask = inputs.get("attention_mask")
         logits = _output(student_outputs, "logits")
-        terms = []
-        if self.teacher is not None and (self.alpha > 0 or self.logits_alpha > 0):
-            teacher_out = self._teacher_outputs(self.teacher, inputs, hidden=self.alpha > 0)
-            if self.alpha > 0:
+        cfg, terms = self.config, []
+        if self.teacher is not None and cfg.needs_teacher:
+            teacher_out = self._teacher_outputs(self.teacher, inputs, hidden=cfg.distill_alpha > 0)
+            if cfg.distill_alpha > 0:
                 student_hidden = _output(student_outputs, "hidden_states")
                 if student_hidden is None:
-                    raise ValueError(
+                    raise InvalidInputError(
                         "Feature distillation needs the student's hidden_states (output_hidden_states=True)."
                     )
                 hidden = masked_hidden_mse(student_hidden[1:], _output(teacher_out, "hidden_states")[1:], mask)
-                terms.append(self.alpha * hidden)
-            if self.logits_alpha > 0:
+                terms.append(cfg.distill_alpha * hidden)
+            if cfg.distill_logits_alpha > 0:
+                teacher_logits = _output(teacher_out, "logits")
                 terms.append(
-                    self.logits_alpha * logits_kl(logits, _output(teacher_out, "logits"), self.temperature, mask)
+                    cfg.distill_logits_alpha * logits_kl(logits, teacher_logits, cfg.distill_temperature, mask)
                 )
-        if self.self_alpha > 0 and self.snapshot is not None:
+        if cfg.self_distill_alpha > 0 and self.snapshot is not None:
             snap_logits = _output(self._teacher_outputs(self.snapshot, inputs, hidden=False), "logits")
-            terms.append(self.self_alpha * logits_kl(logits, snap_logits, self.temperature, mask))
+            terms.append(cfg.self_distill_alpha * logits_kl(logits, snap_logits, cfg.distill_temperature, mask))
         if not terms:
             return torch.zeros((), device=logits.device if logits is not None else None)
         return torch.stack(terms).sum()
@@ -254,7 +257,7 @@ class DistillationTrainer(Trainer):
         **kwargs: what ``transformers.Trainer`` takes.
 
     >>> teacher = frozen_copy(model)  # doctest: +SKIP
-    >>> trainer = DistillationTrainer(model=relu_model, args=args, distiller=Distiller(teacher, alpha=1.0))  # doctest: +SKIP
+    >>> trainer = DistillationTrainer(model=relu_model, args=args, distiller=Distiller(teacher, distill_alpha=1.0))  # doctest: +SKIP
     """
 
     def __init__(self, *args: Any, distiller: Distiller | None = None, **kwargs: Any) -> None:
@@ -293,7 +296,5 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._distill_logged:
-            logs["distill_loss"] = float(sum(self._distill_logged)) / len(self._distill_logged)
-            self._distill_logged.clear()
+        log_distill_loss(logs, self._distill_logged)
         super().log(logs, start_time)

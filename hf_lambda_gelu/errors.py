@@ -1,4 +1,9 @@
-"""Exceptions raised for bad input, each naming the offending value and the fix."""
+"""Exceptions and warnings of the package, each naming the offending value and the fix.
+
+Every exception derives from :class:`LambdaGELUError` (``except LambdaGELUError`` catches them all) and from the
+builtin its callers expect (``ValueError`` for bad settings and inputs, ``RuntimeError`` for a failed upload or
+export, ``ImportError`` for a missing extra); every warning from :class:`LambdaGELUWarning`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "InvalidInputError",
+    "LambdaGELUError",
+    "LambdaGELUWarning",
     "DataFileError",
     "ExportAuditError",
     "GELURemnantsError",
@@ -15,6 +23,7 @@ __all__ = [
     "LRFloorError",
     "LambdaOptimizerError",
     "MissingExtraError",
+    "MissingTeacherError",
     "NoGELUFoundError",
     "NonFiniteLossError",
     "NotAReleaseError",
@@ -34,7 +43,27 @@ __all__ = [
 ]
 
 
-class NoGELUFoundError(ValueError):
+class LambdaGELUError(Exception):
+    """Base of every exception hf_lambda_gelu raises."""
+
+
+class LambdaGELUWarning(UserWarning):
+    """Base of every warning hf_lambda_gelu issues."""
+
+
+class InvalidSettingError(LambdaGELUError, ValueError):
+    """A setting (config field, training argument, function argument) is out of range; names it, the value, the fix."""
+
+    def __init__(self, name: str, value: Any, fix: str) -> None:
+        self.name, self.value = name, value
+        super().__init__(f"{name}={value!r} is invalid: {fix}")
+
+
+class InvalidInputError(LambdaGELUError, ValueError):
+    """An input does not fit (tensor shapes, an empty or malformed profile, no batch): says what came and what to pass."""
+
+
+class NoGELUFoundError(LambdaGELUError, ValueError):
     """The model has no GELU activation that λ-GELU can replace."""
 
     def __init__(self, found: list[str]) -> None:
@@ -47,7 +76,7 @@ class NoGELUFoundError(ValueError):
         )
 
 
-class NotLambdaGELUModelError(ValueError):
+class NotLambdaGELUModelError(LambdaGELUError, ValueError):
     """The model has no λ-GELU activation (e.g. reluize() on a plain model)."""
 
     def __init__(self, what: str) -> None:
@@ -71,7 +100,7 @@ class UncontrolledGELUError(NoGELUFoundError):
         )
 
 
-class GELURemnantsError(ValueError):
+class GELURemnantsError(LambdaGELUError, ValueError):
     """A release would keep GELUs no config field controls and still be called "ReLU"."""
 
     def __init__(self, what: str, remnants: dict[str, str]) -> None:
@@ -84,7 +113,7 @@ class GELURemnantsError(ValueError):
         )
 
 
-class ReleaseReloadError(ValueError):
+class ReleaseReloadError(LambdaGELUError, ValueError):
     """A saved checkpoint does not reload (fresh process) as the model in memory."""
 
     def __init__(self, folder: str, details: str, *, with_package: bool = False) -> None:
@@ -97,7 +126,7 @@ class ReleaseReloadError(ValueError):
         )
 
 
-class UnhardenedSwapError(ValueError):
+class UnhardenedSwapError(LambdaGELUError, ValueError):
     """A λ-GELU → ReLU swap whose bound c/λ exceeds the tolerance (a naive swap) was not explicitly allowed."""
 
     def __init__(self, bound: float, tolerance: float) -> None:
@@ -111,15 +140,15 @@ class UnhardenedSwapError(ValueError):
         )
 
 
-class UnhardenedSwapWarning(UserWarning):
+class UnhardenedSwapWarning(LambdaGELUWarning):
     """reluize() swapped λ-GELU layers whose bound c/λ exceeds the tolerance (a naive swap)."""
 
 
-class InertSettingWarning(UserWarning):
+class InertSettingWarning(LambdaGELUWarning):
     """A training setting was given a value that does nothing under the other settings (names what would make it act)."""
 
 
-class ReluModelRequiredError(ValueError):
+class ReluModelRequiredError(LambdaGELUError, ValueError):
     """A ReLU-only operation (ONNX export, sparsity) got a model that still has GELU or λ-GELU activations."""
 
     def __init__(self, what: str, found: list[str], action: str) -> None:
@@ -131,7 +160,7 @@ class ReluModelRequiredError(ValueError):
         )
 
 
-class ReleaseDirNotEmptyError(ValueError):
+class ReleaseDirNotEmptyError(LambdaGELUError, ValueError):
     """The release folder holds files that are not a previous release."""
 
     def __init__(self, path: Path, files: list[str]) -> None:
@@ -146,7 +175,7 @@ class ReleaseDirNotEmptyError(ValueError):
         )
 
 
-class NotReluModelError(ValueError):
+class NotReluModelError(LambdaGELUError, ValueError):
     """The model is neither λ-GELU (to ReLU-ize) nor a ReLU model."""
 
     def __init__(self, what: str, activations: dict[str, Any]) -> None:
@@ -158,7 +187,7 @@ class NotReluModelError(ValueError):
         )
 
 
-class NotAReleaseError(ValueError):
+class NotAReleaseError(LambdaGELUError, ValueError):
     """The folder is not a (complete) ReLU release."""
 
     def __init__(self, path: Path, reason: str) -> None:
@@ -169,7 +198,7 @@ class NotAReleaseError(ValueError):
         )
 
 
-class PushError(RuntimeError):
+class PushError(LambdaGELUError, RuntimeError):
     """Uploading a release folder failed; the folder itself is complete and kept."""
 
     def __init__(self, release_dir: Path, repo_id: str, cause: str, private: bool | None = None) -> None:
@@ -183,7 +212,7 @@ class PushError(RuntimeError):
         )
 
 
-class ExportAuditError(RuntimeError):
+class ExportAuditError(LambdaGELUError, RuntimeError):
     """The exported ONNX graph failed its audit (GELU op left, an MLP ReLU not a Relu node, or no parity)."""
 
     def __init__(self, path: Path, problems: list[str]) -> None:
@@ -196,19 +225,23 @@ class ExportAuditError(RuntimeError):
         )
 
 
-class LRFloorError(ValueError):
-    """The learning-rate schedule cannot take a floor (it is not a ``LambdaLR``)."""
+class LRFloorError(InvalidSettingError):
+    """``hardening_lr_floor`` was set, but the learning-rate schedule cannot take a floor (it is not a ``LambdaLR``)."""
 
 
-class InvalidSettingError(ValueError):
-    """A λ-GELU setting (config field, training argument) is out of range; names the setting, the value, the fix."""
+class MissingTeacherError(InvalidSettingError):
+    """Feature or logit distillation is on, but no original model was given to be the teacher."""
 
-    def __init__(self, name: str, value: Any, fix: str) -> None:
-        self.name, self.value = name, value
-        super().__init__(f"{name}={value!r} is invalid: {fix}")
+    def __init__(self, alpha: float, logits_alpha: float) -> None:
+        self.name, self.value = "distill_alpha", alpha
+        ValueError.__init__(
+            self,
+            f"distill_alpha={alpha!r} / distill_logits_alpha={logits_alpha!r} need the original model as teacher: "
+            "pass the model to the trainer (model=...), not only model_init.",
+        )
 
 
-class NonFiniteLossError(ValueError):
+class NonFiniteLossError(LambdaGELUError, ValueError):
     """Training stopped at the first NaN/inf loss, before the optimizer applied it (names the step and the cause)."""
 
     def __init__(self, step: int, max_steps: int, loss: float, bad_inputs: list[str]) -> None:
@@ -233,7 +266,7 @@ class LambdaOptimizerError(InvalidSettingError):
     """A setting of the λ optimizer (:mod:`hf_lambda_gelu.optim`) is invalid: names the value and the fix."""
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(LambdaGELUError, ImportError):
     """A feature needs a package of an optional extra that is not installed (e.g. the demo's scikit-learn)."""
 
     def __init__(self, feature: str, package: str, extra: str, install: str | None = None) -> None:
@@ -242,7 +275,7 @@ class MissingExtraError(ImportError):
         super().__init__(f"{feature} needs {package}, which is not installed: {how}.")
 
 
-class DataFileError(ValueError):
+class DataFileError(LambdaGELUError, ValueError):
     """A data file (or image folder) cannot be used: names the file, what is wrong (with the line) and the fix."""
 
     def __init__(self, path: Any, problem: str, fix: str) -> None:
@@ -250,7 +283,7 @@ class DataFileError(ValueError):
         super().__init__(f"Data {self.path!r}: {problem}; {fix}.")
 
 
-class UnsupportedPoolingError(ValueError):
+class UnsupportedPoolingError(LambdaGELUError, ValueError):
     """A sentence-transformers folder pools in a way relufy does not know (it knows mean, cls and max)."""
 
     def __init__(self, folder: Any, found: str) -> None:
@@ -273,7 +306,7 @@ class ReleaseDirBusyError(ReleaseDirNotEmptyError):
         )
 
 
-class ReloadCheckedFileError(ValueError):
+class ReloadCheckedFileError(LambdaGELUError, ValueError):
     """A model file the release gate reloaded cannot be re-recorded in the manifest after it changed."""
 
     def __init__(self, path: Path, names: list[str]) -> None:
@@ -286,7 +319,7 @@ class ReloadCheckedFileError(ValueError):
         )
 
 
-class OutputDirNotEmptyError(ValueError):
+class OutputDirNotEmptyError(LambdaGELUError, ValueError):
     """An output folder holds files that are not an earlier output of the same command (they would be replaced)."""
 
     def __init__(self, path: str | Path, holds: str, flag: str) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from .config import check_lr_floor
 from .errors import LRFloorError
 
 __all__ = ["with_lr_floor"]
@@ -43,7 +44,7 @@ def with_lr_floor(scheduler: LRScheduler, floor: float, start_step: int, end_ste
 
     Raises:
         LRFloorError: ``scheduler`` is not a ``LambdaLR``.
-        ValueError: ``floor`` outside (0, 1].
+        InvalidSettingError: ``floor`` outside (0, 1].
 
     >>> import torch
     >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -54,10 +55,11 @@ def with_lr_floor(scheduler: LRScheduler, floor: float, start_step: int, end_ste
     """
     if not isinstance(scheduler, LambdaLR):
         raise LRFloorError(
-            f"hardening_lr_floor needs a LambdaLR schedule, got {type(scheduler).__name__}; use an "
-            "lr_scheduler_type such as 'linear', 'cosine' or 'constant_with_warmup', or unset hardening_lr_floor."
+            "hardening_lr_floor",
+            floor,
+            f"it needs a LambdaLR schedule, got {type(scheduler).__name__}; use an lr_scheduler_type such as "
+            "'linear', 'cosine' or 'constant_with_warmup', or unset hardening_lr_floor.",
         )
-    if not 0.0 < floor <= 1.0:
-        raise ValueError(f"hardening_lr_floor={floor!r} is invalid: use a fraction of the learning rate in (0, 1].")
+    check_lr_floor(floor)
     lambdas = [_floored(fn, floor, start_step, end_step) for fn in scheduler.lr_lambdas]
     return LambdaLR(scheduler.optimizer, lambdas)

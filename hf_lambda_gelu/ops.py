@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .errors import InvalidInputError, InvalidSettingError
+
 __all__ = ["APPROXIMATIONS", "RELU_DISTANCE_CONSTANT", "lambda_gelu", "relu_keep_lambda"]
 
 APPROXIMATIONS = ("none", "tanh")
@@ -45,9 +47,10 @@ def _saturated(z: torch.Tensor, positive: torch.Tensor, middle: torch.Tensor) ->
 
 def _check_approximate(approximate: str) -> None:
     if approximate not in APPROXIMATIONS:
-        raise ValueError(
-            f"Unknown λ-GELU form approximate={approximate!r}; use one of {APPROXIMATIONS} "
-            "('none' is the exact erf GELU, 'tanh' matches transformers' gelu_new)."
+        raise InvalidSettingError(
+            "approximate",
+            approximate,
+            f"use one of {APPROXIMATIONS} ('none' is the exact erf GELU, 'tanh' matches transformers' gelu_new).",
         )
 
 
@@ -168,7 +171,7 @@ def lambda_gelu(x: torch.Tensor, lam: torch.Tensor | float, approximate: str = "
     if lam.dim() == 0:
         lam = lam.reshape(1)
     if lam.numel() not in (1, x.shape[-1]):
-        raise ValueError(
+        raise InvalidInputError(
             f"λ has {lam.numel()} values but the input's last dimension is {x.shape[-1]}; "
             "pass one λ or one per channel."
         )

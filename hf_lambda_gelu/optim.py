@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .activation import MIN_LAMBDA_OFFSET, LambdaGELU, lambda_modules, lambda_parameters, lambda_to_raw, raw_to_lambda
+from .activation import LambdaGELU, lambda_modules, lambda_parameters, lambda_to_raw, raw_to_lambda
+from .config import MIN_LAMBDA_OFFSET
 from .errors import LambdaOptimizerError, NotLambdaGELUModelError
 
 __all__ = [
@@ -209,7 +210,7 @@ def install_lambda_update(
                 if module is None or p.grad is None:
                     continue
                 previous[id(p)] = p.detach().clone()
-                dlam_ds = torch.sigmoid(p.detach() / module.temperature) / module.temperature
+                dlam_ds = torch.sigmoid(p.detach() / module.lambda_temperature) / module.lambda_temperature
                 grad = p.grad.div_(dlam_ds.clamp_min(torch.finfo(p.dtype).tiny))
                 if resolved == "sgd":
                     state = opt.state[p]
@@ -223,12 +224,12 @@ def install_lambda_update(
         for pid, old in previous.items():
             module = modules[pid]
             p = module.lambda_raw
-            lam_old = raw_to_lambda(old, module.temperature)
+            lam_old = raw_to_lambda(old, module.lambda_temperature)
             if module.is_pinned:
                 p.copy_(old)
                 continue
             lam_new = (lam_old + (p.detach() - old)).clamp_min(1.0 + MIN_LAMBDA_OFFSET)
-            p.copy_(lambda_to_raw(lam_new, module.temperature).to(p.dtype))
+            p.copy_(lambda_to_raw(lam_new, module.lambda_temperature).to(p.dtype))
         previous.clear()
 
     handle.hooks.append(optimizer.register_step_pre_hook(pre_step))

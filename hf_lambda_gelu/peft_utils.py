@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from .activation import lambda_modules
+from .errors import InvalidSettingError, NotLambdaGELUModelError
 
 __all__ = ["LAMBDA_MODULE_SUFFIXES", "add_lambda_modules_to_save", "lambda_module_suffixes"]
 
@@ -27,14 +28,16 @@ def lambda_module_suffixes(model_or_type: nn.Module | str) -> list[str]:
     """
     if isinstance(model_or_type, str):
         if model_or_type not in LAMBDA_MODULE_SUFFIXES:
-            raise ValueError(
-                f"No known λ-GELU module names for model_type={model_or_type!r} (known: "
-                f"{sorted(LAMBDA_MODULE_SUFFIXES)}); pass the converted model instead to read them from it."
+            raise InvalidSettingError(
+                "model_type",
+                model_or_type,
+                f"no known λ-GELU module names (known: {sorted(LAMBDA_MODULE_SUFFIXES)}); pass the converted model "
+                "instead to read them from it.",
             )
         return list(LAMBDA_MODULE_SUFFIXES[model_or_type])
     names = [name for name, _ in lambda_modules(model_or_type)]
     if not names:
-        raise ValueError("The model has no λ-GELU modules: convert it (convert_to_lambda_gelu) before get_peft_model.")
+        raise NotLambdaGELUModelError(f"{type(model_or_type).__name__} (given to add_lambda_modules_to_save)")
     suffixes = []
     for name in names:
         suffix = ".".join(part for part in name.split(".")[-2:] if not part.isdigit())

@@ -43,11 +43,7 @@ def apply_config_settings(model: PreTrainedModel) -> None:
     config = LambdaGELUConfig.from_dict(getattr(model.config, CONFIG_KEY, None))
     channels = config.num_channels or {}
     for name, module in lambda_modules(model):
-        module.configure(
-            init_lambda=config.lambda_init,
-            temperature=config.lambda_temperature,
-            num_channels=_channels_for(channels, name),
-        )
+        module.configure(config, num_channels=_channels_for(channels, name))
 
 
 def _wrap_post_init(original):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +26,9 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from .activation import lambda_parameters
+from .config import DistillationConfig, HardeningConfig, check_weight, setting_field
 from .conversion import convert_to_lambda_gelu
-from .distillation import frozen_copy, logits_kl, masked_hidden_mse
+from .distillation import frozen_copy, log_distill_loss, logits_kl, masked_hidden_mse
 from .errors import InvalidSettingError
 from .fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
 from .guards import GuardedTrainingMixin
@@ -64,7 +64,10 @@ class RelufyArguments(TrainingArguments):
     )
     hardening_end: float = field(
         default=0.3,
-        metadata={"help": "road='lambda': fraction of the steps after which λ = λ* and forwards are exact ReLU."},
+        metadata={
+            "help": "road='lambda': fraction of the steps after which λ = λ* and forwards are exact ReLU "
+            "(HardeningConfig.hardening_end, with λ pinned from the first step)."
+        },
     )
     hidden_alpha: float = field(
         default=1.0, metadata={"help": "Weight of the hidden-state MSE to the original (every layer, masked)."}
@@ -75,7 +78,7 @@ class RelufyArguments(TrainingArguments):
     embedding_alpha: float = field(
         default=1.0, metadata={"help": "Weight of 1 − cosine to the original's pooled embedding (embedders)."}
     )
-    distill_temperature: float = field(default=2.0, metadata={"help": "T of the logit KL."})
+    distill_temperature: float = setting_field(DistillationConfig, "distill_temperature")
     task_alpha: float = field(
         default=0.0,
         metadata={"help": "Weight of the task loss on labels, when the data has them (0: labels are never read)."},
@@ -88,26 +91,26 @@ class RelufyArguments(TrainingArguments):
             "keeps the model's dropout for later fine-tunes)."
         },
     )
-    relu_tolerance: float = field(
-        default=1e-3, metadata={"help": "road='lambda': ε of the final swap; λ* = c/ε (≈ 170 for 1e-3)."}
-    )
+    relu_tolerance: float = setting_field(HardeningConfig, "relu_tolerance")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.road not in ROADS:
             raise InvalidSettingError("road", self.road, f"use one of {ROADS}.")
-        if not 0.0 < self.hardening_end <= 1.0:
-            raise InvalidSettingError("hardening_end", self.hardening_end, "use a fraction of the steps in (0, 1].")
+        self.hardening_config()  # validates hardening_end and relu_tolerance
         for name in ("hidden_alpha", "logits_alpha", "embedding_alpha", "task_alpha"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0.0):
-                raise InvalidSettingError(name, value, "use a finite weight ≥ 0 (0 turns the term off).")
-        if not (math.isfinite(self.distill_temperature) and self.distill_temperature > 0):
-            raise InvalidSettingError("distill_temperature", self.distill_temperature, "use a finite T > 0.")
+            check_weight(name, getattr(self, name))
+        DistillationConfig(distill_temperature=self.distill_temperature)  # validates T
         if self.hidden_alpha + self.logits_alpha + self.embedding_alpha + self.task_alpha == 0:
             raise InvalidSettingError(
                 "hidden_alpha/logits_alpha/embedding_alpha/task_alpha", 0.0, "at least one loss weight must be > 0."
             )
+
+    def hardening_config(self) -> HardeningConfig:
+        """road='lambda': λ pinned from the first step and hardened to λ* = c/ε by ``hardening_end``."""
+        return HardeningConfig(
+            hardening_start=0.0, hardening_end=self.hardening_end, relu_tolerance=self.relu_tolerance
+        )
 
 
 class RelufyTrainer(GuardedTrainingMixin, Trainer):
@@ -164,9 +167,7 @@ class RelufyTrainer(GuardedTrainingMixin, Trainer):
         return (loss, student) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._logged:
-            logs["distill_loss"] = float(sum(self._logged)) / len(self._logged)
-            self._logged.clear()
+        log_distill_loss(logs, self._logged)
         super().log(logs, start_time)
 
 
@@ -236,8 +237,7 @@ def relufy(
     student = _student(model, args)
     callbacks = list(callbacks or [])
     if args.road == "lambda":
-        tolerance = args.relu_tolerance
-        callbacks.append(HardeningCallback(start=0.0, end=args.hardening_end, tolerance=tolerance))
+        callbacks.append(HardeningCallback(args.hardening_config()))
     trainer = RelufyTrainer(
         student,
         args,

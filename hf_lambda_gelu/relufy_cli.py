@@ -22,10 +22,10 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenize
 from .conversion import convert_to_lambda_gelu
 from .errors import DataFileError, InvalidSettingError
 from .fidelity import NEIGHBOURS, Pooling, model_kind
-from .release import check_output_dir
+from .release.folder import check_output_dir
+from .release.twin import save_twin_release
 from .relufy import ROADS, RelufyArguments, relufy
 from .relufy_data import Examples, load_pooling, read_examples
-from .relufy_release import save_twin_release
 
 __all__ = ["add_relufy_arguments", "run_relufy"]
 
@@ -49,7 +49,9 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=128, help="Tokens per text (truncation).")
     parser.add_argument("--task-alpha", type=float, default=0.0, help="Weight of the task loss (needs --label-column).")
     parser.add_argument("--seed", type=int, default=42, help="Seed of the data order (and any random init).")
-    parser.add_argument("--overwrite", action="store_true", help="Write into a folder that holds other files (not a release).")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Write into a folder that holds other files (not a release)."
+    )
 
 
 def _load(model_dir: str) -> tuple[Any, Pooling | None]:

@@ -151,7 +151,7 @@ def sentence_transformers_files(model_dir: str | Path, release_dir: str | Path) 
 
     The transformer module (path ``""``) is the release's model itself; every other module folder and
     the top-level sentence-transformers configs are copied. Returns the copied files, relative to
-    ``release_dir`` (for :func:`hf_lambda_gelu.release.add_release_files`); ``[]`` for a plain folder.
+    ``release_dir`` (for :func:`hf_lambda_gelu.release.folder.add_release_files`); ``[]`` for a plain folder.
     """
     model_dir, release_dir = Path(model_dir), Path(release_dir)
     modules = _modules(model_dir)

@@ -13,9 +13,9 @@ from .config import CONFIG_KEY
 from .config_fields import set_activation_fields, to_relu_value
 from .conversion import convert_to_lambda_gelu
 from .errors import NotLambdaGELUModelError, UnhardenedSwapWarning
+from .gelu_remnants import gelu_modules
+from .module_swap import FilterFn, swap_modules
 from .ops import RELU_DISTANCE_CONSTANT
-from .remnants import gelu_modules
-from .walker import FilterFn, swap_modules
 
 __all__ = [
     "DEFAULT_RELU_TOLERANCE",
@@ -44,7 +44,7 @@ def hardness_profile(model: nn.Module) -> dict[str, float]:
 
     >>> from hf_lambda_gelu import LambdaGELU
     >>> import torch
-    >>> hardness_profile(torch.nn.Sequential(LambdaGELU(init_lambda=2.0)))
+    >>> hardness_profile(torch.nn.Sequential(LambdaGELU(lambda_init=2.0)))
     {'0': 2.0}
     """
     return {name: _layer_lambda(m) for name, m in lambda_modules(model)}
@@ -68,13 +68,13 @@ class ReluizeReport:
     swap, not a hardened one), None when the swap was not checked; ``gelu_remnants`` lists the GELU
     modules the swap left (hard-coded ones no config field controls: they stay GELU).
 
-    :func:`hf_lambda_gelu.disruption.measure_swap` adds the disruption on an evaluation set
+    :func:`hf_lambda_gelu.swap_measure.measure_swap` adds the disruption on an evaluation set
     (``before_swap`` / ``after_swap`` metrics, ``max_abs_logit_diff``, ``mean_abs_logit_diff``,
     ``prediction_agreement``, ``metric_name``); the trainer adds the hardening context
     (``target_lambda``, ``learned_lambdas``, ``settings``) and the naive-swap baseline (``naive_swap``:
     the same measurement of the model at hardening start swapped directly, or why it is missing in
     ``naive_swap_unavailable``) and the road (``road``: the hardening window in steps, ``max_steps`` and
-    the λ/loss logs, :func:`hf_lambda_gelu.profile_plot.road_record`). :meth:`to_dict` is
+    the λ/loss logs, :func:`hf_lambda_gelu.window_logs.road_record`). :meth:`to_dict` is
     ``reluization_report.json``; :meth:`metrics` the flat ``reluize_*`` / ``naive_swap_*`` numbers the trainer logs.
     """
 
@@ -167,7 +167,7 @@ class ReluizeReport:
         return flat
 
 
-#: The disruption figures of a measured swap (:func:`hf_lambda_gelu.disruption.compare_predictions`).
+#: The disruption figures of a measured swap (:func:`hf_lambda_gelu.swap_measure.compare_predictions`).
 DISRUPTION_KEYS = ("max_abs_logit_diff", "mean_abs_logit_diff", "prediction_agreement")
 _ALWAYS = frozenset({"swapped", "lambdas", "error_bounds", "tolerance", "unhardened", "gelu_remnants"})
 
@@ -195,7 +195,7 @@ def reluize(
 
     >>> import torch
     >>> from hf_lambda_gelu import LambdaGELU
-    >>> report = reluize(torch.nn.Sequential(LambdaGELU(init_lambda=170.0)))
+    >>> report = reluize(torch.nn.Sequential(LambdaGELU(lambda_init=170.0)))
     >>> round(report.max_error_bound, 4)
     0.001
     """

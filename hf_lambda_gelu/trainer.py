@@ -18,20 +18,18 @@ from transformers.trainer_utils import HubStrategy
 
 from .activation import lambda_modules
 from .conversion import convert_to_lambda_gelu
-from .disruption import measure_swap
 from .distillation import DistillationTrainer, Distiller, frozen_copy
+from .errors import InvalidSettingError
 from .guards import GuardedTrainingMixin
 from .hardening import PRE_HARDENING_WEIGHTS_NAME, HardeningCallback
+from .hardness_pressure import hardness_pressure_term
 from .lr_floor import with_lr_floor
 from .optim import create_lambda_gelu_optimizer, install_lambda_update
-from .pressure import hardness_pressure_term
-from .profile_plot import road_record
-from .release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
 from .settings_effect import lambda_learned
+from .swap_measure import measure_swap
 from .training_args import LambdaGELUTrainingArguments
-from .upload import upload_release
-from .window_logs import HardeningWindowLogs
+from .window_logs import HardeningWindowLogs, road_record
 
 __all__ = ["LambdaGELUTrainer"]
 
@@ -63,7 +61,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
       taken at hardening start (:mod:`hf_lambda_gelu.distillation`; training loss only). For a late road
       (λ learned first, ``hardening_start`` > 0): ``hardening_lr_floor`` floors the learning-rate multiplier
       in the hardening window (:func:`hf_lambda_gelu.lr_floor.with_lr_floor`), ``hardness_pressure`` adds
-      β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.pressure`).
+      β·Σ_l c/λ_l while λ learns (:mod:`hf_lambda_gelu.hardness_pressure`).
     - Every training log gets λ: ``lambda/<layer>`` where layers differ or λ is learned, else one ``lambda``;
       a few extra logs trace the hardening window (:mod:`hf_lambda_gelu.window_logs`). The final profile
       and the road go to ``output_dir`` as ``hardness_profile.json`` and ``hardness_profile.png``.
@@ -103,8 +101,9 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
                 "LambdaGELUTrainer does not upload checkpoints (hub_strategy='end'); push_to_hub() publishes the ReLU release."
             )
             args.hub_strategy = HubStrategy.END
+        distillation = args.distillation_config()
         teacher = None
-        if model is not None and (args.distill_alpha > 0 or args.distill_logits_alpha > 0):
+        if model is not None and distillation.needs_teacher:
             teacher = frozen_copy(model)  # the original checkpoint, before conversion and training
         if model is not None and not lambda_modules(model):
             convert_to_lambda_gelu(model, args.lambda_config())
@@ -113,27 +112,10 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
                 args.lambda_init,
                 args.lambda_temperature,
             )
-        distiller = None
-        if args.distillation_enabled:
-            distiller = Distiller(
-                teacher,
-                alpha=args.distill_alpha,
-                logits_alpha=args.distill_logits_alpha,
-                self_alpha=args.self_distill_alpha,
-                temperature=args.distill_temperature,
-            )
+        distiller = Distiller(teacher, distillation) if distillation.enabled else None
         super().__init__(model, args, *pos, distiller=distiller, **kwargs)
-        self.add_callback(
-            HardeningCallback(
-                start=args.hardening_start,
-                shape=args.hardening_shape,
-                tolerance=args.relu_tolerance,
-                target_lambda=args.relu_target_lambda,
-                per_layer=args.relu_target_per_layer,
-                end=args.hardening_end,
-                keep_pre_hardening_state=args.reluize_at_end and args.naive_swap_baseline,
-            )
-        )
+        keep = args.reluize_at_end and args.naive_swap_baseline
+        self.add_callback(HardeningCallback(args.hardening_config(), keep_pre_hardening_state=keep))
         self.add_callback(HardeningWindowLogs(lambda: self.hardening))
         self.lambda_update = None
         self.final_profile: dict[str, float] | None = None
@@ -284,7 +266,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         return output
 
     def _save_profile(self, profile: dict[str, float]) -> None:
-        from .profile_plot import save_profile_json, save_profile_plot
+        from .release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, save_profile_json, save_profile_plot
 
         os.makedirs(self.args.output_dir, exist_ok=True)
         target, learned = self.args.target_lambda, self.learned_profile()
@@ -328,23 +310,27 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
             blocking, revision: accepted for Trainer compatibility (uploads are blocking, on main).
             token: Hub token (default ``args.hub_token``, then the stored login); never logged.
             private: create the repo private (default ``args.hub_private_repo``).
-            **kwargs: card fields for :func:`hf_lambda_gelu.model_card.build_model_card`
+            **kwargs: card fields for :func:`hf_lambda_gelu.release.card.build_model_card`
                 (``dataset_names``, ``license``, ``model_name``, ``extra_text``, ...), ``base_model``, and
-                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.release.save_release`).
+                ``allow_gelu_remnants`` (see :func:`hf_lambda_gelu.release.folder.save_release`).
 
         Returns:
             The Hub commit URL on the main process, None elsewhere.
         """
         if lambda_modules(self.model) and not self.hardening.enabled:
-            raise ValueError(
-                "push_to_hub() publishes a ReLU release, but hardening_start=1.0 kept the λ-GELU model unhardened "
-                "(swapping it to ReLU now would change its outputs). Save it with trainer.save_model() instead, or "
-                "train with hardening_start < 1."
+            raise InvalidSettingError(
+                "hardening_start",
+                1.0,
+                "push_to_hub() publishes a ReLU release, but no hardening kept the λ-GELU model unhardened (swapping "
+                "it to ReLU now would change its outputs). Save it with trainer.save_model() instead, or train with "
+                "hardening_start < 1.",
             )
         if lambda_modules(self.model):
             self.reluize_and_report()  # every rank: evaluation gathers across ranks
         if not self.is_world_process_zero():
             return None
+        from .release import save_release, upload_release  # publishing: one call down
+
         repo_id = self.args.hub_model_id or os.path.basename(os.path.normpath(self.args.output_dir))
         allow_gelu_remnants = kwargs.pop("allow_gelu_remnants", False)
         base_model = kwargs.pop("base_model", None) or getattr(
@@ -354,7 +340,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         model = self.model
         if hasattr(model, "merge_and_unload"):  # PEFT: publish the merged ReLU model
             model = copy.deepcopy(model).merge_and_unload()
-        settings = {k: getattr(self.args, k) for k in _SETTINGS}
+        settings = self.args.settings()
         release = save_release(
             model,
             os.path.join(self.args.output_dir, RELEASE_DIRNAME),
@@ -421,7 +407,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         report = measure_swap(self.model, functools.partial(reluize, tolerance=tolerance), predict)
         report.target_lambda = self.args.target_lambda
         report.learned_lambdas = self.learned_profile()
-        report.settings = {k: getattr(self.args, k) for k in _SETTINGS}
+        report.settings = self.args.settings()
         report.road = self._road()
         if naive_model is not None:
             report.naive_swap = measure_swap(naive_model, gelu_to_relu, predict)  # the naive baseline, on purpose
@@ -429,6 +415,8 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
             report.naive_swap_unavailable = self.naive_swap_unavailable
         self.hardening.pre_hardening_state = None
         self.reluization_report = report
+        from .release import REPORT_FILENAME
+
         if self.is_world_process_zero():
             os.makedirs(self.args.output_dir, exist_ok=True)
             with open(os.path.join(self.args.output_dir, REPORT_FILENAME), "w") as f:
@@ -436,25 +424,6 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         flat = report.metrics()
         self.log(flat)
         return flat
-
-
-_SETTINGS = (
-    "lambda_init",
-    "lambda_temperature",
-    "lambda_learning_rate",
-    "hardening_start",
-    "hardening_end",
-    "hardening_shape",
-    "hardening_lr_floor",
-    "hardness_pressure",
-    "distill_alpha",
-    "distill_logits_alpha",
-    "self_distill_alpha",
-    "distill_temperature",
-    "relu_tolerance",
-    "relu_target_lambda",
-    "relu_target_per_layer",
-)
 
 
 @contextlib.contextmanager

@@ -1,36 +1,53 @@
-"""``LambdaGELUTrainingArguments``: every λ-GELU knob as a TrainingArguments field."""
+"""``LambdaGELUTrainingArguments``: every λ-GELU setting as a flat TrainingArguments field.
+
+The fields of :class:`LambdaGELUConfig`, :class:`HardeningConfig` and :class:`DistillationConfig` appear here
+under the same names, defaults and help (HfArgumentParser needs flat fields); the arguments build the typed
+configs (:meth:`~LambdaGELUTrainingArguments.lambda_config`, :meth:`~LambdaGELUTrainingArguments.hardening_config`,
+:meth:`~LambdaGELUTrainingArguments.distillation_config`), which validate them. :data:`SETTING_LABELS` names the
+settings a run records (:meth:`~LambdaGELUTrainingArguments.settings`) and labels them for the model card's table
+(labels cannot live in the fields' metadata: HfArgumentParser passes every metadata key to argparse).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from transformers import TrainingArguments
 
-from .config import LambdaGELUConfig
-from .errors import InvalidSettingError
-from .hardening import (
-    HARDENING_SHAPES,
-    check_hardening_end,
+from .config import (
+    DistillationConfig,
+    HardeningConfig,
+    LambdaGELUConfig,
     check_target_lambda,
-    default_hardening_end,
-    target_lambda_for_tolerance,
+    check_weight,
+    setting_field,
 )
+from .errors import InvalidSettingError
 from .optim import OPTIMIZER_FAMILIES
 from .settings_effect import naive_swap_measurable, warn_inert_settings
 
-__all__ = ["LambdaGELUTrainingArguments"]
+__all__ = ["SETTING_LABELS", "LambdaGELUTrainingArguments"]
 
-
-def _bad(name: str, value, fix: str) -> InvalidSettingError:
-    return InvalidSettingError(name, value, fix)
-
-
-def _config_field(name: str):
-    """The :class:`LambdaGELUConfig` field ``name`` (same default and help) as a training argument."""
-    spec = LambdaGELUConfig.__dataclass_fields__[name]
-    return field(default=spec.default, metadata=dict(spec.metadata))
+#: The settings a run records (report, model card), in this order, with the card's label of each.
+SETTING_LABELS = {
+    "lambda_init": "Initial λ",
+    "lambda_temperature": "Softplus temperature τ (λ = 1 + softplus(s/τ))",
+    "lambda_learning_rate": "λ learning rate",
+    "hardening_start": "Hardening starts at (fraction of training)",
+    "hardening_end": "λ reaches λ* at (fraction of training; ReLU forwards after it)",
+    "hardening_shape": "Hardening schedule shape (log-space)",
+    "hardening_lr_floor": "Learning-rate floor in the hardening window (fraction of the learning rate)",
+    "hardness_pressure": "Hardness pressure β (β·Σ c/λ while λ learns; 0 = off)",
+    "distill_alpha": "Feature distillation to the original model (weight; 0 = off)",
+    "distill_logits_alpha": "Logit distillation to the original model (weight; 0 = off)",
+    "self_distill_alpha": "Self-distillation to the hardening-start snapshot (weight; 0 = off)",
+    "distill_temperature": "Distillation temperature T",
+    "relu_tolerance": "Tolerance ε (worst-case per-activation error)",
+    "relu_target_lambda": "Explicit target λ*",
+    "relu_target_per_layer": "Per-layer λ* (λ* / RMS of the layer's pre-activation)",
+}
 
 
 @dataclass
@@ -42,6 +59,9 @@ class LambdaGELUTrainingArguments(TrainingArguments):
     (0.0, 0.1, 1.0)
     """
 
+    lambda_init: float = setting_field(LambdaGELUConfig, "lambda_init")
+    lambda_temperature: float = setting_field(LambdaGELUConfig, "lambda_temperature")
+    lambda_per_channel: bool = setting_field(LambdaGELUConfig, "lambda_per_channel")
     lambda_learning_rate: float = field(
         default=1e-2,
         metadata={
@@ -50,66 +70,14 @@ class LambdaGELUTrainingArguments(TrainingArguments):
             "the first step); 0 keeps λ at lambda_init until hardening."
         },
     )
-    lambda_temperature: float = _config_field("lambda_temperature")
-    lambda_init: float = _config_field("lambda_init")
-    lambda_per_channel: bool = _config_field("lambda_per_channel")
     lambda_optimizer_family: str = field(
         default="auto",
         metadata={"help": f"How the optimizer normalizes steps, for the λ update: one of {OPTIMIZER_FAMILIES}."},
     )
-    hardening_start: float = field(
-        default=0.0,
-        metadata={
-            "help": "Fraction of training after which λ stops learning and is hardened toward λ*; 0 (default) = "
-            "from the first step (λ is not learned). 1.0 = no hardening: λ is learned to the end and the model "
-            "stays λ-GELU (no ReLU swap; it saves and reloads with hf_lambda_gelu imported)."
-        },
-    )
-    hardening_end: float | None = field(
-        default=None,
-        metadata={
-            "help": "Fraction of training at which λ reaches λ* (in (hardening_start, 1]); the remaining steps train "
-            "the model with exact ReLU forwards (consolidation). 1.0 = harden until the last step. None (default) "
-            "= hardening_start + 0.1, capped at 1. With "
-            "reluize_at_end=False the saved λ-GELU checkpoint runs λ-GELU at λ* again when reloaded (within c/λ*)."
-        },
-    )
-    hardening_lr_floor: float | None = field(
-        default=None,
-        metadata={
-            "help": "Floor on the learning-rate multiplier (a fraction of learning_rate, in (0, 1]) during the "
-            "hardening window, so the weights can follow λ; None = the schedule unchanged. Needs a LambdaLR "
-            "schedule (every lr_scheduler_type but reduce_lr_on_plateau)."
-        },
-    )
-    distill_alpha: float = field(
-        default=1.0,
-        metadata={
-            "help": "Weight of feature distillation to the frozen original model (the checkpoint given to the "
-            "trainer, before training): attention-masked MSE of every layer's hidden states, mean over layers. "
-            "Default 1; 0 = off (the cheaper setting; also better when the model keeps training on the data its "
-            "checkpoint was trained on: the teacher then anchors it). Costs one extra no-grad forward per step "
-            "and one model copy in memory."
-        },
-    )
-    distill_logits_alpha: float = field(
-        default=0.0,
-        metadata={
-            "help": "Weight of a T²·KL to the frozen original model's logits (e.g. a causal LM's next-token "
-            "distribution; only meaningful when the original head was trained). 0 = off."
-        },
-    )
-    self_distill_alpha: float = field(
-        default=0.0,
-        metadata={
-            "help": "Weight of a T²·KL to the logits of a snapshot of the model taken when hardening starts "
-            "(self-distillation through the hardening window and after it). 0 = off."
-        },
-    )
-    distill_temperature: float = field(
-        default=2.0,
-        metadata={"help": "Temperature T of the distillation KL terms (distill_logits_alpha, self_distill_alpha)."},
-    )
+    hardening_start: float = setting_field(HardeningConfig, "hardening_start")
+    hardening_end: float | None = setting_field(HardeningConfig, "hardening_end")
+    hardening_shape: str = setting_field(HardeningConfig, "hardening_shape")
+    hardening_lr_floor: float | None = setting_field(HardeningConfig, "hardening_lr_floor")
     hardness_pressure: float = field(
         default=0.0,
         metadata={
@@ -117,20 +85,13 @@ class LambdaGELUTrainingArguments(TrainingArguments):
             "learns (before hardening), so λ rises where the task loss allows. 0 = off."
         },
     )
-    hardening_shape: str = field(
-        default="cosine", metadata={"help": f"Log-space hardening path shape: one of {HARDENING_SHAPES}."}
-    )
-    relu_tolerance: float = field(
-        default=1e-3,
-        metadata={"help": "ε: worst-case activation error of the final ReLU swap; λ* = c/ε (1e-3 → λ* ≈ 170)."},
-    )
-    relu_target_lambda: float | None = field(
-        default=None, metadata={"help": "Explicit hardening target λ* (overrides relu_tolerance)."}
-    )
-    relu_target_per_layer: bool = field(
-        default=False,
-        metadata={"help": "Scale each layer's λ* by 1/RMS of its pre-activation, measured on training batches."},
-    )
+    distill_alpha: float = setting_field(DistillationConfig, "distill_alpha")
+    distill_logits_alpha: float = setting_field(DistillationConfig, "distill_logits_alpha")
+    self_distill_alpha: float = setting_field(DistillationConfig, "self_distill_alpha")
+    distill_temperature: float = setting_field(DistillationConfig, "distill_temperature")
+    relu_tolerance: float = setting_field(HardeningConfig, "relu_tolerance")
+    relu_target_lambda: float | None = setting_field(HardeningConfig, "relu_target_lambda")
+    relu_target_per_layer: bool = setting_field(HardeningConfig, "relu_target_per_layer")
     reluize_at_end: bool = field(
         default=True, metadata={"help": "Swap λ-GELU for nn.ReLU at the end of training and report the disruption."}
     )
@@ -147,36 +108,19 @@ class LambdaGELUTrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0 <= self.lambda_learning_rate < math.inf:
-            raise _bad("lambda_learning_rate", self.lambda_learning_rate, "use a finite λ step size ≥ 0, e.g. 1e-2.")
-        self.lambda_config()  # validates lambda_init, lambda_temperature, lambda_per_channel
+            raise InvalidSettingError(
+                "lambda_learning_rate", self.lambda_learning_rate, "use a finite λ step size ≥ 0, e.g. 1e-2."
+            )
+        lambda_config = self.lambda_config()
         if self.lambda_optimizer_family not in OPTIMIZER_FAMILIES:
-            raise _bad("lambda_optimizer_family", self.lambda_optimizer_family, f"use one of {OPTIMIZER_FAMILIES}.")
-        if not 0.0 <= self.hardening_start <= 1.0:
-            raise _bad(
-                "hardening_start",
-                self.hardening_start,
-                "use a fraction of training in [0, 1), or 1.0 for no hardening.",
+            raise InvalidSettingError(
+                "lambda_optimizer_family", self.lambda_optimizer_family, f"use one of {OPTIMIZER_FAMILIES}."
             )
-        if self.hardening_shape not in HARDENING_SHAPES:
-            raise _bad("hardening_shape", self.hardening_shape, f"use one of {HARDENING_SHAPES}.")
-        if not self.relu_tolerance > 0:
-            raise _bad("relu_tolerance", self.relu_tolerance, "ε must be > 0 (default 1e-3).")
-        check_target_lambda(self.relu_target_lambda, self.relu_tolerance, self.lambda_temperature)  # λ* ≥ 1, float32
-        if self.hardening_end is None:
-            self.hardening_end = default_hardening_end(self.hardening_start)
-        try:
-            check_hardening_end(self.hardening_start, self.hardening_end)
-        except ValueError as err:
-            raise _bad("hardening_end", self.hardening_end, str(err).split(": ", 1)[1]) from None
-        if self.hardening_lr_floor is not None and not 0.0 < self.hardening_lr_floor <= 1.0:
-            raise _bad(
-                "hardening_lr_floor", self.hardening_lr_floor, "use a fraction of learning_rate in (0, 1], or None."
-            )
-        for name in ("distill_alpha", "distill_logits_alpha", "self_distill_alpha", "hardness_pressure"):
-            if not 0.0 <= getattr(self, name) < math.inf:
-                raise _bad(name, getattr(self, name), "use a finite weight ≥ 0 (0 = off).")
-        if not 0.0 < self.distill_temperature < math.inf:
-            raise _bad("distill_temperature", self.distill_temperature, "T must be finite and > 0 (default 2).")
+        self.hardening_end = self.hardening_config().hardening_end  # None → its default
+        # λ* must fit in float32 through this run's τ too (the hardening settings alone do not know τ)
+        check_target_lambda(self.relu_target_lambda, self.relu_tolerance, lambda_config.lambda_temperature)
+        self.distillation_config()
+        check_weight("hardness_pressure", self.hardness_pressure)
         self._settle_inert_settings()
         self.dataloader_pin_memory = self.dataloader_pin_memory and torch.accelerator.is_available()  # CPU: no warning
 
@@ -187,24 +131,39 @@ class LambdaGELUTrainingArguments(TrainingArguments):
         warn_inert_settings(settings, stacklevel=5)
         self.naive_swap_baseline = self.naive_swap_baseline is not False and naive_swap_measurable(settings)
 
+    def _values(self, config_cls: type) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(config_cls) if hasattr(self, f.name)}
+
     def lambda_config(self) -> LambdaGELUConfig:
         """The conversion settings of these arguments (what the trainer converts a GELU model with).
 
         >>> LambdaGELUTrainingArguments(output_dir="out", lambda_init=2.0, report_to="none").lambda_config()
         LambdaGELUConfig(lambda_init=2.0, lambda_temperature=0.1, lambda_per_channel=False, num_channels=None)
         """
-        return LambdaGELUConfig(
-            lambda_init=self.lambda_init,
-            lambda_temperature=self.lambda_temperature,
-            lambda_per_channel=self.lambda_per_channel,
-        )
+        return LambdaGELUConfig(**self._values(LambdaGELUConfig))
+
+    def hardening_config(self) -> HardeningConfig:
+        """The hardening settings of these arguments (what the trainer's :class:`HardeningCallback` takes)."""
+        return HardeningConfig(**self._values(HardeningConfig))
+
+    def distillation_config(self) -> DistillationConfig:
+        """The distillation settings of these arguments (what the trainer's distiller takes)."""
+        return DistillationConfig(**self._values(DistillationConfig))
+
+    def settings(self) -> dict:
+        """The run's recorded settings (:data:`SETTING_LABELS`), for the report and the model card.
+
+        >>> list(LambdaGELUTrainingArguments(output_dir="out", report_to="none").settings())[:2]
+        ['lambda_init', 'lambda_temperature']
+        """
+        return {name: getattr(self, name) for name in SETTING_LABELS}
 
     @property
     def distillation_enabled(self) -> bool:
         """True if any distillation term is on."""
-        return self.distill_alpha > 0 or self.distill_logits_alpha > 0 or self.self_distill_alpha > 0
+        return self.distillation_config().enabled
 
     @property
     def target_lambda(self) -> float:
         """The reference hardening target λ* (explicit, or c/ε)."""
-        return self.relu_target_lambda or target_lambda_for_tolerance(self.relu_tolerance)
+        return self.hardening_config().target_lambda

@@ -21,24 +21,7 @@ What every recipe does the same way lives here, so the recipes stay thin:
   zero length is refused (:func:`check_run_length`), sequence lengths are capped at the model's
   positions (:func:`cap_sequence_length`).
 
-Decisions:
-- The recipes train and evaluate by default (``do_train``/``do_eval`` default to True): the method is
-  train → harden → swap. ``--do_train false`` is allowed for ``gelu`` and ``naive_relu_swap`` (evaluate
-  a checkpoint, or measure its naive swap), not for ``lambda_gelu``.
-- ``all_results.json`` has the same keys in every mode: ``activation_mode``, ``train_*``, ``eval_*``
-  (the saved model), and the swap under the trainer's own names: ``reluize_before_eval_*``,
-  ``reluize_after_eval_*``, ``reluize_max_abs_logit_diff``, ``reluize_mean_abs_logit_diff``,
-  ``reluize_prediction_agreement``, ``reluize_max_error_bound`` (the naive swap of
-  ``naive_relu_swap`` reports under the same names); keys a mode has no value for (``gelu`` has no
-  swap) are ``null``. The
-  trainer's own naive-swap baseline stays in ``reluization_report.json`` and the model card.
-- ReLU modes write the output folder with :func:`hf_lambda_gelu.release.save_release` (model,
-  processor, card, profile, report, manifest) on rank 0; ``--push_to_hub`` then uploads exactly that
-  release (``upload_release``), never the λ-GELU checkpoints of the run. The ``gelu`` mode is the
-  plain transformers path: ``trainer.save_model``, transformers' model card and ``trainer.push_to_hub``.
-- Launched as several processes without a GPU (``accelerate launch --config_file
-  recipes/configs/cpu_ddp.yaml``), ``use_cpu`` defaults to True: accelerate's multi-GPU launcher does
-  not tell CPU workers to join a gloo group, ``TrainingArguments(use_cpu=True)`` does.
+Defaults, the metrics layout, the release and the CPU launch: docs/design.md.
 """
 
 from __future__ import annotations
@@ -58,14 +41,14 @@ from data_checks import check_cells, check_labels_seen_in_training, check_splits
 from output_dirs import check_run_output_dir
 
 from hf_lambda_gelu.conversion import from_pretrained
-from hf_lambda_gelu.disruption import measure_swap, summary_metrics
 from hf_lambda_gelu.errors import GELURemnantsError, MissingExtraError
-from hf_lambda_gelu.release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
-from hf_lambda_gelu.release_gate import dummy_inputs
+from hf_lambda_gelu.gelu_remnants import find_gelu_remnants
+from hf_lambda_gelu.release.folder import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
+from hf_lambda_gelu.release.gate import dummy_inputs
+from hf_lambda_gelu.release.upload import upload_release
 from hf_lambda_gelu.reluize import ReluizeReport, gelu_to_relu
-from hf_lambda_gelu.remnants import find_gelu_remnants
+from hf_lambda_gelu.swap_measure import measure_swap, summary_metrics
 from hf_lambda_gelu.trainer import LambdaGELUTrainer
-from hf_lambda_gelu.upload import upload_release
 
 __all__ = [
     "ACTIVATION_MODES",

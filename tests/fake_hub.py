@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from huggingface_hub.utils import filter_repo_objects
 
-from hf_lambda_gelu import upload
+from hf_lambda_gelu.release import upload
 
 TOKEN = "hf_SECRETtoken0123456789abcdefXYZ"
 

@@ -43,7 +43,7 @@ def main(out: str) -> None:
     fully_shard(model)
     optimizer = torch.optim.AdamW(lambda_param_groups(model, lr=1e-3, weight_decay=0.01, lambda_learning_rate=0.05))
     install_lambda_update(optimizer, model)
-    hardening = HardeningCallback(start=0.5, tolerance=1e-3)
+    hardening = HardeningCallback(hardening_start=0.5, relu_tolerance=1e-3)
     hardening.keep_pre_hardening_state = True  # the naive-swap baseline's weights, gathered from the shards
     generator = torch.Generator().manual_seed(rank)  # each rank its own batches
     trajectory = []

@@ -243,7 +243,7 @@ def lambda_stack(*lams: float) -> torch.nn.Sequential:
     """A ``Sequential`` of one :class:`~hf_lambda_gelu.LambdaGELU` per λ (for schedule tests)."""
     from hf_lambda_gelu import LambdaGELU
 
-    return torch.nn.Sequential(*[LambdaGELU(init_lambda=lam) for lam in lams])
+    return torch.nn.Sequential(*[LambdaGELU(lambda_init=lam) for lam in lams])
 
 
 def hardening_trajectory(cb, model, max_steps: int, stop: int | None = None) -> list[list[float]]:

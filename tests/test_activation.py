@@ -9,14 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch._dynamo.testing import CompileCounterWithBackend
 
-from hf_lambda_gelu import LambdaGELU, install_lambda_update, lambda_gelu, lambda_param_groups
-from hf_lambda_gelu.activation import MIN_LAMBDA_OFFSET, lambda_to_raw, raw_to_lambda
+from hf_lambda_gelu import LambdaGELU, LambdaGELUConfig, install_lambda_update, lambda_gelu, lambda_param_groups
+from hf_lambda_gelu.activation import lambda_to_raw, raw_to_lambda
+from hf_lambda_gelu.config import MIN_LAMBDA_OFFSET
 
 
 def _reference_raw_grad(m: LambdaGELU, x: torch.Tensor) -> torch.Tensor:
     """d/ds of sum(f(x; λ(s))²) by autograd through x·Φ(λx) written out (erf form; no custom op)."""
     s = m.lambda_raw.detach().clone().requires_grad_()
-    lam = raw_to_lambda(s, m.temperature)
+    lam = raw_to_lambda(s, m.lambda_temperature)
     x = x.detach()
     (x * 0.5 * (1 + torch.erf(lam * x / math.sqrt(2)))).pow(2).sum().backward()
     return s.grad
@@ -30,7 +31,7 @@ def test_lambda_raw_shape_is_never_zero_dim(num_channels, shape):
     assert m.lambda_.shape == shape
     assert [n for n, _ in m.named_parameters()] == ["lambda_raw"]
     assert "pinned" not in m.state_dict(), "pin state is runtime state, not checkpoint content"
-    m.configure(init_lambda=2.0, temperature=0.1, num_channels=5)
+    m.configure(LambdaGELUConfig(lambda_init=2.0, lambda_temperature=0.1), num_channels=5)
     assert m.lambda_raw.shape == (5,) and m.pinned.shape == (5,)
     torch.testing.assert_close(m.lambda_, torch.full((5,), 2.0))
 
@@ -38,7 +39,7 @@ def test_lambda_raw_shape_is_never_zero_dim(num_channels, shape):
 @pytest.mark.parametrize("temperature", [0.01, 0.1, 1.0, 10.0])
 def test_lambda_is_at_least_one_for_any_raw_value(temperature):
     raw = torch.tensor([-1e30, -1e6, -1e3, -50.0, -1.0, 0.0, 1.0, 50.0, 1e3, 1e6, 1e30])
-    m = LambdaGELU(temperature=temperature, num_channels=raw.numel())
+    m = LambdaGELU(lambda_temperature=temperature, num_channels=raw.numel())
     with torch.no_grad():
         m.lambda_raw.copy_(raw)
     lam = m.lambda_
@@ -84,7 +85,7 @@ def test_lambda_to_raw_round_trip_is_stable(temperature):
     assert not torch.isfinite(torch.log(torch.expm1(torch.tensor(1e5 - 1.0, dtype=torch.float64))))
     # and through the module, in float32
     for value in (1.5, 170.0, 1e4, 1e5):
-        m = LambdaGELU(init_lambda=value, temperature=temperature)
+        m = LambdaGELU(lambda_init=value, lambda_temperature=temperature)
         assert torch.isfinite(m.lambda_raw).all()
         assert m.lambda_.item() == pytest.approx(value, rel=1e-6)
 
@@ -103,11 +104,11 @@ def test_lambda_to_raw_floors_at_min_offset():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"init_lambda": 0.5}, "init_lambda=0.5"),
-        ({"init_lambda": 0.0}, "init_lambda=0.0"),
-        ({"init_lambda": math.nan}, "init_lambda=nan"),
-        ({"temperature": 0.0}, "temperature=0.0"),
-        ({"temperature": -0.1}, r"temperature=-0.1"),
+        ({"lambda_init": 0.5}, "lambda_init=0.5"),
+        ({"lambda_init": 0.0}, "lambda_init=0.0"),
+        ({"lambda_init": math.nan}, "lambda_init=nan"),
+        ({"lambda_temperature": 0.0}, "lambda_temperature=0.0"),
+        ({"lambda_temperature": -0.1}, r"lambda_temperature=-0.1"),
         ({"num_channels": 0}, "num_channels=0"),
         ({"num_channels": -4}, "num_channels=-4"),
         ({"approximate": "erf"}, "'erf'"),
@@ -120,13 +121,13 @@ def test_invalid_settings_raise_value_error_naming_the_value(kwargs, message):
 
 def test_configure_rejects_bad_values():
     m = LambdaGELU()
-    with pytest.raises(ValueError, match="init_lambda=0.9"):
-        m.configure(init_lambda=0.9, temperature=0.1, num_channels=None)
+    with pytest.raises(ValueError, match="lambda_init=0.9"):
+        m.configure(LambdaGELUConfig(lambda_init=0.9), num_channels=None)
 
 
 @pytest.mark.parametrize("num_channels", [None, 4])
 def test_pin_freezes_lambda_with_an_exact_zero_gradient(num_channels):
-    m = LambdaGELU(init_lambda=2.0, num_channels=num_channels)
+    m = LambdaGELU(lambda_init=2.0, num_channels=num_channels)
     storage = m.lambda_raw.data_ptr()
     m.pin(5.0)
     assert m.is_pinned
@@ -160,7 +161,7 @@ def test_pin_with_per_channel_tensor_value():
 
 
 def test_reset_parameters_restores_init_and_unpins():
-    m = LambdaGELU(init_lambda=3.0)
+    m = LambdaGELU(lambda_init=3.0)
     m.pin(50.0)
     m.reset_parameters()
     assert not m.is_pinned
@@ -170,7 +171,7 @@ def test_reset_parameters_restores_init_and_unpins():
 def test_pin_state_and_value_changes_do_not_recompile():
     torch._dynamo.reset()
     counter = CompileCounterWithBackend("aot_eager")
-    m = LambdaGELU(init_lambda=2.0)
+    m = LambdaGELU(lambda_init=2.0)
     compiled = torch.compile(m, backend=counter, fullgraph=True)
     x = torch.randn(8, 16, requires_grad=True)
 
@@ -195,9 +196,9 @@ def test_pin_state_and_value_changes_do_not_recompile():
 
 
 def test_extra_repr_shows_lambda_and_form():
-    assert "lambda=2.5" in repr(LambdaGELU(init_lambda=2.5))
+    assert "lambda=2.5" in repr(LambdaGELU(lambda_init=2.5))
     assert "approximate='none'" in repr(LambdaGELU())
-    text = repr(LambdaGELU(init_lambda=3.0, approximate="tanh", temperature=0.5))
+    text = repr(LambdaGELU(lambda_init=3.0, approximate="tanh", lambda_temperature=0.5))
     assert "lambda=3" in text and "approximate='tanh'" in text and "temperature=0.5" in text
     per_channel = LambdaGELU(num_channels=3)
     per_channel.set_lambda(torch.tensor([1.5, 2.0, 9.0]))
@@ -209,7 +210,7 @@ def test_extra_repr_shows_lambda_and_form():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_half_precision_module_with_extreme_lambda(dtype, approximate):
-    m = LambdaGELU(init_lambda=1e4, approximate=approximate).to(dtype)
+    m = LambdaGELU(lambda_init=1e4, approximate=approximate).to(dtype)
     x = torch.tensor([-1e4, -30.0, -1e-3, 0.0, 1e-3, 30.0, 1e4], dtype=dtype, requires_grad=True)
     y = m(x)
     y.sum().backward()

@@ -17,11 +17,11 @@ from helpers import assert_tokenizes_apart, offline_env, wordpiece_tokenizer
 from huggingface_hub import ModelCard
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
-import hf_lambda_gelu.upload as hub_upload
+import hf_lambda_gelu.release.upload as hub_upload
 from hf_lambda_gelu import convert_to_lambda_gelu
 from hf_lambda_gelu.cli import COMMANDS, PROG, Command, build_parser, main
-from hf_lambda_gelu.profile_plot import load_profile_json
-from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir, save_release
+from hf_lambda_gelu.release.folder import MANIFEST_FILENAME, check_release_dir, save_release
+from hf_lambda_gelu.release.plots import load_profile_json
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"good bad movie great awful film fine plot".split()]
 TOKEN = "hf_SECRETcliToken0123456789abcdef"

@@ -115,7 +115,7 @@ def test_save_load_round_trip_is_bit_exact(tiny_case: TinyCase, options, tmp_pat
         n = after[name]
         assert torch.equal(n.lambda_raw, m.lambda_raw), name
         assert n.lambda_raw.shape == m.lambda_raw.shape and n.approximate == m.approximate
-        assert n.temperature == m.temperature and n.init_lambda == m.init_lambda
+        assert n.lambda_temperature == m.lambda_temperature and n.lambda_init == m.lambda_init
         assert torch.equal(n.lambda_, m.lambda_), name
     assert loaded.config.lambda_gelu == model.config.lambda_gelu
     torch.testing.assert_close(forward(tiny_case, loaded, inputs), expected, **EXACT)
@@ -244,7 +244,7 @@ def test_config_lambda_settings_are_honoured_on_load(tmp_path, fill_uninitialize
         acts = lambda_modules(model)
         assert len(acts) == 3
         for m in acts.values():
-            assert m.temperature == 0.5
+            assert m.lambda_temperature == 0.5
             assert m.lambda_.item() == pytest.approx(3.0, rel=1e-6)
 
 
@@ -298,7 +298,7 @@ def test_helpers_keep_lambda_of_a_lambda_checkpoint(tmp_path):
         acts = lambda_modules(model)
         assert list(acts) == list(reference)
         for name, m in acts.items():
-            assert torch.equal(m.lambda_raw, reference[name]) and m.temperature == 0.2, name
+            assert torch.equal(m.lambda_raw, reference[name]) and m.lambda_temperature == 0.2, name
 
 
 # --------------------------------------------------------------------------- real checkpoint

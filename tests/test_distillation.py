@@ -71,14 +71,14 @@ def test_feature_and_logit_distillation_on_encoder_vit_and_causal_lm(tiny_bert_m
     ids = torch.randint(0, 99, (2, 7))
     mask = torch.ones(2, 7, dtype=torch.long)
     mask[1, 5:] = 0
-    _distill_check(tiny_bert_mlm, {"input_ids": ids, "attention_mask": mask, "labels": ids}, alpha=1.0)
-    _distill_check(tiny_vit, {"pixel_values": torch.randn(2, 3, 16, 16)}, alpha=1.0)
-    _distill_check(tiny_gpt2, {"input_ids": ids, "attention_mask": mask}, alpha=1.0, logits_alpha=1.0)
+    _distill_check(tiny_bert_mlm, {"input_ids": ids, "attention_mask": mask, "labels": ids}, distill_alpha=1.0)
+    _distill_check(tiny_vit, {"pixel_values": torch.randn(2, 3, 16, 16)}, distill_alpha=1.0)
+    _distill_check(tiny_gpt2, {"input_ids": ids, "attention_mask": mask}, distill_alpha=1.0, distill_logits_alpha=1.0)
 
 
 def test_distiller_without_teacher_rejects_teacher_terms():
     with pytest.raises(ValueError, match="distill_alpha=1.0"):
-        Distiller(None, alpha=1.0)
+        Distiller(None, distill_alpha=1.0)
 
 
 def _first_losses(tmp_path, **overrides):
@@ -145,7 +145,7 @@ def test_distillation_trainer_runs_the_relu_first_peer_road(tmp_path):
         per_device_train_batch_size=16, learning_rate=1e-3,
     )  # fmt: skip
     trainer = DistillationTrainer(
-        model=model, args=args, train_dataset=text_dataset(), distiller=Distiller(teacher, alpha=1.0)
+        model=model, args=args, train_dataset=text_dataset(), distiller=Distiller(teacher, distill_alpha=1.0)
     )
     trainer.train()
     assert model.config.hidden_act == "relu" and teacher.config.hidden_act == "gelu"

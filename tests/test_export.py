@@ -26,7 +26,8 @@ from transformers import (
 import hf_lambda_gelu
 from hf_lambda_gelu.cli import main
 from hf_lambda_gelu.errors import ReluModelRequiredError
-from hf_lambda_gelu.export import (
+from hf_lambda_gelu.release.card import set_card_section
+from hf_lambda_gelu.release.export import (
     AUDIT_FILENAME,
     INT8_FILENAME,
     ONNX_FILENAME,
@@ -34,8 +35,7 @@ from hf_lambda_gelu.export import (
     export_onnx,
     export_release,
 )
-from hf_lambda_gelu.model_card import set_card_section
-from hf_lambda_gelu.release import MANIFEST_FILENAME, add_release_files, check_release_dir
+from hf_lambda_gelu.release.folder import MANIFEST_FILENAME, add_release_files, check_release_dir
 
 RELEASES = {
     # name: (model class, config factory, expected MLP activation modules, expected other activations)

@@ -17,7 +17,7 @@ def test_target_from_tolerance():
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
 def test_schedule_reaches_target_exactly_along_log_path(shape):
     model = lambda_stack(1.5, 3.0)
-    cb = HardeningCallback(start=0.5, shape=shape, target_lambda=100.0, end=1.0)
+    cb = HardeningCallback(hardening_start=0.5, hardening_shape=shape, relu_target_lambda=100.0, hardening_end=1.0)
     traj = hardening_trajectory(cb, model, 20)
     assert [t[0] for t in traj[:10]] == pytest.approx([1.5] * 10, rel=1e-6)  # not started: untouched
     assert all(m.is_pinned for m in model)
@@ -33,7 +33,7 @@ def test_schedule_reaches_target_exactly_along_log_path(shape):
 
 def test_harder_learned_gate_is_not_softened():
     model = lambda_stack(500.0)
-    traj = hardening_trajectory(HardeningCallback(start=0.0, target_lambda=100.0), model, 5)
+    traj = hardening_trajectory(HardeningCallback(hardening_start=0.0, relu_target_lambda=100.0), model, 5)
     assert traj[-1][0] == pytest.approx(500.0, rel=1e-5)
 
 
@@ -43,7 +43,7 @@ def test_standalone_loop_trains_weights_while_lambda_follows_schedule():
     act = LambdaGELU()
     model = torch.nn.Sequential(lin, act)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    cb = HardeningCallback(start=0.5, tolerance=1e-2)
+    cb = HardeningCallback(hardening_start=0.5, relu_tolerance=1e-2)
     x, y = torch.randn(32, 8), torch.randn(32, 8)
     w0 = lin.weight.detach().clone()
     for step in range(10):
@@ -59,7 +59,7 @@ def test_standalone_loop_trains_weights_while_lambda_follows_schedule():
 
 def test_per_layer_targets_scale_with_preactivation_rms():
     model = lambda_stack(1.0, 1.0)
-    cb = HardeningCallback(start=0.5, target_lambda=100.0, per_layer=True)
+    cb = HardeningCallback(hardening_start=0.5, relu_target_lambda=100.0, relu_target_per_layer=True)
     cb._attach_rms_hooks(model)
     model.train()
     x = torch.randn(4096)
@@ -73,9 +73,9 @@ def test_per_layer_targets_scale_with_preactivation_rms():
 
 def test_state_round_trip_gives_the_same_trajectory():
     model_a, model_b = lambda_stack(2.0, 4.0), lambda_stack(2.0, 4.0)
-    cb = HardeningCallback(start=0.25, shape="cosine", tolerance=2e-3)
+    cb = HardeningCallback(hardening_start=0.25, hardening_shape="cosine", relu_tolerance=2e-3)
     full = hardening_trajectory(cb, model_a, 12)
-    cb_half = HardeningCallback(start=0.25, shape="cosine", tolerance=2e-3)
+    cb_half = HardeningCallback(hardening_start=0.25, hardening_shape="cosine", relu_tolerance=2e-3)
     hardening_trajectory(cb_half, model_b, 12, stop=6)
     resumed = HardeningCallback(**cb_half.state()["args"])
     resumed.load_state(cb_half.state())
@@ -88,8 +88,8 @@ def test_state_round_trip_gives_the_same_trajectory():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"start": 1.5}, "hardening_start=1.5"), ({"shape": "step"}, "hardening_shape='step'"),
-     ({"target_lambda": 0.5}, "relu_target_lambda=0.5")],
+    [({"hardening_start": 1.5}, "hardening_start=1.5"), ({"hardening_shape": "step"}, "hardening_shape='step'"),
+     ({"relu_target_lambda": 0.5}, "relu_target_lambda=0.5")],
 )  # fmt: skip
 def test_bad_settings_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -98,7 +98,7 @@ def test_bad_settings_raise(kwargs, match):
 
 def test_start_one_never_hardens():
     model = lambda_stack(1.5, 2.0)
-    cb = HardeningCallback(start=1.0, target_lambda=100.0)
+    cb = HardeningCallback(hardening_start=1.0, relu_target_lambda=100.0)
     assert not cb.enabled
     traj = hardening_trajectory(cb, model, 10)
     assert not cb.started and traj == [traj[0]] * 10

@@ -12,7 +12,7 @@ from hf_lambda_gelu import RELU_DISTANCE_CONSTANT, HardeningCallback, LambdaGELU
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
 def test_hardening_end_reaches_target_early_then_runs_exact_relu(shape):
     model = lambda_stack(1.5, 3.0)
-    cb = HardeningCallback(start=0.25, end=0.5, shape=shape, target_lambda=100.0)
+    cb = HardeningCallback(hardening_start=0.25, hardening_end=0.5, hardening_shape=shape, relu_target_lambda=100.0)
     assert (cb.start_step_for(20), cb.end_step_for(20)) == (5, 10)
     flags = []
     traj = []
@@ -31,7 +31,7 @@ def test_hardening_end_reaches_target_early_then_runs_exact_relu(shape):
 
 
 def test_relu_forward_is_exact_relu_and_keeps_lambda_in_the_graph():
-    act = LambdaGELU(init_lambda=170.0, num_channels=5)
+    act = LambdaGELU(lambda_init=170.0, num_channels=5)
     act.relu_forward = True
     x = torch.randn(3, 4, 5, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
@@ -50,9 +50,9 @@ def test_relu_forward_is_exact_relu_and_keeps_lambda_in_the_graph():
 
 def test_state_round_trip_mid_consolidation():
     full_model, half_model = lambda_stack(2.0), lambda_stack(2.0)
-    cb = HardeningCallback(start=0.1, end=0.4, tolerance=1e-3)
+    cb = HardeningCallback(hardening_start=0.1, hardening_end=0.4, relu_tolerance=1e-3)
     full = hardening_trajectory(cb, full_model, 10)
-    half = HardeningCallback(start=0.1, end=0.4, tolerance=1e-3)
+    half = HardeningCallback(hardening_start=0.1, hardening_end=0.4, relu_tolerance=1e-3)
     hardening_trajectory(half, half_model, 10, stop=6)
     resumed = HardeningCallback(**half.state()["args"])
     resumed.load_state(half.state())
@@ -64,4 +64,4 @@ def test_state_round_trip_mid_consolidation():
 @pytest.mark.parametrize("start, end", [(0.5, 0.5), (0.5, 0.25), (0.2, 1.5), (0.0, 0.0)])
 def test_bad_hardening_end_raises(start, end):
     with pytest.raises(ValueError, match=f"hardening_end={end!r}"):
-        HardeningCallback(start=start, end=end)
+        HardeningCallback(hardening_start=start, hardening_end=end)

@@ -12,7 +12,7 @@ def _rise_rate(optimizer: str, lam0: float, scheme: bool) -> float:
     """Mean λ increase per step under a loss that always favors harder gates (fit ReLU)."""
     torch.manual_seed(0)
     x = torch.randn(4096) * 2
-    act = LambdaGELU(init_lambda=lam0)
+    act = LambdaGELU(lambda_init=lam0)
     model = torch.nn.Sequential(act)
     groups = lambda_param_groups(model, lr=LR, weight_decay=0.0, lambda_learning_rate=LR)
     opt = torch.optim.AdamW(groups) if optimizer == "adamw" else torch.optim.SGD(groups)
@@ -43,7 +43,7 @@ def test_naive_parameterization_rates_differ_by_orders_of_magnitude():
 def test_lambda_never_leaves_one_to_infinity(optimizer):
     torch.manual_seed(0)
     x = torch.randn(1024)
-    act = LambdaGELU(init_lambda=1.5)
+    act = LambdaGELU(lambda_init=1.5)
     groups = lambda_param_groups(torch.nn.Sequential(act), lr=1.0, weight_decay=0.0, lambda_learning_rate=1.0)
     opt = torch.optim.AdamW(groups) if optimizer == "adamw" else torch.optim.SGD(groups, momentum=0.9)
     install_lambda_update(opt, act)
@@ -56,7 +56,7 @@ def test_lambda_never_leaves_one_to_infinity(optimizer):
 
 
 def test_pinned_lambda_is_not_moved_by_the_optimizer():
-    act = LambdaGELU(init_lambda=3.0)
+    act = LambdaGELU(lambda_init=3.0)
     opt = torch.optim.AdamW(
         lambda_param_groups(torch.nn.Sequential(act), lr=0.1, weight_decay=0.0, lambda_learning_rate=0.5)
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from hf_lambda_gelu import LambdaGELU, lambda_gelu
-from hf_lambda_gelu.activation import MIN_LAMBDA_OFFSET
+from hf_lambda_gelu.config import MIN_LAMBDA_OFFSET
 from hf_lambda_gelu.hardening import target_lambda_for_tolerance
 from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
 
@@ -65,7 +65,7 @@ def test_tanh_form_constant_and_the_gap_between_the_forms():
 def test_exact_start_at_lambda_one_in_float32_with_a_nonzero_gradient():
     assert MIN_LAMBDA_OFFSET == 1e-8 and "1 + 1e-8 (`MIN_LAMBDA_OFFSET`)" in METHOD
     for offset, slope in ((0.0, 1e-7), (3e-5, 3e-4)):  # λ = 1 is stored as 1 + 1e-8: slope 1e-8/τ = 1e-7
-        act = LambdaGELU(init_lambda=1.0 + offset, temperature=0.1)
+        act = LambdaGELU(lambda_init=1.0 + offset, lambda_temperature=0.1)
         lam = act.lambda_
         if offset == 0.0:
             assert lam.item() == 1.0  # exactly GELU in float32

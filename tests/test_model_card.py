@@ -15,8 +15,9 @@ import yaml
 from huggingface_hub import ModelCard
 from transformers import BertConfig, GPT2Config
 
-from hf_lambda_gelu import ReluizeReport, model_card
-from hf_lambda_gelu.model_card import (
+from hf_lambda_gelu import ReluizeReport
+from hf_lambda_gelu.release import card as model_card
+from hf_lambda_gelu.release.card import (
     TEMPLATE_NAME,
     build_model_card,
     infer_auto_class,

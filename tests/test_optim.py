@@ -96,7 +96,7 @@ def test_stock_trainer_with_the_optimizer_and_callback_is_the_lambda_gelu_traine
     data = lm_dataset()
     model = _lambda_gpt2(2.0)
     optimizer = create_lambda_gelu_optimizer(model, torch.optim.AdamW, lr=1e-3, lambda_learning_rate=LAMBDA_LR)
-    hardening, recorder = HardeningCallback(start=0.5, end=1.0), _LambdaRecorder()
+    hardening, recorder = HardeningCallback(hardening_start=0.5, hardening_end=1.0), _LambdaRecorder()
     args = TrainingArguments(output_dir=str(tmp_path / "stock"), **RUN, **QUIET)
     trainer = Trainer(
         model=model, args=args, train_dataset=data, optimizers=(optimizer, None), callbacks=[hardening, recorder]
@@ -154,7 +154,7 @@ def test_trl_sft_trainer_runs_the_method_to_a_relu_model(tmp_path):
     texts = [" ".join(words[j] for j in torch.randint(0, 40, (9,), generator=gen)) for _ in range(64)]
     model = _lambda_gpt2(2.0)
     optimizer = create_lambda_gelu_optimizer(model, torch.optim.AdamW, lr=1e-3, lambda_learning_rate=LAMBDA_LR)
-    hardening, recorder = HardeningCallback(start=0.5), _LambdaRecorder()
+    hardening, recorder = HardeningCallback(hardening_start=0.5), _LambdaRecorder()
     args = SFTConfig(output_dir=str(tmp_path), max_length=12, lr_scheduler_type="constant", **RUN, **QUIET)
     trainer = SFTTrainer(
         model=model,
@@ -191,11 +191,11 @@ def test_stock_trainer_resumes_mid_hardening_on_the_same_trajectory(tmp_path):
         return trainer
 
     full = _LambdaRecorder()
-    run("full", HardeningCallback(start=0.25), full, save_steps=6)
+    run("full", HardeningCallback(hardening_start=0.25), full, save_steps=6)
     checkpoint = str(tmp_path / "full" / "checkpoint-6")  # hardening started at step 2
     for restore in (False, True):
         resumed = _LambdaRecorder()
-        trainer = run(f"resumed_{restore}", HardeningCallback(start=0.25), resumed, checkpoint, save_steps=100,
+        trainer = run(f"resumed_{restore}", HardeningCallback(hardening_start=0.25), resumed, checkpoint, save_steps=100,
                       restore_callback_states_from_checkpoint=restore)  # fmt: skip
         assert sorted(resumed.profiles) == [7, 8]
         assert all(resumed.profiles[s] == pytest.approx(full.profiles[s], rel=1e-6) for s in (7, 8)), restore

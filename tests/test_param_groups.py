@@ -3,7 +3,12 @@ import torch
 from peft import LoraConfig, get_peft_model
 from tiny_data import tiny_bert, tiny_gpt2, tiny_vit
 
-from hf_lambda_gelu import add_lambda_modules_to_save, convert_to_lambda_gelu, lambda_param_groups
+from hf_lambda_gelu import (
+    NotLambdaGELUModelError,
+    add_lambda_modules_to_save,
+    convert_to_lambda_gelu,
+    lambda_param_groups,
+)
 
 
 def test_groups_split_decay_no_decay_and_lambda():
@@ -58,5 +63,5 @@ def test_lora_helper_keeps_every_lambda_trainable_for_each_architecture(make_mod
 def test_lora_helper_rejects_unknown_model_type_and_plain_models():
     with pytest.raises(ValueError, match="model_type='t5'"):
         add_lambda_modules_to_save(LoraConfig(target_modules=["q"]), "t5")
-    with pytest.raises(ValueError, match="no λ-GELU modules"):
+    with pytest.raises(NotLambdaGELUModelError, match="has no LambdaGELU module"):
         add_lambda_modules_to_save(LoraConfig(target_modules=["q"]), tiny_bert())

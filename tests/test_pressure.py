@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from hf_lambda_gelu import RELU_DISTANCE_CONSTANT, LambdaGELU
-from hf_lambda_gelu.pressure import hardness_pressure_term
+from hf_lambda_gelu.hardness_pressure import hardness_pressure_term
 
 
 def test_hardness_pressure_term_is_the_summed_bound_with_gradient_on_learning_lambda():
-    model = torch.nn.Sequential(LambdaGELU(init_lambda=2.0), LambdaGELU(init_lambda=4.0, num_channels=3))
+    model = torch.nn.Sequential(LambdaGELU(lambda_init=2.0), LambdaGELU(lambda_init=4.0, num_channels=3))
     term = hardness_pressure_term(model)
     assert term.item() == pytest.approx(RELU_DISTANCE_CONSTANT * (1 / 2 + 1 / 4), rel=1e-6)
     term.backward()

@@ -8,13 +8,13 @@ import matplotlib
 import pytest
 
 from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
-from hf_lambda_gelu.profile_plot import (
+from hf_lambda_gelu.release.plots import (
     load_profile_json,
-    road_from_log_history,
     save_profile_json,
     save_profile_plot,
     short_layer_labels,
 )
+from hf_lambda_gelu.window_logs import road_from_log_history
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BERT_PROFILE = {f"bert.encoder.layer.{i}.intermediate.intermediate_act_fn": 2.0 ** (i + 1) for i in range(6)}

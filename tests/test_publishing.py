@@ -20,8 +20,8 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 
 from hf_lambda_gelu import LambdaGELU, NotLambdaGELUModelError, ReluizeReport, convert_to_lambda_gelu, hardness_profile
 from hf_lambda_gelu.errors import NotAReleaseError, NotReluModelError, PushError, ReleaseDirNotEmptyError
-from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir, reluize_for_release, save_release
-from hf_lambda_gelu.upload import push_reluized
+from hf_lambda_gelu.release.folder import MANIFEST_FILENAME, check_release_dir, reluize_for_release, save_release
+from hf_lambda_gelu.release.upload import push_reluized
 
 # make_model's λ = 40, 90 are below λ* = 170 on purpose (distinct, visible bounds): every release here is a naive
 # swap, which reluize warns about (asserted in test_release_integrity.py); the warning is not what these tests test.

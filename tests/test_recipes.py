@@ -43,8 +43,8 @@ from transformers import (
     ViTImageProcessor,
 )
 
-import hf_lambda_gelu.upload as hub_upload
-from hf_lambda_gelu import release
+import hf_lambda_gelu.release.upload as hub_upload
+from hf_lambda_gelu.release import folder as release
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = REPO / "recipes"

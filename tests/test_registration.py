@@ -112,7 +112,7 @@ def test_config_lambda_settings_are_applied_per_module():
     first, second = acts.values()
     assert first.lambda_raw.shape == (37,) and second.lambda_raw.shape == (1,)
     for m in (first, second):
-        assert m.temperature == 0.5 and m.init_lambda == 2.0
+        assert m.lambda_temperature == 0.5 and m.lambda_init == 2.0
         torch.testing.assert_close(m.lambda_, torch.full_like(m.lambda_, 2.0))
     assert model(torch.randint(0, 99, (2, 5))).last_hidden_state.isfinite().all()
 

@@ -29,9 +29,9 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 
 from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu
 from hf_lambda_gelu.errors import ReleaseDirBusyError
-from hf_lambda_gelu.model_card import build_model_card
-from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir, save_release
-from hf_lambda_gelu.release_commit import INTERNAL_PREFIX, STAGING_PREFIX, locked
+from hf_lambda_gelu.release.card import build_model_card
+from hf_lambda_gelu.release.commit import INTERNAL_PREFIX, STAGING_PREFIX, locked
+from hf_lambda_gelu.release.folder import MANIFEST_FILENAME, check_release_dir, save_release
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "plot"]
@@ -43,7 +43,7 @@ _SAVE = """
 import os, signal, sys, time
 from pathlib import Path
 from types import SimpleNamespace
-from hf_lambda_gelu import release
+from hf_lambda_gelu.release import folder as release
 from hf_lambda_gelu.errors import ReleaseDirBusyError
 sys.path.insert(0, sys.argv[5])
 from test_release_faults import make_model, make_tokenizer

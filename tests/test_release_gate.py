@@ -15,7 +15,7 @@ from arch_matrix import ARCHS, NOT_GELU, NOTHING_CONTROLLED, REMNANT_CASES, buil
 
 from hf_lambda_gelu import LambdaGELU, LambdaGELUConfig, NoGELUFoundError, convert_to_lambda_gelu, reluize
 from hf_lambda_gelu.errors import ReleaseReloadError, UncontrolledGELUError
-from hf_lambda_gelu.release_gate import ReloadCase, check_reload, dummy_inputs, verify_reloads
+from hf_lambda_gelu.release.gate import ReloadCase, check_reload, dummy_inputs, verify_reloads
 
 GELU_CASES = [name for name in ARCHS if name not in NOT_GELU + NOTHING_CONTROLLED]
 #: case → what the functional probe must find (registered module → kind)

@@ -25,7 +25,7 @@ from output_dirs import OutputDirError, check_run_output_dir
 from test_recipes import _load_recipe, _recipe_args, bert_case  # noqa: F401 - fixture reused
 from transformers import AutoConfig, AutoTokenizer, BertTokenizerFast, ElectraConfig, ElectraForSequenceClassification
 
-from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_modules, upload
+from hf_lambda_gelu import LambdaGELU, convert_to_lambda_gelu, reluize, swap_modules
 from hf_lambda_gelu.cli import main as cli_main
 from hf_lambda_gelu.errors import (
     GELURemnantsError,
@@ -35,8 +35,9 @@ from hf_lambda_gelu.errors import (
     ReloadCheckedFileError,
     UnhardenedSwapWarning,
 )
-from hf_lambda_gelu.release import MANIFEST_FILENAME, add_release_files, check_release_dir, save_release
-from hf_lambda_gelu.upload import push_reluized, upload_release
+from hf_lambda_gelu.release import upload
+from hf_lambda_gelu.release.folder import MANIFEST_FILENAME, add_release_files, check_release_dir, save_release
+from hf_lambda_gelu.release.upload import push_reluized, upload_release
 
 
 def _hardened(name: str, seed: int = 0):

@@ -21,8 +21,8 @@ from transformers import (
 )
 
 from hf_lambda_gelu.cli import main
-from hf_lambda_gelu.release import MANIFEST_FILENAME, check_release_dir
-from hf_lambda_gelu.relufy_release import FIDELITY_FILENAME
+from hf_lambda_gelu.release.folder import MANIFEST_FILENAME, check_release_dir
+from hf_lambda_gelu.release.twin import FIDELITY_FILENAME
 
 WORDS = "the cat sat on a mat while rain fell over green hills and old ships sailed far into night".split()
 
@@ -111,6 +111,7 @@ def test_without_eval_data_the_last_tenth_is_held_out(tmp_path, capsys):
 
 def test_sentence_transformers_folder_stays_one(tmp_path):
     import sentence_transformers as st
+
     folder = _sentence_transformers_dir(tmp_path)
     out = tmp_path / "out"
     assert _relufy(str(folder), str(out), "--data", str(_texts(tmp_path / "t.txt", 40)), "--eval-data",
@@ -127,6 +128,7 @@ def test_sentence_transformers_folder_stays_one(tmp_path):
 @pytest.mark.slow
 def test_real_minilm_sentence_transformer_round_trip(tmp_path, minilm_path):
     import sentence_transformers as st
+
     out = tmp_path / "out"
     texts = _texts(tmp_path / "t.txt", 120)  # a tenth held out: more than the 10 neighbours
     assert main(["relufy", minilm_path, str(out), "--data", str(texts), "--max-steps", "2", "--batch-size", "8"]) == 0

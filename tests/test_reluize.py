@@ -149,7 +149,7 @@ def test_hardness_profile_is_in_depth_order():
 
 
 def test_hardness_profile_per_channel_reports_the_smallest_lambda():
-    model = nn.Sequential(nn.Linear(3, 3), LambdaGELU(num_channels=3), nn.Linear(3, 3), LambdaGELU(init_lambda=7.0))
+    model = nn.Sequential(nn.Linear(3, 3), LambdaGELU(num_channels=3), nn.Linear(3, 3), LambdaGELU(lambda_init=7.0))
     model[1].set_lambda(torch.tensor([9.0, 2.5, 40.0]))
     profile = hardness_profile(model)
     assert list(profile) == ["1", "3"]
@@ -163,7 +163,7 @@ def test_hardness_profile_per_channel_reports_the_smallest_lambda():
 def test_error_bound_holds_on_a_real_layer():
     """The swap changes each activation by at most c/λ, measured on the layer's real pre-activations."""
     lam = 150.0
-    act = LambdaGELU(init_lambda=lam)
+    act = LambdaGELU(lambda_init=lam)
     pre = torch.randn(4096, 37, dtype=torch.float32) * 3
     gap = (act(pre) - F.relu(pre)).abs().max().item()
     assert gap <= RELU_DISTANCE_CONSTANT / lam * (1 + 1e-4)

@@ -14,7 +14,7 @@ from transformers import BertModel, GPT2LMHeadModel
 import hf_lambda_gelu
 from hf_lambda_gelu.cli import main
 from hf_lambda_gelu.errors import ReluModelRequiredError
-from hf_lambda_gelu.sparsity import measure_sparsity, save_sparsity_plot
+from hf_lambda_gelu.release.sparsity import measure_sparsity, save_sparsity_plot
 
 
 class _TwoReLUs(nn.Module):

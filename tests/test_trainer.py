@@ -168,7 +168,7 @@ def test_resume_mid_hardening_follows_the_same_trajectory(tmp_path):
 @pytest.mark.slow
 def test_resume_without_pre_hardening_weights_says_the_baseline_is_unavailable(tmp_path):
     from hf_lambda_gelu.hardening import PRE_HARDENING_WEIGHTS_NAME
-    from hf_lambda_gelu.model_card import build_model_card
+    from hf_lambda_gelu.release.card import build_model_card
 
     common = dict(max_steps=8, hardening_start=0.5, save_strategy="steps", save_steps=6)
     data = text_dataset(n=32)

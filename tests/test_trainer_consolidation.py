@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from hf_lambda_gelu import RELU_DISTANCE_CONSTANT, LambdaGELU, LambdaGELUTrainer
 from hf_lambda_gelu.activation import lambda_modules
-from hf_lambda_gelu.profile_plot import road_from_log_history
+from hf_lambda_gelu.window_logs import road_from_log_history
 
 
 class Record(TrainerCallback):

@@ -36,9 +36,9 @@ def _trainer(out, model=None, data=None, **overrides) -> LambdaGELUTrainer:
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"tolerance": 1e-300}, "relu_tolerance"), ({"tolerance": 0.5}, "relu_tolerance"),
-     ({"tolerance": math.nan}, "relu_tolerance"), ({"target_lambda": 1e39}, "relu_target_lambda"),
-     ({"target_lambda": math.inf}, "relu_target_lambda"), ({"start": math.nan}, "hardening_start")],
+    [({"relu_tolerance": 1e-300}, "relu_tolerance"), ({"relu_tolerance": 0.5}, "relu_tolerance"),
+     ({"relu_tolerance": math.nan}, "relu_tolerance"), ({"relu_target_lambda": 1e39}, "relu_target_lambda"),
+     ({"relu_target_lambda": math.inf}, "relu_target_lambda"), ({"hardening_start": math.nan}, "hardening_start")],
 )  # fmt: skip
 def test_hardening_callback_refuses_a_target_that_cannot_be_reached(kwargs, field):
     """λ* = c/ε < 1, or λ* beyond float32, used to be accepted and to fail only at the end of training."""

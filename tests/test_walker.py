@@ -1,4 +1,4 @@
-"""The module walker every swap goes through (hf_lambda_gelu/walker.py)."""
+"""The module walker every swap goes through (hf_lambda_gelu/module_swap.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fresh-process side of the release gate (:mod:`hf_lambda_gelu.release_gate`).
+"""The fresh-process side of the release gate (:mod:`hf_lambda_gelu.release.gate`).
 
 Run as a script (``python reload_worker.py [--with-package]``), it serves requests on stdin: each
 names a jobs file; it reloads each saved folder with its transformers class, runs the saved inputs

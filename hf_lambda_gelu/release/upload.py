@@ -1,18 +1,7 @@
-"""Upload of a release folder (:mod:`hf_lambda_gelu.release`) to the Hugging Face Hub.
+"""Upload of a release folder (:mod:`hf_lambda_gelu.release.folder`) to the Hugging Face Hub.
 
-Decisions:
-- The upload sends exactly the manifest's files and deletes every other file of the Hub repo
-  (``delete_patterns="*"``; the Hub always keeps ``.gitattributes``). A repo therefore holds one
-  release, never a mix: a stale ``model.safetensors.index.json`` or old shard of a previous release
-  would otherwise be loaded in place of the new weights. Files you add to the repo by hand are deleted
-  too: pass ``delete_stale=False`` (CLI: ``--keep-remote-files``) to keep them.
-- Any failure of the upload raises :class:`PushError`, chained from the original error; the release
-  folder is kept intact and the message says how to retry. Tokens are never logged, and are scrubbed
-  from the error chain: the explicit token, ``$HF_TOKEN``, the stored login (``huggingface_hub.get_token()``,
-  whatever its shape: an OAuth or enterprise token is not ``hf_...``), anything shaped like ``hf_...``
-  and any ``Bearer ...`` value.
-- The Hub client is looked up as ``hf_lambda_gelu.upload.HfApi`` at call time: tests (and
-  callers needing a custom endpoint) patch that one name.
+Exactly the manifest's files go up (other files of the repo are deleted unless ``delete_stale=False``);
+a failed upload raises :class:`PushError` with every token scrubbed. Why: docs/design.md.
 """
 
 from __future__ import annotations
@@ -29,9 +18,9 @@ from typing import Any
 from huggingface_hub import HfApi, get_token
 from torch import nn
 
-from .errors import PushError
-from .release import check_release_dir, save_release
-from .reluize import ReluizeReport
+from ..errors import PushError
+from ..reluize import ReluizeReport
+from .folder import check_release_dir, save_release
 
 __all__ = ["push_reluized", "upload_release"]
 

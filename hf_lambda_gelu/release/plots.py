@@ -12,32 +12,29 @@ import math
 import os
 from pathlib import Path
 
-from .ops import RELU_DISTANCE_CONSTANT
+from ..errors import InvalidInputError, InvalidSettingError
+from ..ops import RELU_DISTANCE_CONSTANT
+from ..window_logs import ALL_LAYERS, road_from_log_history
 
 __all__ = [
     "load_profile_json",
-    "road_from_log_history",
-    "road_record",
     "save_profile_json",
     "save_profile_plot",
     "short_layer_labels",
 ]
 
 _MAX_LABEL_CHARS = 24
-#: Series name of the one ``lambda`` entry logged when every layer has the same λ.
-ALL_LAYERS = "all layers"
-_ROAD_KEYS = ("step", "loss", "eval_loss")
 
 
 def _check_profile(profile: dict[str, float]) -> dict[str, float]:
     if not profile:
-        raise ValueError(
+        raise InvalidInputError(
             "The hardness profile is empty: take it with hf_lambda_gelu.hardness_profile(model) BEFORE "
             "hf_lambda_gelu.reluize(model) (reluize removes the λ-GELU modules)."
         )
     bad = {name: lam for name, lam in profile.items() if not (math.isfinite(lam) and lam >= 1.0)}
     if bad:
-        raise ValueError(f"Hardness profile values must be finite λ ≥ 1; got {bad}.")
+        raise InvalidInputError(f"Hardness profile values must be finite λ ≥ 1; got {bad}.")
     return {str(name): float(lam) for name, lam in profile.items()}
 
 
@@ -74,53 +71,6 @@ def short_layer_labels(names: list[str]) -> list[str]:
             label = ".".join([t for t in tokens[:-1] if t.isdigit()] + [tokens[-1]])
         compact.append(label)
     return compact if len(set(compact)) == len(compact) else stripped
-
-
-def road_from_log_history(log_history: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """The road in a Trainer log history: ``{"lambda": {layer: [(step, λ)]}, "loss": {...}}``.
-
-    A ``lambda`` entry (every layer at one λ) is the series :data:`ALL_LAYERS`. ``"loss"`` holds the
-    ``"train"`` (``loss``) and ``"eval"`` (``eval_loss``) series; entries without a ``step`` are skipped.
-
-    Args:
-        log_history: ``trainer.state.log_history`` (or the same list read from ``trainer_state.json``).
-
-    >>> road_from_log_history([{"step": 2, "loss": 0.7, "lambda/layer.0.act": 1.01}])
-    {'lambda': {'layer.0.act': [(2, 1.01)]}, 'loss': {'train': [(2, 0.7)], 'eval': []}}
-    """
-    lambdas: dict[str, list[tuple[int, float]]] = {}
-    losses: dict[str, list[tuple[int, float]]] = {"train": [], "eval": []}
-    for entry in log_history:
-        step = entry.get("step")
-        if step is None:
-            continue
-        for key, value in entry.items():
-            if key == "lambda" or key.startswith("lambda/"):
-                name = key.removeprefix("lambda/") if key != "lambda" else ALL_LAYERS
-                lambdas.setdefault(name, []).append((int(step), float(value)))
-        for series, key in (("train", "loss"), ("eval", "eval_loss")):
-            if key in entry:
-                losses[series].append((int(step), float(entry[key])))
-    return {"lambda": lambdas, "loss": losses}
-
-
-def road_record(
-    log_history: list[dict], *, hardening_steps: list[int] | None = None, max_steps: int | None = None
-) -> dict:
-    """The road of a run as a report stores it: the window in steps, ``max_steps`` and the λ/loss log entries.
-
-    ``save_profile_plot(..., log_history=road["log_history"], hardening_steps=road["hardening_steps"])``
-    draws it again (a release's plot, from its report).
-
-    >>> road_record([{"step": 2, "loss": 0.7, "lambda": 1.5, "grad_norm": 3.0}], hardening_steps=[0, 1], max_steps=2)
-    {'hardening_steps': [0, 1], 'max_steps': 2, 'log_history': [{'step': 2, 'loss': 0.7, 'lambda': 1.5}]}
-    """
-    entries = []
-    for entry in log_history:
-        kept = {k: v for k, v in entry.items() if k in _ROAD_KEYS or k == "lambda" or k.startswith("lambda/")}
-        if "step" in kept and len(kept) > 1:
-            entries.append(kept)
-    return {"hardening_steps": hardening_steps, "max_steps": max_steps, "log_history": entries}
 
 
 def _draw_road(ax, road: dict, hardening_steps: tuple[int, int] | None, max_step: int | None) -> None:
@@ -186,7 +136,7 @@ def save_profile_plot(
         The path written.
 
     Raises:
-        ValueError: empty profile, or a λ that is not a finite number ≥ 1.
+        InvalidInputError: empty profile, or a λ that is not a finite number ≥ 1.
 
     >>> save_profile_plot({"layer.0.act": 120.0, "layer.1.act": 170.0}, "profile.png", target_lambda=170.0)  # doctest: +SKIP
     PosixPath('profile.png')
@@ -197,7 +147,7 @@ def save_profile_plot(
 
     profile = _check_profile(profile)
     if target_lambda is not None and not (math.isfinite(target_lambda) and target_lambda >= 1.0):
-        raise ValueError(f"target_lambda={target_lambda!r} is invalid: the target λ* must be a finite number ≥ 1.")
+        raise InvalidSettingError("target_lambda", target_lambda, "the target λ* must be a finite number ≥ 1.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = short_layer_labels(list(profile))
@@ -288,7 +238,7 @@ def load_profile_json(path: str | os.PathLike) -> dict[str, float]:
         path: the JSON file.
 
     Raises:
-        ValueError: the file is not a hardness profile (no ``"lambdas"`` mapping).
+        InvalidInputError: the file is not a hardness profile (no ``"lambdas"`` mapping).
 
     >>> load_profile_json("hardness_profile.json")  # doctest: +SKIP
     {'bert.encoder.layer.0.intermediate.intermediate_act_fn': 170.0}
@@ -296,5 +246,7 @@ def load_profile_json(path: str | os.PathLike) -> dict[str, float]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     lambdas = data.get("lambdas") if isinstance(data, dict) else None
     if not isinstance(lambdas, dict):
-        raise ValueError(f"{str(path)!r} is not a hardness profile: expected a JSON object with a 'lambdas' mapping.")
+        raise InvalidInputError(
+            f"{str(path)!r} is not a hardness profile: expected a JSON object with a 'lambdas' mapping."
+        )
     return {str(name): float(lam) for name, lam in lambdas.items()}

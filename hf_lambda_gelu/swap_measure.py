@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .errors import InvalidInputError
 from .reluize import ReluizeReport
 
 __all__ = ["compare_predictions", "first_array", "main_metric", "measure_swap", "summary_metrics"]
@@ -38,7 +39,7 @@ def compare_predictions(before, after, label_ids=None) -> dict[str, float]:
     """
     a, b = first_array(before), first_array(after)
     if a.shape != b.shape:
-        raise ValueError(f"Cannot compare predictions of shapes {a.shape} and {b.shape}.")
+        raise InvalidInputError(f"Cannot compare predictions of shapes {a.shape} and {b.shape}.")
     diff = np.abs(a - b)
     agree = a.argmax(-1) == b.argmax(-1) if a.ndim > 1 else np.sign(a) == np.sign(b)
     if label_ids is not None:
@@ -80,7 +81,7 @@ def measure_swap(
     >>> import numpy as np, torch
     >>> from types import SimpleNamespace
     >>> from hf_lambda_gelu import LambdaGELU, reluize
-    >>> model = torch.nn.Sequential(LambdaGELU(init_lambda=170.0))
+    >>> model = torch.nn.Sequential(LambdaGELU(lambda_init=170.0))
     >>> def predict(m):
     ...     out = m(torch.linspace(-1, 1, 6).reshape(3, 2)).detach().numpy()
     ...     return SimpleNamespace(predictions=out, label_ids=None, metrics={"eval_loss": float(out.sum())})

@@ -13,9 +13,10 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 from torch import nn
 
-from .config_fields import activation_fields
-from .fidelity import FidelityReport
-from .model_card import (  # fmt: skip
+from ..config_fields import activation_fields
+from ..fidelity import FidelityReport
+from ..relufy_data import sentence_transformers_files
+from .card import (  # fmt: skip
     CARD_TAGS,
     _architecture,
     _base_checkpoint,
@@ -24,8 +25,7 @@ from .model_card import (  # fmt: skip
     infer_pipeline_tag,
     load_template,
 )
-from .release import CARD_FILENAME, _processor_auto_class, save_release
-from .relufy_data import sentence_transformers_files
+from .folder import CARD_FILENAME, _processor_auto_class, save_release
 
 __all__ = ["FIDELITY_FILENAME", "RELUFY_TEMPLATE", "build_relufy_card", "save_twin_release"]
 

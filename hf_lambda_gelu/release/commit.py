@@ -1,6 +1,6 @@
 """How a release replaces the content of its folder: one writer at a time, old or new release at every instant.
 
-:func:`hf_lambda_gelu.release.save_release` writes a release into a staging folder *inside* the release
+:func:`hf_lambda_gelu.release.folder.save_release` writes a release into a staging folder *inside* the release
 folder (so every later move is a rename within one filesystem, also when the folder is a mount point:
 a Docker volume, a PVC, a tmpfs), checks it there, then commits it here.
 
@@ -12,7 +12,7 @@ Decisions:
   (idempotent: a file already moved is skipped) by whoever next takes the lock, and only then are the
   old release's stale files removed and the journal deleted. A save killed (SIGKILL) at any instant
   therefore leaves either the old release or the new one, once the journal is replayed
-  (:func:`hf_lambda_gelu.release.check_release_dir`, ``save_release`` and ``check_output_dir`` replay it).
+  (:func:`hf_lambda_gelu.release.folder.check_release_dir`, ``save_release`` and ``check_output_dir`` replay it).
 - One writer at a time: an exclusive, non-blocking ``flock`` on ``.hf-lambda-gelu.lock`` in the folder.
   A second process is refused with :class:`~hf_lambda_gelu.errors.ReleaseDirBusyError` (waiting would
   silently replace the first writer's release). The lock dies with its process, so a killed writer
@@ -33,7 +33,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ReleaseDirBusyError
+from ..errors import ReleaseDirBusyError
 
 __all__ = [
     "INTERNAL_PREFIX",

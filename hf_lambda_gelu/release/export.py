@@ -29,11 +29,11 @@ import transformers
 from torch import nn
 from transformers import AutoConfig, AutoProcessor
 
-from .activation import LambdaGELU
-from .config_fields import activation_fields
-from .errors import ExportAuditError, MissingExtraError, ReluModelRequiredError
-from .model_card import infer_pipeline_tag, set_card_section
-from .release import CARD_FILENAME, add_release_files
+from ..activation import LambdaGELU
+from ..config_fields import activation_fields
+from ..errors import ExportAuditError, InvalidSettingError, MissingExtraError, ReluModelRequiredError
+from .card import infer_pipeline_tag, set_card_section
+from .folder import CARD_FILENAME, add_release_files
 
 __all__ = [
     "AUDIT_FILENAME",
@@ -355,7 +355,7 @@ def export_onnx(
     Raises:
         MissingExtraError: the ``onnx`` extra is not installed (checked first).
         ReluModelRequiredError: the model still has GELU / λ-GELU (nothing is exported).
-        ValueError: ``opset`` below 18 or ``atol`` not positive.
+        InvalidSettingError: ``opset`` below 18 or ``atol`` not positive.
         ExportAuditError: a GELU op is in the graph, an ``nn.ReLU`` did not export to ``Relu``, or the
             outputs differ by more than ``atol``.
 
@@ -371,9 +371,9 @@ def export_onnx(
 
     check_relu_only(model)
     if opset is not None and opset < 18:
-        raise ValueError(f"opset={opset} is not supported: use 18 or later (or None for the exporter's default).")
+        raise InvalidSettingError("opset", opset, "use 18 or later (or None for the exporter's default).")
     if not atol > 0:
-        raise ValueError(f"atol={atol} must be > 0 (default 1e-4).")
+        raise InvalidSettingError("atol", atol, "the parity tolerance must be > 0 (default 1e-4).")
     model.eval()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -28,10 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InvalidInputError
+from ..module_swap import FilterFn
+from .card import set_card_section
 from .export import check_relu_only
-from .model_card import set_card_section
-from .release import CARD_FILENAME, add_release_files
-from .walker import FilterFn
+from .folder import CARD_FILENAME, add_release_files
 
 __all__ = [
     "SPARSITY_JSON_FILENAME",
@@ -195,7 +196,7 @@ def measure_sparsity(
 
     Raises:
         ReluModelRequiredError: the model still has GELU / λ-GELU activations.
-        ValueError: no ReLU module (after ``filter_fn``), or no batch.
+        InvalidInputError: no ReLU module (after ``filter_fn``), or no batch.
 
     >>> import torch
     >>> from transformers import BertConfig, BertModel
@@ -213,7 +214,7 @@ def measure_sparsity(
         if isinstance(module, nn.ReLU) and (filter_fn is None or filter_fn(module, name))
     }
     if not modules:
-        raise ValueError(
+        raise InvalidInputError(
             f"{type(model).__name__} has no nn.ReLU module{' accepted by filter_fn' if filter_fn else ''}: nothing "
             "to measure. Pass a ReLU release (hf-lambda-gelu reluize SRC DST makes one)."
         )
@@ -233,7 +234,7 @@ def measure_sparsity(
     finally:
         model.train(was_training)
     if report.batch_size is None:
-        raise ValueError("measure_sparsity got no batch; pass at least one batch of model inputs.")
+        raise InvalidInputError("measure_sparsity got no batch; pass at least one batch of model inputs.")
     report.layers = [acc.result(name) for name, acc in accumulators.items()]
     report.tokens = report.layers[0].tokens
     return report

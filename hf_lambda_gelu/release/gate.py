@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import InvalidInputError, ReleaseReloadError
+from ..gelu_remnants import functional_gelus
 from . import reload_worker
-from .errors import ReleaseReloadError
-from .remnants import functional_gelus
 
 __all__ = ["DEFAULT_TOLERANCE", "ReloadCase", "ReloadResult", "check_reload", "dummy_inputs", "verify_reloads"]
 
@@ -35,7 +35,7 @@ DEFAULT_TOLERANCE = 1e-4
 
 
 class _Worker:
-    """One reload worker subprocess (see :mod:`hf_lambda_gelu.reload_worker`), started lazily."""
+    """One reload worker subprocess (see :mod:`hf_lambda_gelu.release.reload_worker`), started lazily."""
 
     def __init__(self, with_package: bool) -> None:
         self.with_package = with_package
@@ -97,7 +97,7 @@ def dummy_inputs(model: nn.Module, batch_size: int = 2, seq_len: int = 8, seed: 
     and raw audio (``input_values``); two-tower models (CLIP, SigLIP) get both text and images.
 
     Raises:
-        ValueError: the model takes an input this function cannot build; pass a real batch instead.
+        InvalidInputError: the model takes an input this function cannot build; pass a real batch instead.
 
     >>> from transformers import BertConfig, BertModel
     >>> cfg = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)
@@ -125,7 +125,7 @@ def dummy_inputs(model: nn.Module, batch_size: int = 2, seq_len: int = 8, seed: 
         elif name == "input_values":
             inputs[name] = torch.randn(batch_size, 1600, generator=g)
         else:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Cannot build a dummy batch for {type(model).__name__} (main input {name!r}); pass a real batch "
                 "(inputs=...) to the release check."
             )

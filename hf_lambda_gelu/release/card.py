@@ -21,11 +21,12 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.models.auto import modeling_auto
 
-from .config_fields import activation_fields
-from .ops import RELU_DISTANCE_CONSTANT
-from .profile_plot import road_from_log_history
-from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport
-from .settings_effect import inert_settings, lambda_learned
+from ..config_fields import activation_fields
+from ..ops import RELU_DISTANCE_CONSTANT
+from ..reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport
+from ..settings_effect import inert_settings, lambda_learned
+from ..training_args import SETTING_LABELS
+from ..window_logs import road_from_log_history
 
 __all__ = [
     "CARD_TAGS",
@@ -63,23 +64,6 @@ _AUTO_CLASSES = (
     ("AutoModel", "MODEL_MAPPING_NAMES", None),
 )
 
-_SETTING_LABELS = {
-    "lambda_init": "Initial λ",
-    "lambda_temperature": "Softplus temperature τ (λ = 1 + softplus(s/τ))",
-    "lambda_learning_rate": "λ learning rate",
-    "hardening_start": "Hardening starts at (fraction of training)",
-    "hardening_end": "λ reaches λ* at (fraction of training; ReLU forwards after it)",
-    "hardening_shape": "Hardening schedule shape (log-space)",
-    "hardening_lr_floor": "Learning-rate floor in the hardening window (fraction of the learning rate)",
-    "hardness_pressure": "Hardness pressure β (β·Σ c/λ while λ learns; 0 = off)",
-    "distill_alpha": "Feature distillation to the original model (weight; 0 = off)",
-    "distill_logits_alpha": "Logit distillation to the original model (weight; 0 = off)",
-    "self_distill_alpha": "Self-distillation to the hardening-start snapshot (weight; 0 = off)",
-    "distill_temperature": "Distillation temperature T",
-    "relu_tolerance": "Tolerance ε (worst-case per-activation error)",
-    "relu_target_lambda": "Explicit target λ*",
-    "relu_target_per_layer": "Per-layer λ* (λ* / RMS of the layer's pre-activation)",
-}
 _VOLATILE_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 _DIFF_ROWS = (
     ("max_abs_logit_diff", "max \\|Δ logits\\|"),
@@ -100,10 +84,10 @@ def load_template(name: str = TEMPLATE_NAME) -> str:
     >>> load_template().startswith("---")
     True
     """
-    packaged = importlib.resources.files(__package__).joinpath("model_cards", name)
+    packaged = importlib.resources.files("hf_lambda_gelu").joinpath("model_cards", name)
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    checkout = Path(__file__).resolve().parent.parent / "model_cards" / name
+    checkout = Path(__file__).resolve().parents[2] / "model_cards" / name
     if checkout.is_file():
         return checkout.read_text(encoding="utf-8")
     raise FileNotFoundError(
@@ -287,8 +271,8 @@ def _settings_rows(settings: dict, target_lambda: float | None) -> list[tuple[st
     if lambda_learned(settings) is False:
         idle |= {"lambda_learning_rate", "hardness_pressure"}
     rows = [
-        (_cell(_SETTING_LABELS.get(key, key)), _fmt(value))
-        for key in [*(k for k in _SETTING_LABELS if k in settings), *(k for k in settings if k not in _SETTING_LABELS)]
+        (_cell(SETTING_LABELS.get(key, key)), _fmt(value))
+        for key in [*(k for k in SETTING_LABELS if k in settings), *(k for k in settings if k not in SETTING_LABELS)]
         if (value := settings[key]) is not None and key not in idle
     ]
     if target_lambda is not None:

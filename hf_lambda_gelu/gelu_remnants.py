@@ -51,7 +51,7 @@ def config_controlled(model: nn.Module) -> set[str] | None:
 
     Returns None when the model cannot be rebuilt from its config (no config, a wrapper such as a
     PEFT model, a class that needs more arguments): then nothing is known and callers fall back to
-    the release gate (:mod:`hf_lambda_gelu.release_gate`).
+    the release gate (:mod:`hf_lambda_gelu.release.gate`).
 
     >>> from transformers import ElectraConfig, ElectraForSequenceClassification
     >>> cfg = ElectraConfig(vocab_size=32, embedding_size=8, hidden_size=8, num_hidden_layers=1,
@@ -158,7 +158,7 @@ def find_gelu_remnants(model: nn.Module, inputs: dict[str, Any]) -> dict[str, st
 
     Args:
         model: a GELU, λ-GELU or ReLU model.
-        inputs: keyword inputs of one forward (e.g. :func:`hf_lambda_gelu.release_gate.dummy_inputs`).
+        inputs: keyword inputs of one forward (e.g. :func:`hf_lambda_gelu.release.gate.dummy_inputs`).
 
     Returns:
         Registered module name → what stays GELU there (empty: the config controls every GELU).

@@ -5,29 +5,8 @@ A release folder holds exactly one ReLU-ized model: the ``save_pretrained`` file
 ``hardness_profile.png``/``.json``, ``reluization_report.json`` and ``lambda_gelu_release.json``, a
 manifest listing the release's files (it marks the folder as a release and is written last).
 
-Decisions:
-- The manifest is exactly the release: every file ``save_release`` writes is listed, whether or not a
-  file of that name was in the folder before, with its SHA-256. :func:`check_release_dir` (and so the
-  upload) refuses a listed file without a digest or whose content changed: a ``tokenizer.json`` edited
-  after the release was written is not the release. A file changed on purpose (the card, a tool's
-  results) is recorded again with :func:`add_release_files`.
-- The release is written to a staging folder *inside* the target folder (the same filesystem, also
-  when the folder is a mount point), checked there, then committed: see :mod:`hf_lambda_gelu.release_commit`
-  (one writer at a time; a save killed at any instant leaves the old release or the new one; leftovers
-  of killed saves are removed by the next save, with a warning).
-- Before the release is moved in, the release gate (:mod:`hf_lambda_gelu.release_gate`) reloads it
-  in a fresh process with stock transformers and compares outputs with the model in memory on a batch
-  (``inputs``, default a dummy batch); a mismatch raises :class:`~hf_lambda_gelu.errors.ReleaseReloadError`
-  naming the modules that came back non-ReLU, and the target folder is left untouched. The manifest
-  records the check and the SHA-256 of the model files it reloaded; :func:`~hf_lambda_gelu.upload.upload_release` refuses a
-  folder without a passed check, or whose model files changed since (these can never be recorded again).
-- GELUs no config field controls (hard-coded modules, functional calls; :mod:`hf_lambda_gelu.remnants`)
-  stay GELU. Such a model is not called "ReLU" unless ``allow_gelu_remnants=True``; then the report
-  (``gelu_remnants``) and the card list them.
-- Writing into a folder that holds a previous release replaces that release (its listed files that the
-  new release lacks are removed once the new one is in place, so nothing stale is left); any other non-empty folder is refused unless
-  ``overwrite=True``; then same-named files are replaced by the release's, the others are left alone
-  and are never uploaded.
+Why the manifest lists every file with its digest, how the folder is staged and gated, and what
+happens to other files in it: docs/design.md.
 """
 
 from __future__ import annotations
@@ -47,22 +26,23 @@ from typing import Any
 from torch import nn
 from transformers import BaseImageProcessor, FeatureExtractionMixin, PreTrainedTokenizerBase, ProcessorMixin
 
-from .activation import has_lambda_gelu
-from .config import CONFIG_KEY
-from .config_fields import activation_fields, says_relu
-from .errors import (
+from ..activation import has_lambda_gelu
+from ..config import CONFIG_KEY
+from ..config_fields import activation_fields, says_relu
+from ..errors import (
     GELURemnantsError,
+    InvalidSettingError,
     NotAReleaseError,
     NotReluModelError,
     ReleaseDirNotEmptyError,
     ReloadCheckedFileError,
 )
-from .model_card import build_model_card, resolve_target_lambda
-from .profile_plot import save_profile_json, save_profile_plot
-from .release_commit import STAGING_PREFIX, commit, is_internal, locked, needs_recovery, recover, replace_file
-from .release_gate import check_reload, dummy_inputs
-from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, reluize
-from .remnants import hard_coded_gelus
+from ..gelu_remnants import hard_coded_gelus
+from ..reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, reluize
+from .card import build_model_card, resolve_target_lambda
+from .commit import STAGING_PREFIX, commit, is_internal, locked, needs_recovery, recover, replace_file
+from .gate import check_reload, dummy_inputs
+from .plots import save_profile_json, save_profile_plot
 
 __all__ = [
     "CARD_FILENAME",
@@ -180,7 +160,7 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) 
         The files of a previous release in the folder (``save_release`` replaces them).
 
     A save into the folder that was interrupted is finished (after its commit point) or its leftovers
-    are removed (before it), with a warning (see :mod:`hf_lambda_gelu.release_commit`).
+    are removed (before it), with a warning (see :mod:`hf_lambda_gelu.release.commit`).
 
     Raises:
         ReleaseDirNotEmptyError: other files are in the way and ``overwrite`` is False.
@@ -260,7 +240,7 @@ def save_release(
     recorded before the swap, see :func:`reluize_for_release`). The release is written to a staging
     folder inside ``output_dir``, reloaded there in a fresh process with stock transformers and compared
     with ``model`` (the release gate), and only then committed into ``output_dir`` with its manifest
-    (:mod:`hf_lambda_gelu.release_commit`: if the save is killed, the folder keeps the previous release or
+    (:mod:`hf_lambda_gelu.release.commit`: if the save is killed, the folder keeps the previous release or
     gets the new one; never a mix, never nothing).
 
     Args:
@@ -272,7 +252,7 @@ def save_release(
             written as ``reluization_report.json``.
         profile: layer → λ at the swap (default: ``report.lambdas``, taken from the model before the swap
             when ``save_release`` swaps it).
-        card_kwargs: more keyword arguments for :func:`hf_lambda_gelu.model_card.build_model_card`
+        card_kwargs: more keyword arguments for :func:`hf_lambda_gelu.release.card.build_model_card`
             (``dataset_names``, ``eval_dataset``, ``pipeline_tag``, ``license``, ``model_name``,
             ``repo_id``, ``settings``, ``extra_text``).
         overwrite: also write into a non-empty folder that is not a previous release.
@@ -281,7 +261,7 @@ def save_release(
         inputs: a real batch for the release gate (default: a dummy batch from the config).
         add_files: writes more files into the staging folder before the manifest (they are part of the
             release, hashed and committed with it; a ``README.md`` it writes replaces the card), e.g.
-            :func:`hf_lambda_gelu.relufy_release.save_twin_release`'s fidelity report and card.
+            :func:`hf_lambda_gelu.release.twin.save_twin_release`'s fidelity report and card.
 
     Returns:
         The release folder.
@@ -292,7 +272,7 @@ def save_release(
         NotReluModelError: the model has no λ-GELU module and its config does not say ``"relu"``.
         GELURemnantsError: GELUs no config field controls remain and ``allow_gelu_remnants`` is False.
         ReleaseReloadError: the saved release does not reload as ``model`` (nothing is written to ``output_dir``).
-        ValueError: ``card_kwargs`` names an argument this function sets itself.
+        InvalidSettingError: ``card_kwargs`` names an argument this function sets itself.
 
     >>> import hf_lambda_gelu
     >>> from transformers import BertConfig, BertModel
@@ -304,7 +284,9 @@ def save_release(
     card_kwargs = dict(card_kwargs or {})
     clashing = sorted(set(card_kwargs) & set(_CARD_ARGS_SET_HERE))
     if clashing:
-        raise ValueError(f"card_kwargs {clashing} are set by save_release itself; pass them as its own arguments.")
+        raise InvalidSettingError(
+            "card_kwargs", clashing, "save_release sets these itself; pass them as its own arguments."
+        )
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite=overwrite)
     if has_lambda_gelu(model):
@@ -430,7 +412,7 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
     The files are exactly the manifest's: only a folder written by :func:`save_release` (whose
     manifest records the passed reload check) is a release; nothing else in the folder is uploaded.
     Every listed file must have the SHA-256 the manifest records. A save into the folder that was
-    killed after its commit point is finished first (see :mod:`hf_lambda_gelu.release_commit`).
+    killed after its commit point is finished first (see :mod:`hf_lambda_gelu.release.commit`).
 
     Args:
         release_dir: the folder.
@@ -490,7 +472,7 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
             folder,
             f"{changed} changed after the release was written (their SHA-256 is not the one in {MANIFEST_FILENAME}); "
             "write the release again, or, for a file edited on purpose (the card, say), record it with "
-            f"hf_lambda_gelu.release.add_release_files({str(folder)!r}, {changed})",
+            f"hf_lambda_gelu.release.folder.add_release_files({str(folder)!r}, {changed})",
         )
     return sorted([*listed, MANIFEST_FILENAME])
 
