@@ -9,6 +9,7 @@ from .config import DistillationConfig, HardeningConfig, LambdaGELUConfig
 from .conversion import convert_to_lambda_gelu, from_pretrained, patch_from_pretrained
 from .distillation import DistillationTrainer, Distiller
 from .errors import (
+    CheckpointDiskFullError,
     DataFileError,
     ExportAuditError,
     GELURemnantsError,
@@ -60,6 +61,7 @@ register()
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointDiskFullError",
     "DataFileError",
     "DistillationConfig",
     "DistillationTrainer",

@@ -2,16 +2,18 @@
 
 Every exception derives from :class:`LambdaGELUError` (``except LambdaGELUError`` catches them all) and from the
 builtin its callers expect (``ValueError`` for bad settings and inputs, ``RuntimeError`` for a failed upload or
-export, ``ImportError`` for a missing extra); every warning from :class:`LambdaGELUWarning`.
+export, ``ImportError`` for a missing extra, ``OSError`` for a full disk); every warning from :class:`LambdaGELUWarning`.
 """
 
 from __future__ import annotations
 
+import errno
 import shlex
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CheckpointDiskFullError",
     "InvalidInputError",
     "LambdaGELUError",
     "LambdaGELUWarning",
@@ -328,3 +330,35 @@ class OutputDirNotEmptyError(LambdaGELUError, ValueError):
             f"Output folder {str(path)!r} is not empty and {holds}: writing there would replace same-named files. "
             f"Choose a new or empty folder, or pass {flag} to write into it anyway."
         )
+
+
+class CheckpointDiskFullError(LambdaGELUError, OSError):
+    """No space was left on the device while a ``checkpoint-N`` folder was written; the partial folder is removed.
+
+    ``errno`` is ``ENOSPC``; the original error (torch's ``basic_ios::clear: iostream error``, safetensors' I/O
+    error, an ``OSError``) is its ``__cause__``.
+    """
+
+    def __init__(self, folder: str | Path, written: int, free: int, last: str | Path | None, last_size: int) -> None:
+        self.folder, self.free = Path(folder), free
+        if last is None:
+            resume = "there is no earlier complete checkpoint to resume from"
+        else:
+            resume = f"the last complete one, {Path(last).name} ({_size(last_size)}), is intact: resume from it"
+        super().__init__(
+            f"No space left while writing {self.folder.name} in {str(self.folder.parent)!r}: the device holding it "
+            f"has {_size(free)} free. The partial {self.folder.name} ({_size(written)} written) was removed so that no "
+            f"resume picks it up; {resume}. Free space on that device, set save_total_limit to keep fewer "
+            "checkpoints, or choose an output_dir on a device with more room."
+        )
+        self.errno = errno.ENOSPC
+
+
+def _size(n: int) -> str:
+    """``n`` bytes in a human unit (``"512.0 KiB"``)."""
+    value, unit = float(n), "bytes"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"

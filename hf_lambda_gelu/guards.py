@@ -1,14 +1,20 @@
-"""Guards every trainer of the package shares: stop at the first non-finite loss, and leave no mixed-precision
-wrapper on the trained model (so it computes as its saved checkpoint reloads)."""
+"""Guards every trainer of the package shares: stop at the first non-finite loss, leave no mixed-precision
+wrapper on the trained model (so it computes as its saved checkpoint reloads), and turn a disk that fills up during
+a checkpoint into one clear error with no partial checkpoint left behind."""
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from .errors import NonFiniteLossError
+from .errors import CheckpointDiskFullError, NonFiniteLossError
 
 __all__ = ["GuardedTrainingMixin"]
 
@@ -25,6 +31,23 @@ class GuardedTrainingMixin:
                 self.state.global_step + 1, self.state.max_steps, float(loss.float().sum()), _non_finite(inputs)
             )
         return loss
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Upstream's checkpoint save; a full disk raises :class:`~hf_lambda_gelu.errors.CheckpointDiskFullError`
+        (naming ``checkpoint-N`` and the free space) after removing the partial folder, which
+        ``get_last_checkpoint`` (``resume_from_checkpoint=True``) would otherwise pick and fail to load."""
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as err:  # safetensors' SafetensorError is neither an OSError nor a RuntimeError
+            run_dir = self._get_output_dir(trial=trial)
+            folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            if not _disk_full(err, run_dir):
+                raise
+            written = _bytes_in(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            last = get_last_checkpoint(run_dir)
+            free = shutil.disk_usage(run_dir).free
+            raise CheckpointDiskFullError(folder, written, free, last, _bytes_in(last) if last else 0) from err
 
     def drop_autocast_wrapper(self) -> None:
         """Restore ``self.model.forward``: accelerate's bf16/fp16 autocast wrapper stays on it after training (and
@@ -44,3 +67,38 @@ def _non_finite(inputs: Mapping[str, Any]) -> list[str]:
             rows = bad.reshape(len(value), -1).any(dim=1).nonzero().flatten().tolist() if value.dim() else []
             found.append(f"{key}, rows {rows} of the batch" if rows else key)
     return found
+
+
+#: How a full disk shows in an error message that has no errno (safetensors' Rust I/O error).
+NO_SPACE_MESSAGES = ("no space left on device", f"os error {errno.ENOSPC})")
+#: torch's stream writer drops the errno of a failed write: these mean "a write failed", not why.
+STREAM_WRITE_FAILURES = ("basic_ios::clear: iostream error", "PytorchStreamWriter failed writing file")
+#: A device with less free space than this after such a failed write is taken to be full.
+FULL_DEVICE_BYTES = 1 << 20
+
+
+def _disk_full(err: BaseException, folder: str) -> bool:
+    """Whether ``err`` (or an error it was raised from or while handling) is a write that found the disk full.
+
+    ENOSPC, or its message, is conclusive; torch's errno-less write failures count when ``folder``'s device has
+    less than :data:`FULL_DEVICE_BYTES` left (another cause, e.g. an I/O error, keeps its own error).
+    """
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    if any(getattr(e, "errno", None) == errno.ENOSPC or _mentions(e, NO_SPACE_MESSAGES) for e in chain):
+        return True
+    return (
+        any(_mentions(e, STREAM_WRITE_FAILURES) for e in chain) and shutil.disk_usage(folder).free < FULL_DEVICE_BYTES
+    )
+
+
+def _mentions(err: BaseException, phrases: tuple[str, ...]) -> bool:
+    message = str(err).lower()
+    return any(phrase.lower() in message for phrase in phrases)
+
+
+def _bytes_in(folder: str) -> int:
+    """Total size of the files under ``folder`` (0 if it does not exist)."""
+    return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())

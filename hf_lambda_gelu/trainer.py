@@ -76,9 +76,13 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
       the step and the batch rows that hold NaN/inf), before the optimizer applies it. bf16/fp16 runs end
       with the mixed-precision wrapper removed from ``model.forward``, so the model and its saved release
       compute alike. Resuming from a finished run's last checkpoint takes no further step.
+    - A checkpoint that finds its disk full raises :class:`~hf_lambda_gelu.errors.CheckpointDiskFullError` (naming
+      ``checkpoint-N`` and the free space) and leaves no partial ``checkpoint-N`` for a resume to pick up.
 
     Built only on public ``Trainer`` hooks (``create_optimizer``, ``create_scheduler``, ``compute_loss``,
-    ``log``, ``save_model``, ``train``, ``push_to_hub``, callbacks), so it composes with other subclasses.
+    ``log``, ``save_model``, ``train``, ``push_to_hub``, callbacks), so it composes with other subclasses; the one
+    private method it wraps (calls, never copies) is ``_save_checkpoint``, for the full-disk error
+    (``tests/test_disk_full.py`` fails if upstream renames it).
 
     Args:
         model: a transformers model (GELU or λ-GELU), PEFT-wrapped or not.
