@@ -52,7 +52,7 @@ from .release.export import export_onnx, export_release
 from .release.sparsity import measure_sparsity
 from .relufy import RelufyArguments, RelufyTrainer, relufy
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
-from .swap_measure import measure_swap
+from .swap_measure import measure_swap, summary_metrics
 from .trainer import LambdaGELUTrainer
 from .training_args import LambdaGELUTrainingArguments
 
@@ -129,6 +129,7 @@ __all__ = [
     "reluize",
     "save_profile_plot",
     "save_release",
+    "summary_metrics",
     "swap_modules",
     "target_lambda_for_tolerance",
     "upload_release",

@@ -1,10 +1,11 @@
-"""The one table of config fields that name a model's activation, and of the GELU flavors.
+"""The one table of config fields that name a model's activation, and of the GELU flavors they take.
 
 transformers builds activation modules from config strings (``ACT2FN[config.hidden_act]``), but the
 field's name differs by architecture family, and composite models keep it in nested sub-configs.
 Every place that reads or rewrites "the activation of a config" (conversion, ReLU-ization, the
 release checks, the CLI, the card) goes through :func:`activation_fields` /
 :func:`set_activation_fields`, so a family added to :data:`ACTIVATION_FIELDS` is covered everywhere.
+Which *modules* are GELUs is :mod:`hf_lambda_gelu.gelu_kinds`.
 
 
 Decisions behind it: docs/design.md.
@@ -15,16 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from torch import nn
-
 __all__ = [
     "ACTIVATION_FIELDS",
     "ACTIVATION_NAMES",
     "GATED_FIELD",
     "GELU_FLAVORS",
-    "GELU_MODULE_FLAVORS",
     "activation_fields",
-    "gelu_module_form",
     "is_lambda_gelu_config",
     "says_relu",
     "set_activation_fields",
@@ -61,29 +58,6 @@ GELU_FLAVORS: dict[str, str] = {
     "gelu_python_tanh": "tanh",
 }
 _LAMBDA_VALUES = frozenset(ACTIVATION_NAMES.values())
-#: GELU module classes of transformers → λ-GELU form (``nn.GELU`` carries its own ``approximate``).
-#: BLOOM's ``BloomGelu`` is the tanh GELU written out (``bloom_gelu_forward``).
-GELU_MODULE_FLAVORS: dict[str, str] = {
-    "GELUActivation": "none",
-    "NewGELUActivation": "tanh",
-    "GELUTanh": "tanh",
-    "PytorchGELUTanh": "tanh",
-    "FastGELUActivation": "tanh",
-    "AccurateGELUActivation": "tanh",
-    "BloomGelu": "tanh",
-}
-
-
-def gelu_module_form(module: nn.Module) -> str | None:
-    """``"none"`` or ``"tanh"`` for a GELU module that λ-GELU reproduces exactly at λ = 1, else None.
-
-    >>> gelu_module_form(nn.GELU(approximate="tanh")), gelu_module_form(nn.SiLU())
-    ('tanh', None)
-    """
-    if isinstance(module, nn.GELU):
-        return module.approximate
-    cls = type(module)
-    return GELU_MODULE_FLAVORS.get(cls.__name__) if cls.__module__.startswith("transformers.") else None
 
 
 def to_lambda_gelu_value(value: str) -> str | None:

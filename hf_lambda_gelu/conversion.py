@@ -14,21 +14,15 @@ from transformers import PreTrainedModel
 
 from .activation import LambdaGELU, has_lambda_gelu
 from .config import CONFIG_KEY, LambdaGELUConfig
-from .config_fields import gelu_module_form, set_activation_fields, to_lambda_gelu_value
+from .config_fields import set_activation_fields, to_lambda_gelu_value
 from .errors import InvalidSettingError, NoGELUFoundError, UncontrolledGELUError
+from .gelu_kinds import activation_kind, gelu_form
 from .gelu_remnants import config_controlled, gelu_modules
 from .module_swap import FilterFn, swap_modules
 
 __all__ = ["convert_to_lambda_gelu", "from_pretrained", "patch_from_pretrained"]
 
 logger = logging.getLogger(__name__)
-
-
-def _activation_like(module: nn.Module) -> bool:
-    cls = type(module)
-    return cls.__module__.startswith(("torch.nn.modules.activation", "transformers.activations")) or (
-        "act" in cls.__name__.lower() or "gelu" in cls.__name__.lower()
-    )
 
 
 def _infer_channels(model: nn.Module, name: str) -> int:
@@ -89,7 +83,7 @@ def convert_to_lambda_gelu(
     controlled = config_controlled(model)
 
     def replace(module: nn.Module, name: str) -> nn.Module | None:
-        form = gelu_module_form(module)
+        form = gelu_form(module)
         if form is None or (controlled is not None and name not in controlled):
             return None
         channels = _infer_channels(model, name) if config.lambda_per_channel else None
@@ -102,7 +96,7 @@ def convert_to_lambda_gelu(
     if not swaps:
         if left:
             raise UncontrolledGELUError(type(model).__name__, left)
-        found = sorted({type(m).__name__ for _, m in model.named_modules() if _activation_like(m) and m is not model})
+        found = sorted({type(m).__name__ for m in model.modules() if m is not model and activation_kind(m)})
         raise NoGELUFoundError(found)
     if left:
         logger.warning(

@@ -31,8 +31,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .activation import LambdaGELU, lambda_modules
-from .config_fields import gelu_module_form, is_lambda_gelu_config, set_activation_fields, to_lambda_gelu_value
+from .activation import lambda_modules
+from .config_fields import is_lambda_gelu_config, set_activation_fields, to_lambda_gelu_value
+from .gelu_kinds import GELU, LAMBDA_GELU, activation_kind
 
 __all__ = ["config_controlled", "find_gelu_remnants", "functional_gelus", "gelu_modules", "hard_coded_gelus"]
 
@@ -43,7 +44,7 @@ _GELU_FUNCTIONS = {torch.nn.functional.gelu, torch._C._nn.gelu}
 
 def gelu_modules(model: nn.Module) -> dict[str, str]:
     """Qualified name → class name of every GELU module (any flavor λ-GELU reproduces) in ``model``."""
-    return {name: type(m).__name__ for name, m in model.named_modules() if gelu_module_form(m) is not None}
+    return {name: type(m).__name__ for name, m in model.named_modules() if activation_kind(m) == GELU}
 
 
 def config_controlled(model: nn.Module) -> set[str] | None:
@@ -112,7 +113,7 @@ def functional_gelus(model: nn.Module, inputs: dict[str, Any]) -> tuple[Any, dic
         return next((names[id(m)] for m in reversed(stack) if id(m) in names), "")
 
     def before(module, args):
-        if id(module) not in names and (gelu_module_form(module) is not None or isinstance(module, LambdaGELU)):
+        if id(module) not in names and activation_kind(module) in (GELU, LAMBDA_GELU):
             found.setdefault(owner(), f"{type(module).__name__} built during forward")
         stack.append(module)
 
@@ -122,7 +123,7 @@ def functional_gelus(model: nn.Module, inputs: dict[str, Any]) -> tuple[Any, dic
 
     def on_call() -> None:
         top = stack[-1] if stack else None
-        if top is not None and (gelu_module_form(top) is not None or isinstance(top, LambdaGELU)):
+        if top is not None and activation_kind(top) in (GELU, LAMBDA_GELU):
             return  # the activation module's own kernel (registered, or already recorded above)
         found.setdefault(owner(), "functional gelu call")
 

@@ -24,7 +24,14 @@ def first_array(predictions) -> np.ndarray:
 
 
 def summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """Metrics without the timing entries (which differ run to run)."""
+    """Metrics without the timing entries (which differ run to run): what a :class:`ReluizeReport` keeps.
+
+    Args:
+        metrics: e.g. ``Trainer.evaluate()``'s dict (``eval_loss``, ``eval_runtime``...).
+
+    >>> summary_metrics({"eval_loss": 0.5, "eval_runtime": 1.2, "eval_samples_per_second": 80.0})
+    {'eval_loss': 0.5}
+    """
     return {k: float(v) for k, v in metrics.items() if not k.endswith(_VOLATILE)}
 
 

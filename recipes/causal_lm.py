@@ -24,26 +24,20 @@ from itertools import chain
 from common import (
     BaseDataArguments,
     BaseModelArguments,
-    build_trainer,
     cap_sequence_length,
     check_data_cells,
-    check_run,
     data_sources,
-    finish_run,
     load_model,
     load_raw_datasets,
-    parse_args,
     recipe_defaults,
     require_columns,
     run_recipe,
     select_samples,
-    setup_logging,
     split_validation,
-    take_over_push,
-    train_and_evaluate,
-    with_perplexity,
+    start_run,
+    train_and_release,
 )
-from transformers import AutoModelForCausalLM, AutoTokenizer, default_data_collator, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer, default_data_collator
 
 from hf_lambda_gelu import LambdaGELUTrainingArguments
 
@@ -79,16 +73,13 @@ class DataTrainingArguments(BaseDataArguments):
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the recipe; returns the metrics written to ``all_results.json``."""
-    # 1. parse
-    model_args, data_args, training_args = parse_args(
-        (ModelArguments, DataTrainingArguments, LambdaGELUTrainingArguments), argv, recipe_defaults()
+    # 1. parse (and refuse a bad launch)  2. logging  3. seed
+    model_args, data_args, training_args = start_run(
+        (ModelArguments, DataTrainingArguments, LambdaGELUTrainingArguments),
+        argv,
+        recipe_defaults(),
+        family="GPT-2-family",
     )
-    if model_args.model_name_or_path is None:
-        raise ValueError("Pass --model_name_or_path: a GPT-2-family checkpoint (Hub id or local folder).")
-    check_run(model_args, training_args)
-    # 2. logging  3. seed
-    setup_logging(training_args)
-    set_seed(training_args.seed)
 
     # 4. data
     files = {"txt": "text", "text": "text", "json": "json", "jsonl": "json", "csv": "csv"}
@@ -143,33 +134,19 @@ def main(argv: list[str] | None = None) -> dict:
     train_dataset = select_samples(lm["train"], data_args.max_train_samples) if training_args.do_train else None
     eval_dataset = select_samples(lm["validation"], data_args.max_eval_samples) if training_args.do_eval else None
 
-    # 7. trainer  8. train/eval (λ-GELU: harden, train as ReLU, swap to ReLU at the end of train)
-    hub_target = take_over_push(model_args, training_args)
-    trainer = build_trainer(
-        model_args.activation_mode,
-        model=model,
-        args=training_args,
+    # 7. trainer  8. train/eval (λ-GELU: harden, train as ReLU, swap to ReLU)  9. save the release  10. push
+    return train_and_release(
+        model_args,
+        training_args,
+        model,
+        processing_class=tokenizer,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        processing_class=tokenizer,
         data_collator=default_data_collator,
-    )
-    metrics, report = train_and_evaluate(trainer, model_args.activation_mode, metric_name="loss")
-    metrics = with_perplexity(metrics)
-
-    # 9. save (release folder, card, metrics)  10. push
-    finish_run(
-        trainer,
-        model_args.activation_mode,
-        metrics=metrics,
-        report=report,
-        processing_class=tokenizer,
-        base_model=model_args.model_name_or_path,
+        metric_name="loss",
+        perplexity=True,
         dataset_names=[data_args.dataset_name or data_args.train_file or data_args.validation_file],
-        hub_target=hub_target,
-        allow_gelu_remnants=model_args.allow_gelu_remnants,
     )
-    return metrics
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """Plumbing shared by the recipes (``recipes/*.py``); not part of the installed package.
 
-The recipes follow transformers' examples (``run_glue.py``, ``run_image_classification.py``,
-``run_clm.py``): dataclasses + ``HfArgumentParser``, then a fixed ``main()`` order, and like those
-examples they keep their shared helpers beside the scripts (``from common import ...``: a script's
-folder is on ``sys.path`` when it runs as ``python recipes/x.py`` or under ``accelerate launch``).
-What every recipe does the same way lives here, so the recipes stay thin:
+The recipes take the flags and the ``main()`` order of transformers' ``run_glue.py``,
+``run_image_classification.py`` and ``run_clm.py`` (dataclasses + ``HfArgumentParser``), but not their
+one-file form: what every recipe does the same way lives here (``from common import ...``: a script's
+folder is on ``sys.path`` when it runs as ``python recipes/x.py`` or under ``accelerate launch``), and a
+recipe's ``main()`` keeps only what is its own (data, model class, preprocessing), between
+:func:`start_run` (parse, checks, logging, seed) and :func:`train_and_release` (trainer, training and the
+swap, the release folder, the push). It imports the package's public API only (``hf_lambda_gelu`` and
+``hf_lambda_gelu.release``). Here:
 
 - argument parsing (CLI flags or one ``.json`` file) with recipe defaults, logging, the checks that
   catch a bad launch early (:func:`parse_args`, :func:`setup_logging`, :func:`check_run`);
@@ -40,15 +43,21 @@ import torch
 from data_checks import check_cells, check_labels_seen_in_training, check_splits_not_empty, diagnose_data_files
 from output_dirs import check_run_output_dir
 
-from hf_lambda_gelu.conversion import from_pretrained
-from hf_lambda_gelu.errors import GELURemnantsError, MissingExtraError
-from hf_lambda_gelu.gelu_remnants import find_gelu_remnants
-from hf_lambda_gelu.release.folder import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, save_release
-from hf_lambda_gelu.release.gate import dummy_inputs
-from hf_lambda_gelu.release.upload import upload_release
-from hf_lambda_gelu.reluize import ReluizeReport, gelu_to_relu
-from hf_lambda_gelu.swap_measure import measure_swap, summary_metrics
-from hf_lambda_gelu.trainer import LambdaGELUTrainer
+from hf_lambda_gelu import (
+    GELURemnantsError,
+    LambdaGELUTrainer,
+    MissingExtraError,
+    ReluizeReport,
+    dummy_inputs,
+    find_gelu_remnants,
+    from_pretrained,
+    gelu_to_relu,
+    measure_swap,
+    save_release,
+    summary_metrics,
+    upload_release,
+)
+from hf_lambda_gelu.release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME
 
 __all__ = [
     "ACTIVATION_MODES",
@@ -84,9 +93,11 @@ __all__ = [
     "select_samples",
     "setup_logging",
     "split_validation",
+    "start_run",
     "swap_metrics",
     "take_over_push",
     "train_and_evaluate",
+    "train_and_release",
     "with_perplexity",
 ]
 
@@ -308,6 +319,34 @@ def setup_logging(training_args) -> None:
         training_args.parallel_mode.value == "distributed",
     )
     logger.info("Training/evaluation parameters %s", training_args)
+
+
+def start_run(
+    argument_classes: Sequence[type], argv: Sequence[str] | None, defaults: dict[str, Any], *, family: str
+) -> tuple:
+    """Steps 1–3 of every recipe's ``main()``: parse, refuse a bad launch before anything loads, logging, seed.
+
+    Args:
+        argument_classes: ``(ModelArguments, DataTrainingArguments, LambdaGELUTrainingArguments)``.
+        argv: the arguments (default ``sys.argv[1:]``; one ``.json`` file, or flags).
+        defaults: from :func:`recipe_defaults`.
+        family: the checkpoints the recipe takes, named when ``--model_name_or_path`` is missing ("BERT-family").
+
+    Returns:
+        ``(model_args, data_args, training_args)``.
+
+    Raises:
+        ValueError: no ``--model_name_or_path``; what :func:`check_run` refuses.
+    """
+    from transformers import set_seed
+
+    model_args, data_args, training_args = parse_args(argument_classes, argv, defaults)
+    if model_args.model_name_or_path is None:
+        raise ValueError(f"Pass --model_name_or_path: a {family} checkpoint (Hub id or local folder).")
+    check_run(model_args, training_args)
+    setup_logging(training_args)
+    set_seed(training_args.seed)
+    return model_args, data_args, training_args
 
 
 def check_launch(training_args) -> None:
@@ -750,6 +789,69 @@ def with_perplexity(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def train_and_release(
+    model_args: BaseModelArguments,
+    training_args,
+    model,
+    *,
+    processing_class: Any,
+    train_dataset,
+    eval_dataset,
+    metric_name: str,
+    dataset_names: Sequence[str],
+    data_collator: Callable | None = None,
+    compute_metrics: Callable | None = None,
+    perplexity: bool = False,
+) -> dict[str, Any]:
+    """Steps 7–10 of every recipe's ``main()``: trainer, train/eval (and the swap), output folder, push.
+
+    :func:`take_over_push`, :func:`build_trainer`, :func:`train_and_evaluate`, then :func:`finish_run`.
+    Every rank must call it.
+
+    Args:
+        model_args: the recipe's model arguments (``activation_mode``, the base model, ``allow_gelu_remnants``).
+        training_args: the ``LambdaGELUTrainingArguments`` of the run.
+        model: from :func:`load_model`.
+        processing_class: the tokenizer / image processor (given to the Trainer and shipped with the release).
+        train_dataset: the preprocessed training split (None without ``do_train``).
+        eval_dataset: the preprocessed evaluation split (None without ``do_eval``).
+        metric_name: the metric the swap report leads with (``"accuracy"``, ``"loss"``).
+        dataset_names: the data sets, for the card.
+        data_collator: the Trainer's collator (default: the Trainer's own).
+        compute_metrics: the Trainer's metric function.
+        perplexity: add ``perplexity`` next to every eval loss (:func:`with_perplexity`).
+
+    Returns:
+        The metrics written to ``all_results.json``.
+    """
+    hub_target = take_over_push(model_args, training_args)
+    trainer = build_trainer(
+        model_args.activation_mode,
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processing_class,
+        data_collator=data_collator,
+        compute_metrics=compute_metrics,
+    )
+    metrics, report = train_and_evaluate(trainer, model_args.activation_mode, metric_name=metric_name)
+    if perplexity:
+        metrics = with_perplexity(metrics)
+    finish_run(
+        trainer,
+        model_args.activation_mode,
+        metrics=metrics,
+        report=report,
+        processing_class=processing_class,
+        base_model=model_args.model_name_or_path,
+        dataset_names=dataset_names,
+        hub_target=hub_target,
+        allow_gelu_remnants=model_args.allow_gelu_remnants,
+    )
+    return metrics
+
+
 # -- output ------------------------------------------------------------------------------------------------------
 
 
@@ -763,7 +865,6 @@ def finish_run(
     base_model: str | None,
     dataset_names: Sequence[str] = (),
     hub_target: HubTarget | None = None,
-    card_text: str | None = None,
     allow_gelu_remnants: bool = False,
 ) -> Path:
     """Write the output folder (model, processor, card, profile, report, ``all_results.json``) and push.
@@ -779,7 +880,6 @@ def finish_run(
         base_model: the starting checkpoint, for the card.
         dataset_names: the data sets, for the card.
         hub_target: from :func:`take_over_push` (ReLU modes with ``--push_to_hub``).
-        card_text: extra Markdown for the card ("Notes").
         allow_gelu_remnants: release GELUs no config field controls (``--allow_gelu_remnants``).
 
     Returns:
@@ -795,7 +895,7 @@ def finish_run(
         # only files it writes itself go into the release manifest (and the upload)
         for name in (PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME):
             (output_dir / name).unlink(missing_ok=True)
-        card_kwargs = {"dataset_names": list(dataset_names), "extra_text": card_text}
+        card_kwargs: dict[str, Any] = {"dataset_names": list(dataset_names)}
         if hub_target is not None:
             card_kwargs["repo_id"] = hub_target.repo_id
         save_release(

@@ -24,29 +24,25 @@ from dataclasses import dataclass, field
 from common import (
     BaseDataArguments,
     BaseModelArguments,
-    build_trainer,
-    check_run,
     collate_images,
     data_sources,
-    finish_run,
     image_transform,
     label_list,
     load_metric,
     load_model,
     load_raw_datasets,
-    parse_args,
     recipe_defaults,
     require_columns,
     run_recipe,
     select_samples,
-    setup_logging,
     split_validation,
-    take_over_push,
-    train_and_evaluate,
+    start_run,
+    train_and_release,
 )
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, set_seed
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
-from hf_lambda_gelu import LambdaGELUTrainingArguments, demo_digits
+from hf_lambda_gelu import LambdaGELUTrainingArguments
+from hf_lambda_gelu.demo_digits import run as run_digits_demo
 
 logger = logging.getLogger(__name__)
 
@@ -102,19 +98,14 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the recipe (or the demo, without data/model flags); returns the metrics of ``all_results.json``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if is_demo_invocation(argv):
-        return demo_digits.run(argv)
-    # 1. parse (lazily transformed images: keep the image column for the transform)
-    model_args, data_args, training_args = parse_args(
+        return run_digits_demo(argv)
+    # 1. parse (and refuse a bad launch; lazily transformed images keep the image column)  2. logging  3. seed
+    model_args, data_args, training_args = start_run(
         (ModelArguments, DataTrainingArguments, LambdaGELUTrainingArguments),
         argv,
         recipe_defaults(remove_unused_columns=False),
+        family="ViT-family",
     )
-    if model_args.model_name_or_path is None:
-        raise ValueError("Pass --model_name_or_path: a ViT-family checkpoint (Hub id or local folder).")
-    check_run(model_args, training_args)
-    # 2. logging  3. seed
-    setup_logging(training_args)
-    set_seed(training_args.seed)
 
     # 4. data
     for given, alias in (
@@ -192,33 +183,19 @@ def main(argv: list[str] | None = None) -> dict:
     def compute_metrics(eval_pred) -> dict:
         return metric.compute(predictions=eval_pred.predictions.argmax(-1), references=eval_pred.label_ids)
 
-    # 7. trainer  8. train/eval (λ-GELU: harden, train as ReLU, swap to ReLU at the end of train)
-    hub_target = take_over_push(model_args, training_args)
-    trainer = build_trainer(
-        model_args.activation_mode,
-        model=model,
-        args=training_args,
+    # 7. trainer  8. train/eval (λ-GELU: harden, train as ReLU, swap to ReLU)  9. save the release  10. push
+    return train_and_release(
+        model_args,
+        training_args,
+        model,
+        processing_class=processor,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        processing_class=processor,
         data_collator=collate_images,
         compute_metrics=compute_metrics,
-    )
-    metrics, report = train_and_evaluate(trainer, model_args.activation_mode, metric_name=data_args.metric_name)
-
-    # 9. save (release folder, card, metrics)  10. push
-    finish_run(
-        trainer,
-        model_args.activation_mode,
-        metrics=metrics,
-        report=report,
-        processing_class=processor,
-        base_model=model_args.model_name_or_path,
+        metric_name=data_args.metric_name,
         dataset_names=[data_args.dataset_name or data_args.train_dir or data_args.train_file or "images"],
-        hub_target=hub_target,
-        allow_gelu_remnants=model_args.allow_gelu_remnants,
     )
-    return metrics
 
 
 if __name__ == "__main__":

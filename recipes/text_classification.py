@@ -22,27 +22,22 @@ from dataclasses import dataclass, field
 from common import (
     BaseDataArguments,
     BaseModelArguments,
-    build_trainer,
     cap_sequence_length,
     check_data_cells,
-    check_run,
     data_sources,
-    finish_run,
     label_list,
     load_metric,
     load_model,
     load_raw_datasets,
-    parse_args,
     recipe_defaults,
     require_columns,
     run_recipe,
     select_samples,
-    setup_logging,
     split_validation,
-    take_over_push,
-    train_and_evaluate,
+    start_run,
+    train_and_release,
 )
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_lambda_gelu import LambdaGELUTrainingArguments
 
@@ -79,16 +74,13 @@ class DataTrainingArguments(BaseDataArguments):
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the recipe; returns the metrics written to ``all_results.json``."""
-    # 1. parse
-    model_args, data_args, training_args = parse_args(
-        (ModelArguments, DataTrainingArguments, LambdaGELUTrainingArguments), argv, recipe_defaults()
+    # 1. parse (and refuse a bad launch)  2. logging  3. seed
+    model_args, data_args, training_args = start_run(
+        (ModelArguments, DataTrainingArguments, LambdaGELUTrainingArguments),
+        argv,
+        recipe_defaults(),
+        family="BERT-family",
     )
-    if model_args.model_name_or_path is None:
-        raise ValueError("Pass --model_name_or_path: a BERT-family checkpoint (Hub id or local folder).")
-    check_run(model_args, training_args)
-    # 2. logging  3. seed
-    setup_logging(training_args)
-    set_seed(training_args.seed)
 
     # 4. data
     raw = load_raw_datasets(data_args, model_args, builders={"csv": "csv", "json": "json", "jsonl": "json"})
@@ -150,32 +142,18 @@ def main(argv: list[str] | None = None) -> dict:
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
         return metric.compute(predictions=logits.argmax(-1), references=eval_pred.label_ids)
 
-    # 7. trainer  8. train/eval (λ-GELU: harden, train as ReLU, swap to ReLU at the end of train)
-    hub_target = take_over_push(model_args, training_args)
-    trainer = build_trainer(
-        model_args.activation_mode,
-        model=model,
-        args=training_args,
+    # 7. trainer  8. train/eval (λ-GELU: harden, train as ReLU, swap to ReLU)  9. save the release  10. push
+    return train_and_release(
+        model_args,
+        training_args,
+        model,
+        processing_class=tokenizer,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        processing_class=tokenizer,
         compute_metrics=compute_metrics,
-    )
-    metrics, report = train_and_evaluate(trainer, model_args.activation_mode, metric_name=data_args.metric_name)
-
-    # 9. save (release folder, card, metrics)  10. push
-    finish_run(
-        trainer,
-        model_args.activation_mode,
-        metrics=metrics,
-        report=report,
-        processing_class=tokenizer,
-        base_model=model_args.model_name_or_path,
+        metric_name=data_args.metric_name,
         dataset_names=[data_args.dataset_name or data_args.train_file or data_args.validation_file],
-        hub_target=hub_target,
-        allow_gelu_remnants=model_args.allow_gelu_remnants,
     )
-    return metrics
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ from hf_lambda_gelu import LambdaGELU
 from hf_lambda_gelu.config_fields import (
     GELU_FLAVORS,
     activation_fields,
-    gelu_module_form,
     is_lambda_gelu_config,
     says_relu,
     set_activation_fields,
     to_lambda_gelu_value,
     to_relu_value,
 )
+from hf_lambda_gelu.gelu_kinds import gelu_form
 
 
 def test_t5_gated_gelu_goes_to_the_tanh_lambda_gelu_and_then_relu():
@@ -49,7 +49,7 @@ def test_nested_sub_configs_and_config_json_dicts():
 @pytest.mark.parametrize("value", sorted(GELU_FLAVORS))
 def test_every_gelu_flavor_is_reproduced_at_lambda_one(value):
     module = activations.ACT2FN[value]
-    form = gelu_module_form(module)
+    form = gelu_form(module)
     assert form == GELU_FLAVORS[value]
     assert to_lambda_gelu_value(value) == ("lambda_gelu" if form == "none" else "lambda_gelu_tanh")
     x = torch.linspace(-6, 6, 241)
@@ -58,6 +58,6 @@ def test_every_gelu_flavor_is_reproduced_at_lambda_one(value):
 
 def test_bloom_gelu_is_the_tanh_flavor():
     x = torch.linspace(-6, 6, 241)
-    assert gelu_module_form(BloomGelu()) == "tanh"
+    assert gelu_form(BloomGelu()) == "tanh"
     torch.testing.assert_close(LambdaGELU(approximate="tanh")(x), BloomGelu()(x), atol=2e-6, rtol=0)
-    assert gelu_module_form(activations.ACT2FN["quick_gelu"]) is None
+    assert gelu_form(activations.ACT2FN["quick_gelu"]) is None

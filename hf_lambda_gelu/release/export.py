@@ -29,9 +29,9 @@ import transformers
 from torch import nn
 from transformers import AutoConfig, AutoProcessor
 
-from ..activation import LambdaGELU
 from ..config_fields import activation_fields
 from ..errors import ExportAuditError, InvalidSettingError, MissingExtraError, ReluModelRequiredError
+from ..gelu_kinds import GELU_KINDS, activation_kind
 from .card import infer_pipeline_tag, set_card_section
 from .folder import CARD_FILENAME, add_release_files
 
@@ -91,7 +91,7 @@ def _gelu_modules(model: nn.Module) -> list[str]:
     return [
         f"{name} ({type(module).__name__})"
         for name, module in model.named_modules()
-        if isinstance(module, LambdaGELU) or "gelu" in type(module).__name__.lower()
+        if activation_kind(module) in GELU_KINDS
     ]
 
 

@@ -7,18 +7,31 @@ warnings) to the results file. The stock worker imports only torch and transform
 any user loading a release; the ``--with-package`` worker imports ``hf_lambda_gelu`` first (λ-GELU
 round trips).
 
-This file must not import the package: it is the outsider's view.
+This file must not import the package: it is the outsider's view. It classifies modules with the package's
+one classifier, ``hf_lambda_gelu/gelu_kinds.py`` (torch only), loaded by its file path.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 
-ACTIVATION_TYPES = ("ReLU", "LambdaGELU")
+
+def _load_gelu_kinds():
+    """``hf_lambda_gelu/gelu_kinds.py`` (torch only), loaded by its path: importing it would import the package."""
+    path = Path(__file__).resolve().parent.parent / "gelu_kinds.py"
+    spec = importlib.util.spec_from_file_location("hf_lambda_gelu_reload_worker_gelu_kinds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gelu_kinds = _load_gelu_kinds()
 
 
 def flatten_outputs(output: Any) -> list[torch.Tensor]:
@@ -33,14 +46,12 @@ def flatten_outputs(output: Any) -> list[torch.Tensor]:
 
 
 def activation_types(model: torch.nn.Module) -> dict[str, str]:
-    """Name → class name of every activation-like module (ReLU, λ-GELU, GELU flavors, other ``*Act*``)."""
-    out = {}
-    for name, module in model.named_modules():
-        cls = type(module).__name__
-        low = cls.lower()
-        if cls in ACTIVATION_TYPES or "gelu" in low or "activation" in low or low in ("silu", "tanh", "relu"):
-            out[name] = cls
-    return out
+    """Name → class name of every activation module (ReLU, λ-GELU, GELU flavors, others: ``gelu_kinds``)."""
+    return {
+        name: type(module).__name__
+        for name, module in model.named_modules()
+        if gelu_kinds.activation_kind(module) is not None
+    }
 
 
 def lambda_values(model: torch.nn.Module) -> dict[str, list[float]]:
@@ -48,7 +59,7 @@ def lambda_values(model: torch.nn.Module) -> dict[str, list[float]]:
     return {
         name: module.lambda_.detach().double().flatten().tolist()
         for name, module in model.named_modules()
-        if type(module).__name__ == "LambdaGELU"
+        if gelu_kinds.activation_kind(module) == gelu_kinds.LAMBDA_GELU
     }
 
 
