@@ -44,6 +44,7 @@ from data_checks import check_cells, check_labels_seen_in_training, check_splits
 from output_dirs import check_run_output_dir
 
 from hf_lambda_gelu import (
+    CheckpointDiskFullError,
     GELURemnantsError,
     LambdaGELUTrainer,
     MissingExtraError,
@@ -922,13 +923,14 @@ def run_recipe(main: Callable[[], Any]) -> None:
     """A recipe's ``__main__`` entry: run ``main()``; bad input ends with ONE line on stderr and exit code 1.
 
     Bad input is a ``ValueError`` (the package's errors name the value, the file and line, and the fix), a
-    missing optional extra (the demo's scikit-learn) a ``MissingExtraError`` naming the extra;
+    missing optional extra (the demo's scikit-learn) a ``MissingExtraError`` naming the extra, and a disk
+    that fills during a checkpoint a ``CheckpointDiskFullError`` (naming the checkpoint and the free space);
     the line is printed without traceback. ``HF_LAMBDA_GELU_TRACEBACK=1`` re-raises it with its traceback.
     Then :func:`exit_if_distributed`.
     """
     try:
         main()
-    except (ValueError, MissingExtraError) as err:
+    except (ValueError, MissingExtraError, CheckpointDiskFullError) as err:
         if os.environ.get("HF_LAMBDA_GELU_TRACEBACK", "") not in ("", "0"):
             raise
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
