@@ -354,6 +354,42 @@ def format_results(results: dict) -> str:
     return "\n\n".join(blocks)
 
 
+#: (label, key, scale, digits) of the Markdown table's rows per kind: the main measure, then the second.
+MARKDOWN_ROWS = {
+    "classifier": [("agreement %", "top1_agreement", 100, 2), ("accuracy %", "accuracy_twin", 100, 2)],
+    "embedder": [("mean cosine", "mean_cosine", 1, 4), ("recall@10 of neighbours %", "neighbour_agreement", 100, 1),
+                 ("retrieval recall@1 %", "recall_at_1_twin", 100, 1)],
+    "causal_lm": [("next-byte agreement %", "next_token_agreement", 100, 2), ("perplexity", "perplexity_twin", 1, 4)],
+}  # fmt: skip
+_ORIGINAL_KEYS = {"accuracy_twin": "accuracy", "recall_at_1_twin": "recall_at_1", "perplexity_twin": "perplexity"}
+
+
+def markdown_table(results: dict) -> str:
+    """One Markdown table of every task: the original, the naive swap, and each road at each budget (mean over seeds)."""
+    budgets = sorted({b for r in results["tasks"].values() for b in r["budgets"]})
+    roads = [("swap_distil", "swap → distil"), ("lambda_distil", "λ road")]
+    head = ["start point", "measure", "original", "naive swap"]
+    head += [f"{label} {b:g} ep." for _, label in roads for b in budgets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for name, result in results["tasks"].items():
+        summary, original = result["summary"], result["original"]
+        naive = next((k for k in summary if k.startswith("naive_swap@")), None)
+        for label, key, scale, digits in MARKDOWN_ROWS[result["kind"]]:
+            base = original.get(_ORIGINAL_KEYS.get(key, ""), None)
+            cells = [name, label, "—" if base is None else f"{base * scale:.{digits}f}"]
+            cells.append(_mean(summary.get(naive), key, scale, digits).replace(" (1 seed)", ""))  # deterministic
+            cells += [_mean(summary.get(f"{arm}@{b:g}"), key, scale, digits) for arm, _ in roads for b in budgets]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean(stat: dict | None, key: str, scale: float, digits: int) -> str:
+    if not stat or stat[key]["mean"] is None:
+        return "—"
+    n = stat[key]["n"]
+    return f"{stat[key]['mean'] * scale:.{digits}f}" + ("" if n > 1 else " (1 seed)")
+
+
 def _pm(stat: dict, scale: float) -> str:
     if stat["mean"] is None:
         return "—"
@@ -384,6 +420,7 @@ def merge(paths: list[str], out: Path) -> int:
         merged.setdefault("merged_from", []).append(data["meta"]["command"])
     common.write_json(merged, out)
     print(format_results(merged))
+    print(markdown_table(merged))
     return 0
 
 

@@ -58,6 +58,7 @@ def _run_merge(tmp_path: Path, *paths: Path) -> dict:
         capture_output=True, text=True, timeout=120, cwd=BENCHMARKS, env=offline_env(tmp_path),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| sentiment_cls | agreement % |" in proc.stdout  # the Markdown table the READMEs quote
     return json.loads(out.read_text())
 
 
