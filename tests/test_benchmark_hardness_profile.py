@@ -42,7 +42,8 @@ def test_spearman_matches_scipy_with_ties():
 @pytest.mark.slow
 def test_quick_run_writes_profile_cost_and_figure(tmp_path):
     out = tmp_path / "h.json"
-    committed = {path: path.read_bytes() for path in (BENCHMARKS / "results").glob("*.json")}
+    figure = BENCHMARKS.parent / "docs" / "hardness_profile_minilm.png"
+    committed = {path: path.read_bytes() for path in [*(BENCHMARKS / "results").glob("*.json"), figure]}
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / "hardness_profile.py"), "--quick", "--seeds", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=300, env=offline_env(tmp_path),
@@ -59,7 +60,8 @@ def test_quick_run_writes_profile_cost_and_figure(tmp_path):
     for seed in ("0", "1"):
         gelu, profile = result["per_seed"][seed]["gelu"], result["per_seed"][seed]["profile"]
         assert 0.0 <= gelu["accuracy"] <= 100.0 and 0.0 <= profile["accuracy"] <= 100.0
-        assert gelu["train_seconds"] > 0 and profile["train_seconds"] > 0 and "lambdas" not in gelu
+        assert all(run[key] > 0 for run in (gelu, profile) for key in ("train_seconds", "train_cpu_seconds"))
+        assert "lambdas" not in gelu
         assert list(profile["lambdas"]) == layers and all(lam >= 1.0 for lam in profile["lambdas"].values())
         assert any(lam > 1.0 for lam in profile["lambdas"].values())  # λ was learned
         for name in layers:  # the road: step 0, then each logged step, ending at the final λ
@@ -70,6 +72,7 @@ def test_quick_run_writes_profile_cost_and_figure(tmp_path):
         assert "reluization_report.json" not in profile["trainer_files"]
     summary = result["summary"]
     assert set(summary["spearman_between_seeds"]["pairwise"]) == {"0-1"}
-    assert summary["time_ratio_profile_over_gelu"]["n"] == 2 and summary["time_ratio_profile_over_gelu"]["mean"] > 0
+    for ratio in ("time_ratio_profile_over_gelu", "cpu_time_ratio_profile_over_gelu"):
+        assert summary[ratio]["n"] == 2 and summary[ratio]["mean"] > 0
     assert set(summary["accuracy"]) == {"gelu", "profile"} and summary["lambda_mean"][layers[0]]["n"] == 2
     assert Path(result["figure"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
