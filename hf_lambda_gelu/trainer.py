@@ -280,7 +280,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         save_profile_plot(
             profile,
             os.path.join(out, PROFILE_PLOT_FILENAME),
-            target_lambda=target,
+            target_lambda=target if self.hardening.enabled else None,  # a profiling run: λ's own range, no λ* line
             learned=learned,
             log_history=road["log_history"],
             hardening_steps=road["hardening_steps"],

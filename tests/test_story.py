@@ -163,3 +163,13 @@ def test_the_demo_does_not_print_the_load_report_of_its_new_head(tmp_path, caplo
     model = _checkpoint(str(tmp_path / "base"), 0, ["negative", "positive"])
     assert model.config.id2label == {0: "negative", 1: "positive"}
     assert len(reports()) == 1
+
+
+def test_profiling_run_plots_lambda_on_its_own_range(tmp_path, figures):
+    """hardening_start=1.0 (λ learned to the end, nothing hardened): no λ* line squashing a 1.0-1.2 profile."""
+    trainer = _train(tmp_path, hardening_start=1.0, distill_alpha=0.0)
+    assert trainer.model.config.hidden_act == "lambda_gelu"  # kept λ-GELU: nothing to swap
+    profile_panel = _panels(figures[-1])[0]
+    assert not any(label.startswith("target λ*") for label in profile_panel)
+    assert profile_panel["λ per layer (final)"] == pytest.approx(list(trainer.final_profile.values()))
+    assert json.loads((tmp_path / "out" / "hardness_profile.json").read_text())["target_lambda"] > 100
