@@ -1,5 +1,5 @@
-"""The ``hf-lambda-gelu`` command line: ``convert``, ``reluize``, ``profile``, ``push``, ``demo``, ``export``,
-``sparsity`` (and ``--version``).
+"""The ``hf-lambda-gelu`` command line: ``convert``, ``reluize``, ``relufy``, ``profile``, ``push``, ``demo``,
+``export``, ``sparsity`` (and ``--version``).
 
 Every subcommand is a :class:`Command` in :data:`COMMANDS`. Errors the user can fix (missing folder, not a λ-GELU
 checkpoint, no GELU to convert, a failed upload...) print one line,
