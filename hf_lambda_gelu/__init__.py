@@ -47,7 +47,15 @@ from .ops import RELU_DISTANCE_CONSTANT, lambda_gelu
 from .optim import create_lambda_gelu_optimizer, install_lambda_update, lambda_param_groups
 from .peft_utils import add_lambda_modules_to_save
 from .registration import register
-from .release import build_model_card, dummy_inputs, push_reluized, save_profile_plot, save_release, upload_release
+from .release import (
+    build_model_card,
+    dummy_inputs,
+    push_reluized,
+    save_profile_plot,
+    save_release,
+    save_twin_release,
+    upload_release,
+)
 from .release.export import export_onnx, export_release
 from .release.sparsity import measure_sparsity
 from .relufy import RelufyArguments, RelufyTrainer, relufy
@@ -129,6 +137,7 @@ __all__ = [
     "reluize",
     "save_profile_plot",
     "save_release",
+    "save_twin_release",
     "summary_metrics",
     "swap_modules",
     "target_lambda_for_tolerance",

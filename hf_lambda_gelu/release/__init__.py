@@ -20,6 +20,7 @@ from .folder import (
 )
 from .gate import check_reload, dummy_inputs, verify_reloads
 from .plots import load_profile_json, save_profile_json, save_profile_plot
+from .twin import save_twin_release
 from .upload import push_reluized, upload_release
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "save_profile_json",
     "save_profile_plot",
     "save_release",
+    "save_twin_release",
     "set_card_section",
     "upload_release",
     "verify_reloads",
