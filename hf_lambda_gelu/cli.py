@@ -47,6 +47,7 @@ from .release.gate import check_reload
 from .release.plots import load_profile_json, save_profile_json, save_profile_plot
 from .release.upload import upload_release
 from .relufy_cli import add_relufy_arguments, run_relufy
+from .relufy_data import label_ids
 from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, exceeds_tolerance, hardness_profile
 from .swap_measure import measure_swap
 
@@ -243,31 +244,10 @@ def _read_eval_file(path: str, text_column: str, label_column: str) -> tuple[lis
         return [str(t) for t in data[text_column]], list(data[label_column])
 
 
-def _label_ids(labels: list[Any], config: Any) -> list[int]:
-    id2label = getattr(config, "id2label", None) or {}
-    label2id = getattr(config, "label2id", None) or {name: i for i, name in id2label.items()}
-    label2id = {str(k): int(v) for k, v in label2id.items()}
-    num_labels = int(getattr(config, "num_labels", 0) or len(label2id))
-    ids = []
-    for label in labels:
-        if isinstance(label, str) and not label.lstrip("-").isdigit():
-            if label not in label2id:
-                raise CLIError(
-                    f"Label {label!r} is not one of the model's labels {sorted(label2id)} (config.label2id)."
-                )
-            ids.append(label2id[label])
-        else:
-            ids.append(int(label))
-    bad = sorted({i for i in ids if not 0 <= i < num_labels})
-    if bad:
-        raise CLIError(f"Label ids {bad} are out of range for a model with {num_labels} labels.")
-    return ids
-
-
 def _eval_dataset(tokenizer: Any, config: Any, args: argparse.Namespace) -> datasets.Dataset:
     """``--eval-file`` read, its labels checked against the model's, tokenized."""
     texts, raw_labels = _read_eval_file(args.eval_file, args.text_column, args.label_column)
-    labels = _label_ids(raw_labels, config)
+    labels = label_ids(raw_labels, config)
     encoded = tokenizer(texts, truncation=True, max_length=args.max_length)
     return datasets.Dataset.from_dict({**encoded, "labels": labels})
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, default_data_collator
 
 from .activation import lambda_parameters
 from .config import DistillationConfig, HardeningConfig, check_weight, setting_field
@@ -271,17 +271,11 @@ def relufy(
     loader = torch.utils.data.DataLoader(
         _without_labels(eval_dataset) if kind != "classifier" else eval_dataset,
         batch_size=eval_batch_size or args.per_device_eval_batch_size,
-        collate_fn=data_collator or _default_collate,
+        collate_fn=data_collator or default_data_collator,
     )
     report = measure_fidelity(model, twin, loader, kind=kind, pooling=pooling)
     report.training = training
     return twin, report
-
-
-def _default_collate(features: list[Mapping[str, Any]]) -> dict[str, Any]:
-    from transformers import default_data_collator
-
-    return default_data_collator(features)
 
 
 def _without_labels(dataset: Any) -> Any:

@@ -9,7 +9,6 @@ out for the fidelity report and not trained on.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import tempfile
 from pathlib import Path
@@ -19,13 +18,12 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
-from .conversion import convert_to_lambda_gelu
-from .errors import DataFileError, InvalidSettingError
+from .errors import DataFileError, InvalidInputError, InvalidSettingError
 from .fidelity import NEIGHBOURS, Pooling, model_kind
 from .release.folder import check_output_dir
 from .release.twin import save_twin_release
 from .relufy import ROADS, RelufyArguments, relufy
-from .relufy_data import Examples, load_pooling, read_examples
+from .relufy_data import Examples, label_ids, load_pooling, read_examples
 
 __all__ = ["add_relufy_arguments", "run_relufy"]
 
@@ -69,22 +67,6 @@ def _processor(model_dir: str, is_image: bool) -> Any:
     return (AutoImageProcessor if is_image else AutoTokenizer).from_pretrained(model_dir)
 
 
-def _label_ids(labels: list[Any], config: Any, path: str) -> list[int]:
-    id2label = getattr(config, "id2label", None) or {}
-    label2id = getattr(config, "label2id", None) or {name: i for i, name in id2label.items()}
-    label2id = {str(k): int(v) for k, v in label2id.items()}
-    ids = []
-    for label in labels:
-        key = str(label)
-        if key in label2id:
-            ids.append(label2id[key])
-        elif key.lstrip("-").isdigit() and 0 <= int(key) < config.num_labels:
-            ids.append(int(key))
-        else:
-            raise DataFileError(path, f"label {label!r} is not one of the model's {sorted(label2id)}", "fix the label")
-    return ids
-
-
 def _encode(examples: Examples, processor: Any, max_length: int, config: Any, path: str) -> list[dict]:
     if examples.is_image:
         from PIL import Image
@@ -98,7 +80,11 @@ def _encode(examples: Examples, processor: Any, max_length: int, config: Any, pa
         encoded = processor(examples.inputs, truncation=True, max_length=max_length)
         items = [{k: v[i] for k, v in encoded.items()} for i in range(len(examples))]
     if examples.labels is not None:
-        for item, label in zip(items, _label_ids(examples.labels, config, path)):
+        try:
+            ids = label_ids(examples.labels, config)
+        except InvalidInputError as err:
+            raise DataFileError(path, str(err).rstrip("."), "fix the labels") from None
+        for item, label in zip(items, ids):
             item["labels"] = label
     return items
 
@@ -136,7 +122,6 @@ def run_relufy(args: argparse.Namespace) -> None:
             f"{len(held_out)} held-out inputs; the neighbour agreement needs more than {NEIGHBOURS}",
             "give a larger --eval-data",
         )
-    convert_to_lambda_gelu(copy.deepcopy(model))  # a model without a convertible GELU fails here, before training
     processor = _processor(args.model_dir, data.is_image)
     if args.task_alpha == 0:
         data = Examples(data.inputs, None, data.is_image)  # label-free: the training data's labels are not used

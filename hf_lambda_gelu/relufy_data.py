@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DataFileError, UnsupportedPoolingError
+from .errors import DataFileError, InvalidInputError, UnsupportedPoolingError
 from .fidelity import Pooling
 
-__all__ = ["IMAGE_SUFFIXES", "Examples", "load_pooling", "read_examples", "sentence_transformers_files"]
+__all__ = ["IMAGE_SUFFIXES", "Examples", "label_ids", "load_pooling", "read_examples", "sentence_transformers_files"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _TEXT_SUFFIXES = {".txt": None, ".csv": ",", ".tsv": "\t", ".jsonl": "json", ".json": "json"}
@@ -118,6 +118,36 @@ def read_examples(path: str | Path, *, text_column: str = "text", label_column: 
                 raise DataFileError(path, f"line {number}: empty {label_column!r} cell", "fill or remove that line")
             labels.append(row[label_column])
     return Examples(texts, labels if label_column else None)
+
+
+def label_ids(labels: list[Any], config: Any) -> list[int]:
+    """Labels as read from a data file (names or ids) → the model's label ids (``relufy``, ``reluize --eval-file``).
+
+    Raises:
+        InvalidInputError: a name the model does not know (``config.label2id``), or an id out of range.
+
+    >>> from transformers import BertConfig
+    >>> label_ids(["pos", "0", 1], BertConfig(id2label={0: "neg", 1: "pos"}))
+    [1, 0, 1]
+    """
+    id2label = getattr(config, "id2label", None) or {}
+    label2id = getattr(config, "label2id", None) or {name: i for i, name in id2label.items()}
+    label2id = {str(k): int(v) for k, v in label2id.items()}
+    num_labels = int(getattr(config, "num_labels", 0) or len(label2id))
+    ids = []
+    for label in labels:
+        if isinstance(label, str) and not label.lstrip("-").isdigit():
+            if label not in label2id:
+                raise InvalidInputError(
+                    f"Label {label!r} is not one of the model's labels {sorted(label2id)} (config.label2id)."
+                )
+            ids.append(label2id[label])
+        else:
+            ids.append(int(label))
+    bad = sorted({i for i in ids if not 0 <= i < num_labels})
+    if bad:
+        raise InvalidInputError(f"Label ids {bad} are out of range for a model with {num_labels} labels.")
+    return ids
 
 
 def _modules(model_dir: Path) -> list[dict[str, Any]] | None:

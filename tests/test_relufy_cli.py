@@ -158,6 +158,7 @@ def _bloom_dir(root: Path) -> Path:
         ("unknown_pooling", "pooling_mode_lasttoken"),
         ("not_empty_out", "not empty"),
         ("task_without_labels", "--task-alpha=1.0 is invalid"),
+        ("unknown_label", "Label 'meh' is not one of the model's labels"),
     ],
 )
 def test_bad_input_one_line_exit_1_nothing_written(tmp_path, capsys, case, message):
@@ -186,6 +187,10 @@ def test_bad_input_one_line_exit_1_nothing_written(tmp_path, capsys, case, messa
         (out / "notes.md").write_text("mine")
     elif case == "task_without_labels":
         extra = ["--task-alpha", "1.0"]
+    elif case == "unknown_label":
+        held_out = _csv(tmp_path / "e.csv", 6)
+        held_out.write_text(held_out.read_text() + "old ships,meh\n")
+        extra = ["--eval-data", str(held_out), "--label-column", "label"]
     assert _relufy(str(model), str(out), "--data", str(data), *extra) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
