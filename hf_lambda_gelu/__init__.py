@@ -34,10 +34,12 @@ from .errors import (
     ReleaseReloadError,
     ReloadCheckedFileError,
     ReluModelRequiredError,
+    SingularCalibrationError,
     UncontrolledGELUError,
     UnhardenedSwapError,
     UnhardenedSwapWarning,
     UnsupportedPoolingError,
+    UnsupportedRefitError,
 )
 from .fidelity import FidelityReport, measure_fidelity
 from .gelu_remnants import find_gelu_remnants
@@ -58,6 +60,7 @@ from .release import (
 )
 from .release.export import export_onnx, export_release
 from .release.sparsity import measure_sparsity
+from .refit import RefitReport, refit_down_projections
 from .relufy import RelufyArguments, RelufyTrainer, relufy
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
 from .swap_measure import measure_swap, summary_metrics
@@ -105,13 +108,16 @@ __all__ = [
     "ReleaseReloadError",
     "ReloadCheckedFileError",
     "ReluModelRequiredError",
+    "RefitReport",
     "RelufyArguments",
     "RelufyTrainer",
     "ReluizeReport",
     "UncontrolledGELUError",
     "UnhardenedSwapError",
     "UnhardenedSwapWarning",
+    "SingularCalibrationError",
     "UnsupportedPoolingError",
+    "UnsupportedRefitError",
     "add_lambda_modules_to_save",
     "build_model_card",
     "convert_to_lambda_gelu",
@@ -134,6 +140,7 @@ __all__ = [
     "push_reluized",
     "register",
     "relufy",
+    "refit_down_projections",
     "reluize",
     "save_profile_plot",
     "save_release",

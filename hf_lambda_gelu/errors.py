@@ -38,10 +38,12 @@ __all__ = [
     "ReleaseReloadError",
     "ReloadCheckedFileError",
     "ReluModelRequiredError",
+    "SingularCalibrationError",
     "UncontrolledGELUError",
     "UnhardenedSwapError",
     "UnhardenedSwapWarning",
     "UnsupportedPoolingError",
+    "UnsupportedRefitError",
 ]
 
 
@@ -292,6 +294,27 @@ class UnsupportedPoolingError(LambdaGELUError, ValueError):
         super().__init__(
             f"Sentence-transformers folder {str(folder)!r}: {found}; relufy knows one of mean, cls or max pooling. "
             "Relufy the transformer alone (a plain AutoModel folder) or change the pooling config."
+        )
+
+
+class SingularCalibrationError(LambdaGELUError, ValueError):
+    """The refit's least-squares system of a down-projection is singular: too little calibration data for its ridge."""
+
+    def __init__(self, layer: str, tokens: int, width: int, ridge: float, why: str) -> None:
+        self.layer = layer
+        super().__init__(
+            f"Refit of {layer!r}: {why} ({tokens} calibration tokens for {width} inputs, ridge {ridge:g}). "
+            "Give more (and more varied) calibration data, or a larger ridge (refit_ridge / --refit-ridge)."
+        )
+
+
+class UnsupportedRefitError(LambdaGELUError, ValueError):
+    """The refit cannot address this family's MLPs (names the family and why); the swap and distillation still can."""
+
+    def __init__(self, family: str, why: str) -> None:
+        self.family = family
+        super().__init__(
+            f"The refit does not support {family!r} models: {why}. Use road 'swap' or 'lambda' (distillation only)."
         )
 
 

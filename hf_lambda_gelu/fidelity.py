@@ -186,7 +186,7 @@ def measure_fidelity(
         batches: collated batches of held-out inputs.
         kind: one of :data:`KINDS` (default: :func:`model_kind` of ``original``).
         pooling: the embedder's pooling (default mean).
-        neighbours: k of the neighbour agreement; the eval set needs more than k inputs.
+        neighbours: k of the neighbour agreement; the eval set needs more than k inputs (0: not measured).
         progress: wraps the batch iterator (e.g. ``tqdm``).
 
     Raises:
@@ -269,7 +269,7 @@ def measure_fidelity(
             hidden_state_rel_error=errors,
             mean_cosine=float(cos.mean()),
             worst_cosine=float(cos.min()),
-            neighbour_agreement=_neighbour_agreement(eo, et, neighbours),
+            neighbour_agreement=_neighbour_agreement(eo, et, neighbours) if neighbours else None,
             pooling=pooling.mode,
         )
     report = FidelityReport(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,13 +34,15 @@ from .errors import InvalidSettingError
 from .fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
 from .guards import GuardedTrainingMixin
 from .hardening import HardeningCallback
+from .refit import DEFAULT_REFIT_RIDGE
+from .relufy_refit import DEFAULT_CALIBRATION_SIZE, keep_best, refit_student, refit_only, selection_split
 from .reluize import gelu_to_relu, reluize
 
 __all__ = ["ROADS", "RelufyArguments", "RelufyTrainer", "relufy"]
 
 logger = logging.getLogger(__name__)
 
-ROADS = ("swap", "lambda")
+ROADS = ("swap", "lambda", "refit")
 
 
 @dataclass
@@ -59,8 +62,21 @@ class RelufyArguments(TrainingArguments):
         default="swap",
         metadata={
             "help": "How the student becomes ReLU: 'swap' (GELU → ReLU at once, then distil; the default, chosen "
-            "on tuning splits) or 'lambda' (GELU → λ-GELU, λ hardened to λ* while distilling, then ReLU)."
+            "on tuning splits), 'lambda' (GELU → λ-GELU, λ hardened to λ* while distilling, then ReLU) or 'refit' "
+            "(swap, least-squares refit of each MLP down-projection on calibration inputs, then distil for the steps "
+            "asked: 0 steps is the refit alone, training-free)."
         },
+    )
+    calibration_size: int = field(
+        default=DEFAULT_CALIBRATION_SIZE,
+        metadata={
+            "help": "road='refit': how many training inputs (a seeded random subset) calibrate the least-squares "
+            "refit of each MLP down-projection."
+        },
+    )
+    refit_ridge: float = field(
+        default=DEFAULT_REFIT_RIDGE,
+        metadata={"help": "road='refit': ridge of the refit, relative to the mean diagonal of XᵀX (pulls toward the original weights)."},
     )
     hardening_end: float = field(
         default=0.3,
@@ -98,6 +114,10 @@ class RelufyArguments(TrainingArguments):
         if self.road not in ROADS:
             raise InvalidSettingError("road", self.road, f"use one of {ROADS}.")
         self.hardening_config()  # validates hardening_end and relu_tolerance
+        if not (isinstance(self.calibration_size, int) and self.calibration_size > 0):
+            raise InvalidSettingError("calibration_size", self.calibration_size, "use a positive number of inputs.")
+        if not (self.refit_ridge >= 0 and math.isfinite(self.refit_ridge)):
+            raise InvalidSettingError("refit_ridge", self.refit_ridge, "use a finite ridge ≥ 0 (default 1e-3).")
         for name in ("hidden_alpha", "logits_alpha", "embedding_alpha", "task_alpha"):
             check_weight(name, getattr(self, name))
         DistillationConfig(distill_temperature=self.distill_temperature)  # validates T
@@ -179,7 +199,7 @@ def _student(model: nn.Module, args: RelufyArguments) -> nn.Module:
         for module in student.modules():
             if isinstance(module, nn.Dropout):
                 module.p = 0.0
-    if args.road == "swap":
+    if args.road in ("swap", "refit"):
         gelu_to_relu(student)
     else:
         convert_to_lambda_gelu(student)
@@ -235,37 +255,50 @@ def relufy(
         train_dataset = _without_labels(train_dataset)
     teacher = frozen_copy(model)
     student = _student(model, args)
+    training: dict[str, Any] = {"road": args.road}
+    selection = None
+    if args.road == "refit":
+        if not refit_only(args):  # the tenth that judges refit against refit → distil is held out of both
+            train_dataset, selection = selection_split(train_dataset)
+        training.update(refit_student(student, teacher, train_dataset, args, data_collator))
     callbacks = list(callbacks or [])
     if args.road == "lambda":
         callbacks.append(HardeningCallback(args.hardening_config()))
-    trainer = RelufyTrainer(
-        student,
-        args,
-        teacher=teacher,
-        kind=kind,
-        pooling=pooling,
-        train_dataset=train_dataset,
-        data_collator=data_collator,
-        callbacks=callbacks,
-    )
-    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    trainer.drop_autocast_wrapper()  # bf16/fp16: the twin computes as its saved checkpoint reloads
-    twin = trainer.model
-    if args.road == "lambda":
-        reluize(twin, tolerance=args.relu_tolerance)
+    if args.road == "refit" and refit_only(args):
+        twin, steps, train_loss = student, 0, None
+    else:
+        start = copy.deepcopy(student.state_dict()) if selection is not None else None
+        trainer = RelufyTrainer(
+            student,
+            args,
+            teacher=teacher,
+            kind=kind,
+            pooling=pooling,
+            train_dataset=train_dataset,
+            data_collator=data_collator,
+            callbacks=callbacks,
+        )
+        result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        trainer.drop_autocast_wrapper()  # bf16/fp16: the twin computes as its saved checkpoint reloads
+        twin, steps, train_loss = trainer.model, trainer.state.global_step, result.training_loss
+        if args.road == "lambda":
+            reluize(twin, tolerance=args.relu_tolerance)
+        if selection is not None:
+            training.update(keep_best(teacher, twin, start, selection, args, kind, pooling, data_collator))
     twin.eval()
-    training = {
-        "road": args.road,
-        "steps": trainer.state.global_step,
-        "train_examples": len(train_dataset),
-        "learning_rate": args.learning_rate,
-        "hidden_alpha": args.hidden_alpha,
-        "logits_alpha": args.logits_alpha if kind != "embedder" else None,
-        "embedding_alpha": args.embedding_alpha if kind == "embedder" else None,
-        "task_alpha": args.task_alpha,
-        "hardening_end": args.hardening_end if args.road == "lambda" else None,
-        "train_loss": result.training_loss,
-    }
+    training.update(
+        {
+            "steps": steps,
+            "train_examples": len(train_dataset),
+            "learning_rate": args.learning_rate,
+            "hidden_alpha": args.hidden_alpha,
+            "logits_alpha": args.logits_alpha if kind != "embedder" else None,
+            "embedding_alpha": args.embedding_alpha if kind == "embedder" else None,
+            "task_alpha": args.task_alpha,
+            "hardening_end": args.hardening_end if args.road == "lambda" else None,
+            "train_loss": train_loss,
+        }
+    )
     if eval_dataset is None:
         return twin, None
     loader = torch.utils.data.DataLoader(

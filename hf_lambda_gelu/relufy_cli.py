@@ -41,7 +41,9 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", help="Column with labels: accuracy in the report; training uses them only with --task-alpha > 0.")  # fmt: skip
     parser.add_argument("--max-steps", type=int, help="Training steps (default: --epochs of --data).")
     parser.add_argument("--epochs", type=float, default=1.0, help="Epochs of --data when --max-steps is not given.")
-    parser.add_argument("--road", choices=ROADS, default=RelufyArguments.road, help="swap (default) or lambda.")
+    parser.add_argument("--road", choices=ROADS, default=RelufyArguments.road, help="swap (default), lambda, or refit (least-squares refit of each MLP down-projection; with --max-steps 0 or --epochs 0 the refit alone, no training).")  # fmt: skip
+    parser.add_argument("--calibration-size", type=int, default=RelufyArguments.calibration_size, help="--road refit: inputs of --data that calibrate the refit (a seeded random subset).")  # fmt: skip
+    parser.add_argument("--refit-ridge", type=float, default=RelufyArguments.refit_ridge, help="--road refit: ridge relative to the mean diagonal of XᵀX.")  # fmt: skip
     parser.add_argument("--learning-rate", type=float, default=RelufyArguments.learning_rate, help="Peak learning rate (linear decay).")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=RelufyArguments.per_device_train_batch_size, help="Inputs per step.")  # fmt: skip
     parser.add_argument("--max-length", type=int, default=128, help="Tokens per text (truncation).")
@@ -131,10 +133,12 @@ def run_relufy(args: argparse.Namespace) -> None:
         training_args = RelufyArguments(
             output_dir=work,
             road=args.road,
+            calibration_size=args.calibration_size,
+            refit_ridge=args.refit_ridge,
             learning_rate=args.learning_rate,
             per_device_train_batch_size=args.batch_size,
             per_device_eval_batch_size=args.batch_size,
-            max_steps=args.max_steps or -1,
+            max_steps=-1 if args.max_steps is None else args.max_steps,
             num_train_epochs=args.epochs,
             task_alpha=args.task_alpha,
             seed=args.seed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -12,10 +13,12 @@ from .activation import LambdaGELU, has_lambda_gelu, lambda_modules
 from .config import CONFIG_KEY
 from .config_fields import set_activation_fields, to_relu_value
 from .conversion import convert_to_lambda_gelu
+from .distillation import frozen_copy
 from .errors import NotLambdaGELUModelError, UnhardenedSwapWarning
 from .gelu_remnants import gelu_modules
 from .module_swap import FilterFn, swap_modules
 from .ops import RELU_DISTANCE_CONSTANT
+from .refit import DEFAULT_REFIT_RIDGE, refit_down_projections
 
 __all__ = [
     "DEFAULT_RELU_TOLERANCE",
@@ -74,7 +77,9 @@ class ReluizeReport:
     (``target_lambda``, ``learned_lambdas``, ``settings``) and the naive-swap baseline (``naive_swap``:
     the same measurement of the model at hardening start swapped directly, or why it is missing in
     ``naive_swap_unavailable``) and the road (``road``: the hardening window in steps, ``max_steps`` and
-    the λ/loss logs, :func:`hf_lambda_gelu.window_logs.road_record`). :meth:`to_dict` is
+    the λ/loss logs, :func:`hf_lambda_gelu.window_logs.road_record`). A swap followed by the least-squares
+    refit of the down-projections (:func:`gelu_to_relu` with ``calibration``) records it in ``refit``
+    (:meth:`hf_lambda_gelu.refit.RefitReport.to_dict`). :meth:`to_dict` is
     ``reluization_report.json``; :meth:`metrics` the flat ``reluize_*`` / ``naive_swap_*`` numbers the trainer logs.
     """
 
@@ -97,6 +102,7 @@ class ReluizeReport:
     naive_swap: ReluizeReport | None = None
     naive_swap_unavailable: str | None = None
     road: dict[str, Any] | None = None
+    refit: dict[str, Any] | None = None
 
     @property
     def max_error_bound(self) -> float:
@@ -231,21 +237,32 @@ def reluize(
     return report
 
 
-def gelu_to_relu(model: nn.Module, *, filter_fn: FilterFn | None = None) -> ReluizeReport:
-    """The naive swap: every GELU (or λ-GELU, at its current λ) becomes ``nn.ReLU``, in place, config updated.
+def gelu_to_relu(
+    model: nn.Module,
+    *,
+    filter_fn: FilterFn | None = None,
+    calibration: Iterable[Mapping[str, Any]] | None = None,
+    ridge: float = DEFAULT_REFIT_RIDGE,
+) -> ReluizeReport:
+    """The naive swap: every GELU (or λ-GELU, at its current λ) becomes ``nn.ReLU``, in place, config updated;
+    with ``calibration``, followed by the least-squares refit of each MLP down-projection (:mod:`hf_lambda_gelu.refit`).
 
     No λ is learned or hardened: this is the baseline the method is measured against. A GELU model
     goes through the same path as the method (exact λ = 1 λ-GELU, then :func:`reluize`), so its
     config says ``"relu"`` afterwards and the report gives the bound c/λ of the swap (c at λ = 1)
     and ``unhardened=True``; no :class:`~hf_lambda_gelu.errors.UnhardenedSwapWarning` is raised (the
-    naive swap is done on purpose).
+    naive swap is done on purpose). With ``calibration`` the model as given (before the swap) is the
+    target of the refit, and ``report.refit`` records it.
 
     Args:
         model: a GELU or λ-GELU model.
         filter_fn: ``filter_fn(module, qualified_name) -> bool`` chooses which activations to swap.
+        calibration: batches of unlabeled model inputs to refit on (None: the naive swap alone).
+        ridge: the refit's ridge, relative to the mean diagonal of ``XᵀX``.
 
     Raises:
         NoGELUFoundError: the model has neither GELU nor λ-GELU activations.
+        SingularCalibrationError, UnsupportedRefitError: see :func:`hf_lambda_gelu.refit_down_projections`.
 
     >>> from transformers import BertConfig, BertModel
     >>> cfg = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
@@ -254,8 +271,12 @@ def gelu_to_relu(model: nn.Module, *, filter_fn: FilterFn | None = None) -> Relu
     >>> model.config.hidden_act, report.unhardened, round(report.max_error_bound, 4)
     ('relu', True, 0.17)
     """
+    teacher = frozen_copy(model) if calibration is not None else None
     if not has_lambda_gelu(model):
         convert_to_lambda_gelu(model, filter_fn=filter_fn)  # λ = 1: exactly the model's GELU, now swappable
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnhardenedSwapWarning)
-        return reluize(model, filter_fn=filter_fn)
+        report = reluize(model, filter_fn=filter_fn)
+    if teacher is not None:
+        report.refit = refit_down_projections(model, teacher, calibration, ridge=ridge).to_dict()
+    return report
