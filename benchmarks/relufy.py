@@ -60,9 +60,13 @@ DEFAULT_OUT = common.RESULTS_DIR / "relufy.json"
 TASK_NAMES = ("debian_cls", "sentiment_cls", "digits_vit", "docstrings_gpt2", "embedder")
 ARMS = {
     "naive_swap": "GELU → ReLU, no training",
+    "refit": "swap, then least-squares refit of every MLP down-projection on calibration inputs, no training",
     "swap_distil": "swap, then distil to the original (ReluLLaMA road)",
+    "refit_distil": "refit, then distil (the better of the two on a selection tenth of the training inputs is kept)",
     "lambda_distil": "λ-GELU hardened to λ* while distilling, then ReLU",
 }
+#: Arms that take no gradient step: run once per seed (naive_swap once in all), reported at budget 0.
+NO_TRAINING = ("naive_swap", "refit")
 BUDGETS = (0.125, 1.0, 3.0)
 TARGETS = {
     "agreement_1_epoch": 0.97,
@@ -73,6 +77,8 @@ TARGETS = {
     "retrieval_drop_points": 0.5,
     "lm_perplexity_ratio": 1.02,
 }
+#: Issue 23's targets of the refit alone (0 steps).
+REFIT_TARGETS = {"agreement": 0.95, "embedder_mean_cosine": 0.97, "lm_perplexity_ratio": 1.05}
 EMBEDDER_POOL, EMBEDDER_TRAIN, EMBEDDER_EVAL = 1200, 800, 600  # description pairs (see _embedder_job)
 BATCH = 32  # per-device batch of every relufy run (--batch)
 #: Start points (the GELU fine-tunes) are trained once and kept here, across processes and runs.
@@ -220,23 +226,33 @@ def _loader(job: Job):
 def run_arm(job: Job, arm: str, budget: float, seed: int, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     steps = 0
+    training: dict = {}
+    if arm in NO_TRAINING:
+        budget = 0.0
     if arm == "naive_swap":
         twin = copy.deepcopy(job.model)
         gelu_to_relu(twin)
         report = measure_fidelity(job.model, twin, _loader(job), kind=job.kind)
     else:
-        steps = 2 if args.quick else max(1, math.ceil(budget * len(job.train) / args.batch))
+        steps = 0 if arm == "refit" else 2 if args.quick else max(1, math.ceil(budget * len(job.train) / args.batch))
+        road = {"swap_distil": "swap", "lambda_distil": "lambda"}.get(arm, "refit")
         with tempfile.TemporaryDirectory() as out:
             relufy_args = RelufyArguments(
                 output_dir=out, max_steps=steps, per_device_train_batch_size=args.batch, learning_rate=args.lr,
                 seed=seed, data_seed=seed, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
-                logging_strategy="no", road="swap" if arm == "swap_distil" else "lambda",
-                hardening_end=args.hardening_end, student_dropout=args.student_dropout, **args.set,
+                logging_strategy="no", road=road, hardening_end=args.hardening_end, student_dropout=args.student_dropout,
+                calibration_size=args.calibration_size, **args.set,
             )  # fmt: skip
+            if road == "refit" and arm in ("refit", "refit_distil"):
+                relufy_args.learning_rate = args.refit_lr
             set_seed(seed)
             twin, report = relufy(job.model, job.train, relufy_args, eval_dataset=job.eval, data_collator=job.collator)
+            training = report.training
     row = {"arm": arm, "budget_epochs": budget, "seed": seed, "steps": steps, **report.to_dict()}
     row.pop("training", None)
+    for key in ("calibration_examples", "refit_seconds", "kept", "selection"):
+        if key in training:
+            row[key] = training[key]
     if job.retrieval is not None:
         row["recall_at_1_twin"] = recall_at_1(twin, job)
     row["seconds"] = time.perf_counter() - start
@@ -254,7 +270,7 @@ def summarize(rows: list[dict], kind: str) -> dict:
     for row in rows:
         groups.setdefault(f"{row['arm']}@{row['budget_epochs']:g}", []).append(row)
     return {
-        group: {key: common.mean_std([r.get(key) for r in members]) for key in (*keys, "seconds")}
+        group: {key: common.mean_std([r.get(key) for r in members]) for key in (*keys, "seconds", "refit_seconds")}
         for group, members in sorted(groups.items())
     }
 
@@ -283,6 +299,24 @@ def checks(result: dict) -> dict:
             else:
                 ratio = mean["perplexity_twin"] / base["perplexity"]
                 out[f"{tag}: perplexity ≤ 1.02× original"] = ratio <= TARGETS["lm_perplexity_ratio"]
+    refit = summary.get("refit@0")
+    if refit:
+        mean = {k: v["mean"] for k, v in refit.items()}
+        if kind == "classifier":
+            out["refit@0: agreement ≥ 95%"] = mean["top1_agreement"] >= REFIT_TARGETS["agreement"]
+            distil = summary.get("swap_distil@1")
+            if distil:
+                out["refit@0: mean KL ≤ swap_distil@1's"] = mean["mean_kl"] <= distil["mean_kl"]["mean"]
+        elif kind == "embedder":
+            out["refit@0: mean cosine ≥ 0.97"] = mean["mean_cosine"] >= REFIT_TARGETS["embedder_mean_cosine"]
+            drop = 100 * (base["recall_at_1"] - mean["recall_at_1_twin"])
+            out["refit@0: recall@1 within 0.5 pt"] = drop <= TARGETS["retrieval_drop_points"]
+        else:
+            ratio = mean["perplexity_twin"] / base["perplexity"]
+            out["refit@0: perplexity ≤ 1.05× original"] = ratio <= REFIT_TARGETS["lm_perplexity_ratio"]
+        epoch = summary.get("swap_distil@1")
+        if epoch and mean.get("refit_seconds"):
+            out["refit@0: seconds ≤ 1/10 of swap_distil@1"] = mean["refit_seconds"] <= epoch["seconds"]["mean"] / 10
     key = {"classifier": "top1_agreement", "embedder": "mean_cosine", "causal_lm": "next_token_agreement"}[kind]
     for budget in result["budgets"]:
         s, lam = summary.get(f"swap_distil@{budget:g}"), summary.get(f"lambda_distil@{budget:g}")
@@ -303,9 +337,11 @@ def run_task(name: str, args: argparse.Namespace, out_path: Path, results: dict)
             for arm in args.arms:
                 if arm == "naive_swap" and (seed != args.first_seed or budget != args.budgets[0]):
                     continue  # deterministic, no training: once
+                if arm == "refit" and budget != args.budgets[0]:
+                    continue  # no training: once per seed (the seed draws the calibration subset)
                 row = run_arm(job, arm, budget, seed, args)
                 rows.append(row)
-                print(f"{name} seed {seed} {arm}@{budget:g}: " + _headline(row, job.kind), flush=True)
+                print(f"{name} seed {seed} {arm}@{row['budget_epochs']:g}: " + _headline(row, job.kind), flush=True)
         results["tasks"][name] = _task_result(job, rows, original, args)
         common.write_json(results, out_path)  # after every seed: a killed run keeps what it measured
 
@@ -364,11 +400,14 @@ MARKDOWN_ROWS = {
 _ORIGINAL_KEYS = {"accuracy_twin": "accuracy", "recall_at_1_twin": "recall_at_1", "perplexity_twin": "perplexity"}
 
 
+ROAD_LABELS = [("swap_distil", "swap → distil"), ("refit_distil", "refit → distil"), ("lambda_distil", "λ road")]
+
+
 def markdown_table(results: dict) -> str:
     """One Markdown table of every task: the original, the naive swap, and each road at each budget (mean over seeds)."""
     budgets = sorted({b for r in results["tasks"].values() for b in r["budgets"]})
-    roads = [("swap_distil", "swap → distil"), ("lambda_distil", "λ road")]
-    head = ["start point", "measure", "original", "naive swap"]
+    roads = [(arm, label) for arm, label in ROAD_LABELS if any(k.startswith(f"{arm}@") for r in results["tasks"].values() for k in r["summary"])]  # fmt: skip
+    head = ["start point", "measure", "original", "naive swap", "refit (0 steps)"]
     head += [f"{label} {b:g} ep." for _, label in roads for b in budgets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for name, result in results["tasks"].items():
@@ -378,6 +417,7 @@ def markdown_table(results: dict) -> str:
             base = original.get(_ORIGINAL_KEYS.get(key, ""), None)
             cells = [name, label, "—" if base is None else f"{base * scale:.{digits}f}"]
             cells.append(_mean(summary.get(naive), key, scale, digits).replace(" (1 seed)", ""))  # deterministic
+            cells.append(_mean(summary.get("refit@0"), key, scale, digits))
             cells += [_mean(summary.get(f"{arm}@{b:g}"), key, scale, digits) for arm, _ in roads for b in budgets]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -433,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=RelufyArguments.learning_rate, help="relufy learning rate")
+    parser.add_argument("--refit-lr", type=float, default=None, help="learning rate of refit_distil (default: --lr)")
+    parser.add_argument("--calibration-size", type=int, default=RelufyArguments.calibration_size, help="refit inputs")
     parser.add_argument("--hardening-end", type=float, default=RelufyArguments.hardening_end)
     parser.add_argument("--batch", type=int, default=BATCH, help="relufy batch size (steps = epochs × inputs / batch)")
     parser.add_argument(
@@ -449,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", nargs="+", help="join result files of parallel runs")
     args = parser.parse_args(argv)
     args.set = {key: float(value) for key, value in (item.split("=", 1) for item in args.set)}
+    args.refit_lr = args.lr if args.refit_lr is None else args.refit_lr
     out = common.output_path(args.out, args.quick, DEFAULT_OUT)
     if args.merge:
         return merge(args.merge, out)
@@ -458,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {**common.machine_meta(args.quick), "tuning_split": args.tuning},
         "settings": {
             "lr": args.lr,
+            "refit_lr": args.refit_lr,
+            "calibration_size": args.calibration_size,
             "hardening_end": args.hardening_end,
             "student_dropout": args.student_dropout,
             **args.set,

@@ -48,6 +48,7 @@ from .module_swap import swap_modules
 from .ops import RELU_DISTANCE_CONSTANT, lambda_gelu
 from .optim import create_lambda_gelu_optimizer, install_lambda_update, lambda_param_groups
 from .peft_utils import add_lambda_modules_to_save
+from .refit import RefitReport, refit_down_projections
 from .registration import register
 from .release import (
     build_model_card,
@@ -60,7 +61,6 @@ from .release import (
 )
 from .release.export import export_onnx, export_release
 from .release.sparsity import measure_sparsity
-from .refit import RefitReport, refit_down_projections
 from .relufy import RelufyArguments, RelufyTrainer, relufy
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
 from .swap_measure import measure_swap, summary_metrics

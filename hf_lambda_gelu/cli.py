@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +37,15 @@ from transformers.utils import logging as transformers_logging
 
 from . import __version__, errors
 from .activation import lambda_modules
+from .calibration import calibration_batches
 from .config import LambdaGELUConfig
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
-from .errors import OutputDirNotEmptyError, UnhardenedSwapError
+from .distillation import frozen_copy
+from .errors import OutputDirNotEmptyError, UnhardenedSwapError, UnhardenedSwapWarning
 from .metrics import compute_accuracy
 from .ops import RELU_DISTANCE_CONSTANT
+from .refit import DEFAULT_REFIT_RIDGE, refit_down_projections
 from .release.card import infer_pipeline_tag, resolve_target_lambda
 from .release.folder import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
 from .release.gate import check_reload
@@ -252,7 +257,19 @@ def _eval_dataset(tokenizer: Any, config: Any, args: argparse.Namespace) -> data
     return datasets.Dataset.from_dict({**encoded, "labels": labels})
 
 
-def _swap_on_eval_file(model: Any, tokenizer: Any, data: datasets.Dataset, args: argparse.Namespace) -> ReluizeReport:
+def _reluize_and_refit(model: Any, *, calibration: list[dict], ridge: float) -> ReluizeReport:
+    """The release swap of an unhardened λ-GELU model, then the least-squares refit of its down-projections to it."""
+    teacher = frozen_copy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnhardenedSwapWarning)  # the refit is what makes this swap acceptable
+        report = reluize_for_release(model)
+    report.refit = refit_down_projections(model, teacher, calibration, ridge=ridge).to_dict()
+    return report
+
+
+def _swap_on_eval_file(
+    model: Any, tokenizer: Any, data: datasets.Dataset, args: argparse.Namespace, swap: Any = reluize_for_release
+) -> ReluizeReport:
     """ReLU-ize ``model`` and measure the swap on ``data`` with transformers' ``Trainer``: the report."""
     from transformers import Trainer, TrainingArguments
 
@@ -265,7 +282,7 @@ def _swap_on_eval_file(model: Any, tokenizer: Any, data: datasets.Dataset, args:
             dataloader_pin_memory=torch.accelerator.is_available(),  # pinning without one only warns
         )
         trainer = Trainer(model=model, args=eval_args, processing_class=tokenizer, compute_metrics=compute_accuracy)
-        report = measure_swap(model, reluize_for_release, lambda m: trainer.predict(data, metric_key_prefix="eval"))
+        report = measure_swap(model, swap, lambda m: trainer.predict(data, metric_key_prefix="eval"))
     report.metric_name = "accuracy"
     report.eval_dataset = f"{Path(args.eval_file).name} (local file)"
     return report
@@ -289,6 +306,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
     return value
 
 
@@ -358,6 +382,16 @@ def _reluize_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"Release even if the swap bound c/min λ exceeds ε = {DEFAULT_RELU_TOLERANCE:g} (λ never hardened): a "
         "naive GELU → ReLU swap, and the model card says so.",
     )
+    refit = parser.add_argument_group("refit instead of hardening (a model whose λ was never hardened)")
+    refit.add_argument(
+        "--calibration-data",
+        default=None,
+        help="Unlabeled inputs (.txt/.csv/.tsv/.jsonl or an image folder) on which each MLP down-projection is refit "
+        "by least squares after the swap, so that the ReLU model reproduces the λ-GELU model's layer outputs. It "
+        "takes the place of --allow-unhardened, and the card says 'refit'.",
+    )
+    refit.add_argument("--calibration-size", type=_positive_int, default=512, help="Inputs of --calibration-data used (a seeded random subset; default: 512).")  # fmt: skip
+    refit.add_argument("--refit-ridge", type=_nonnegative_float, default=DEFAULT_REFIT_RIDGE, help=f"Ridge of the refit, relative to the mean diagonal of XᵀX (default: {DEFAULT_REFIT_RIDGE:g}).")  # fmt: skip
     parser.add_argument(
         "--allow-gelu-remnants",
         action="store_true",
@@ -378,17 +412,26 @@ def _reluize(args: argparse.Namespace) -> None:
     check_output_dir(destination, overwrite=args.overwrite)
     model = _load_lambda_checkpoint(source)
     processor = _load_processor(source)
+    swap = reluize_for_release
+    if args.calibration_data:
+        if processor is None:
+            raise CLIError(f"--calibration-data needs a tokenizer or image processor, and {source!r} has none.")
+        batches = calibration_batches(
+            args.calibration_data, processor, size=args.calibration_size, max_length=args.max_length,
+            batch_size=args.batch_size, text_column=args.text_column,
+        )  # fmt: skip
+        swap = functools.partial(_reluize_and_refit, calibration=batches, ridge=args.refit_ridge)
     if args.eval_file:
         if infer_pipeline_tag(model) != "text-classification":
             raise CLIError(f"--eval-file evaluates sequence classifiers; {source!r} is a {type(model).__name__}.")
         if processor is None:
             raise CLIError(f"--eval-file needs a tokenizer, and {source!r} has no tokenizer files.")
         data = _eval_dataset(processor, model.config, args)
-        _refuse_unhardened(model, args.allow_unhardened)
-        report = _swap_on_eval_file(model, processor, data, args)
+        _refuse_unhardened(model, args.allow_unhardened or bool(args.calibration_data))
+        report = _swap_on_eval_file(model, processor, data, args, swap)
     else:
-        _refuse_unhardened(model, args.allow_unhardened)
-        report = reluize_for_release(model)
+        _refuse_unhardened(model, args.allow_unhardened or bool(args.calibration_data))
+        report = swap(model)
     card_kwargs = {
         "dataset_names": args.dataset,
         "repo_id": args.repo_id,

@@ -145,9 +145,13 @@ def find_down_projections(model: nn.Module, activations: list[str], batch: Mappi
     wanted = set(activations)
     for name, module in model.named_modules():
         if name in wanted:
-            hooks.append(module.register_forward_hook(lambda m, a, out, n=name: calls.append(("act", n, out.shape[-1]))))
+            hooks.append(
+                module.register_forward_hook(lambda m, a, out, n=name: calls.append(("act", n, out.shape[-1])))
+            )
         elif isinstance(module, _PROJECTIONS):
-            hooks.append(module.register_forward_pre_hook(lambda m, a, n=name: calls.append(("proj", n, a[0].shape[-1]))))
+            hooks.append(
+                module.register_forward_pre_hook(lambda m, a, n=name: calls.append(("proj", n, a[0].shape[-1])))
+            )
     try:
         with torch.no_grad():
             model(**_model_inputs(batch, _device(model), model))
@@ -160,7 +164,9 @@ def find_down_projections(model: nn.Module, activations: list[str], batch: Mappi
         if kind != "act":
             continue
         if name in seen:
-            raise UnsupportedRefitError(family, f"the activation {name} runs more than once per forward (shared layers)")
+            raise UnsupportedRefitError(
+                family, f"the activation {name} runs more than once per forward (shared layers)"
+            )
         seen.add(name)
         projection = next((n for k, n, w in calls[i + 1 :] if k == "proj" and w == width), None)
         stack, index = _block_of(model, name)
@@ -226,7 +232,9 @@ def _capture(model: nn.Module, blocks: nn.ModuleList, batches: list[dict]) -> li
                 except _Stop:
                     pass
                 if len(record) < (1 if number else len(blocks)):
-                    raise UnsupportedRefitError(type(model).__name__, "its blocks did not all run on a calibration batch")
+                    raise UnsupportedRefitError(
+                        type(model).__name__, "its blocks did not all run on a calibration batch"
+                    )
                 if number == 0:
                     shared = all(_same(r[1:], record[0][1:]) for r in record[1 : len(blocks)])
                     stop_at["index"] = 0 if shared else len(blocks)
@@ -310,6 +318,15 @@ class _Stats:
             p.weight.copy_(weight.to(p.weight.dtype))
             if self.bias:
                 p.bias.copy_(theta[d_in].to(p.bias.dtype))
+
+
+def _keep(into: dict[str, torch.Tensor], name: str, output: bool = False) -> Any:
+    """A forward hook that keeps a module's input (or, with ``output``, its output) under ``name``."""
+
+    def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        into[name] = out if output else args[0]
+
+    return hook
 
 
 def _run_block(block: nn.Module, hidden: torch.Tensor, call: tuple) -> torch.Tensor:
@@ -406,30 +423,21 @@ def _refit_stack(
             layer_start = time.perf_counter()
             sites = by_block.get(index, [])
             stats = {s.projection: _Stats(student.get_submodule(s.projection)) for s in sites}
-            for number, batch in enumerate(batches):
-                targets: dict[str, torch.Tensor] = {}
-                inputs: dict[str, torch.Tensor] = {}
-                hooks = [
-                    teacher.get_submodule(s.projection).register_forward_hook(
-                        lambda m, a, out, n=s.projection: targets.__setitem__(n, out)
-                    )
-                    for s in sites
-                ] + [
-                    student.get_submodule(s.projection).register_forward_pre_hook(
-                        lambda m, a, n=s.projection: inputs.__setitem__(n, a[0])
-                    )
-                    for s in sites
-                ]
-                try:
+            targets: dict[str, torch.Tensor] = {}
+            inputs: dict[str, torch.Tensor] = {}
+            hooks = [teacher.get_submodule(s.projection).register_forward_hook(_keep(targets, s.projection, output=True)) for s in sites]  # fmt: skip
+            hooks += [student.get_submodule(s.projection).register_forward_hook(_keep(inputs, s.projection)) for s in sites]  # fmt: skip
+            try:
+                for number, batch in enumerate(batches):
                     t_hidden[number] = _run_block(t_blocks[index], t_hidden[number], t_cache[number][1][index])
                     s_out = _run_block(s_blocks[index], s_hidden[number], s_cache[number][1][index])
-                finally:
-                    for hook in hooks:
-                        hook.remove()
-                for name, st in stats.items():
-                    st.add(inputs[name], targets[name], _row_mask(batch, inputs[name].shape[:-1]))
-                if not sites:
-                    s_hidden[number] = s_out
+                    for name, st in stats.items():
+                        st.add(inputs[name], targets[name], _row_mask(batch, inputs[name].shape[:-1]))
+                    if not sites:
+                        s_hidden[number] = s_out
+            finally:
+                for hook in hooks:
+                    hook.remove()
             for site in sites:
                 st = stats[site.projection]
                 theta = st.solve(ridge, site.projection)

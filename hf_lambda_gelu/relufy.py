@@ -35,7 +35,7 @@ from .fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
 from .guards import GuardedTrainingMixin
 from .hardening import HardeningCallback
 from .refit import DEFAULT_REFIT_RIDGE
-from .relufy_refit import DEFAULT_CALIBRATION_SIZE, keep_best, refit_student, refit_only, selection_split
+from .relufy_refit import DEFAULT_CALIBRATION_SIZE, keep_best, refit_only, refit_student, selection_split
 from .reluize import gelu_to_relu, reluize
 
 __all__ = ["ROADS", "RelufyArguments", "RelufyTrainer", "relufy"]
@@ -76,7 +76,9 @@ class RelufyArguments(TrainingArguments):
     )
     refit_ridge: float = field(
         default=DEFAULT_REFIT_RIDGE,
-        metadata={"help": "road='refit': ridge of the refit, relative to the mean diagonal of XᵀX (pulls toward the original weights)."},
+        metadata={
+            "help": "road='refit': ridge of the refit, relative to the mean diagonal of XᵀX (pulls toward the original weights)."
+        },
     )
     hardening_end: float = field(
         default=0.3,

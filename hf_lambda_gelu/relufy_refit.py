@@ -18,7 +18,14 @@ from transformers import default_data_collator
 from .fidelity import Pooling, measure_fidelity
 from .refit import refit_down_projections
 
-__all__ = ["DEFAULT_CALIBRATION_SIZE", "SELECTION_FRACTION", "keep_best", "refit_only", "refit_student", "selection_split"]
+__all__ = [
+    "DEFAULT_CALIBRATION_SIZE",
+    "SELECTION_FRACTION",
+    "keep_best",
+    "refit_only",
+    "refit_student",
+    "selection_split",
+]
 
 #: Calibration inputs of the refit (a seeded random subset of the training inputs).
 DEFAULT_CALIBRATION_SIZE = 512

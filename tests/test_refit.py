@@ -97,7 +97,6 @@ def test_a_head_activation_is_swapped_without_refit_and_reported():
 
 
 def test_too_little_calibration_data_is_refused():
-    model = build("bert")
     one = [{"input_ids": torch.randint(5, 60, (1, 4))}]  # 4 tokens for 24 + 1 unknowns
     with pytest.raises(SingularCalibrationError, match="output.dense.*4 calibration tokens.*ridge 0"):
         _swap_and_refit("bert", one, ridge=0.0)

@@ -500,10 +500,28 @@ def build_model_card(
         repo_id_literal=json.dumps(repo_id) if repo_id else '"<repo_id or local folder>"',
         extra_text=extra_text.strip() if extra_text else None,
         naive_swap=bool(report.get("unhardened")),
+        refit=_refit_summary(report.get("refit")),
         relu_tolerance=f"{settings.get('relu_tolerance') or DEFAULT_RELU_TOLERANCE:g}",
         gelu_remnants=sorted((report.get("gelu_remnants") or {}).items()),
         type_name=f"{architecture or 'model'} (top level)",
     )
+
+
+def _refit_summary(refit: dict | None) -> dict | None:
+    """The card's numbers of a refit swap (``report["refit"]``): layers, calibration inputs, mean errors."""
+    if not refit or not refit.get("layers"):
+        return None
+    layers = refit["layers"]
+
+    def mean(key: str) -> str:
+        return f"{sum(layer[key] for layer in layers) / len(layers):.3g}"
+
+    return {
+        "layers": len(layers),
+        "examples": refit["calibration_examples"],
+        "before": mean("error_before"),
+        "after": mean("error_after"),
+    }
 
 
 def _heading_level(line: str) -> int:
