@@ -34,6 +34,7 @@ from .fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
 from .guards import GuardedTrainingMixin
 from .hardening import HardeningCallback
 from .reluize import gelu_to_relu, reluize
+from .run_plan import RunPlanCallback
 
 __all__ = ["ROADS", "RelufyArguments", "RelufyTrainer", "relufy"]
 
@@ -235,7 +236,7 @@ def relufy(
         train_dataset = _without_labels(train_dataset)
     teacher = frozen_copy(model)
     student = _student(model, args)
-    callbacks = list(callbacks or [])
+    callbacks = [*(callbacks or []), RunPlanCallback("relufy", args.road, lambda: (train_dataset, eval_dataset))]
     if args.road == "lambda":
         callbacks.append(HardeningCallback(args.hardening_config()))
     trainer = RelufyTrainer(
