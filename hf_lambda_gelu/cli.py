@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,6 +103,10 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], None]
+    #: One command line that runs it, shown under ``--help``.
+    example: str = ""
+    #: A paragraph shown under the example.
+    notes: str = ""
     #: Hand unrecognized flags to ``run`` as ``args.flags`` (for commands with their own parser).
     passthrough: bool = False
 
@@ -521,10 +526,7 @@ def _push(args: argparse.Namespace) -> None:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = (
-        "Other flags go to the demo: --output_dir, --quick, --model_name_or_path, and every "
-        "LambdaGELUTrainingArguments field as --name VALUE (e.g. --max_steps 300 --distill_alpha 0)."
-    )
+    """No arguments of its own: the demo parses the rest (see the command's notes)."""
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -717,47 +719,102 @@ def _sparsity(args: argparse.Namespace) -> None:
         print(f"Added {', '.join(names)} and a card section to the release {source}")
 
 
+#: relufy's expected run time on a CPU, from benchmarks/README.md §6b (MiniLM, batch 8, one epoch, mean of 3 seeds:
+#: sentiment 5,784 inputs in 203 s, Debian 2,461 in 121 s, the embedder's 1,600 long texts in 205 s).
+RELUFY_RUN_TIME = (
+    "Run time: about 35-50 s per 1,000 short texts per epoch for all-MiniLM-L6-v2 (batch 8) on a shared 2-core CPU, "
+    "about 130 s per 1,000 long texts (benchmarks/README.md §6b); a GPU is much faster. The first steps print an "
+    "estimate for your run."
+)
+
 #: Subcommands by name, in ``--help`` order.
 COMMANDS: dict[str, Command] = {
     command.name: command
     for command in (
-        Command("convert", "Convert a GELU checkpoint to λ-GELU (λ = 1: same outputs).", _convert_arguments, _convert),
+        Command(
+            "convert",
+            "Convert a GELU checkpoint to λ-GELU (λ = 1: same outputs).",
+            _convert_arguments,
+            _convert,
+            example="hf-lambda-gelu convert google-bert/bert-base-uncased bert-lambda-gelu",
+        ),
         Command(
             "reluize",
             "Swap a trained λ-GELU checkpoint to ReLU and write a release folder.",
             _reluize_arguments,
             _reluize,
+            example="hf-lambda-gelu reluize my-lambda-gelu-run my-release --eval-file val.csv",
         ),
-        Command("profile", "Print the hardness profile (λ per layer and its bound c/λ).", _profile_arguments, _profile),
-        Command("push", "Upload a release folder to the Hugging Face Hub.", _push_arguments, _push),
+        Command(
+            "profile",
+            "Print the hardness profile (λ per layer and its bound c/λ).",
+            _profile_arguments,
+            _profile,
+            example="hf-lambda-gelu profile my-lambda-gelu-run --plot profile.png",
+        ),
+        Command(
+            "push",
+            "Upload a release folder to the Hugging Face Hub.",
+            _push_arguments,
+            _push,
+            example="hf-lambda-gelu push my-release me/bert-relu --private",
+        ),
         Command(
             "demo",
             "Run the offline demo: all-MiniLM-L6-v2 on VADER sentiment, GELU fine-tune and its naive ReLU swap "
             "vs the λ-GELU road to a ReLU release.",
             _demo_arguments,
             _demo,
+            example="HF_HUB_OFFLINE=1 hf-lambda-gelu demo --output_dir lambda_gelu_demo",
+            notes="Other flags go to the demo: --output_dir, --quick, --model_name_or_path, and every "
+            "LambdaGELUTrainingArguments field as --name VALUE (e.g. --max_steps 300 --distill_alpha 0).",
             passthrough=True,
         ),
         Command(
-            "export", "Export a ReLU release to ONNX and audit the graph (no Erf/GELU).", _export_arguments, _export
+            "export",
+            "Export a ReLU release to ONNX and audit the graph (no Erf/GELU).",
+            _export_arguments,
+            _export,
+            example="hf-lambda-gelu export my-release my-release-onnx --int8",
         ),
         Command(
             "relufy",
             "Make a ReLU twin of a trained GELU model by distilling to it on unlabeled data; write a release.",
             add_relufy_arguments,
             run_relufy,
+            example="hf-lambda-gelu relufy my-gelu-model my-relu-twin --data unlabeled.txt",
+            notes=RELUFY_RUN_TIME,
         ),
         Command(
             "sparsity",
             "Measure the activation sparsity of a ReLU model on real inputs.",
             _sparsity_arguments,
             _sparsity,
+            example="hf-lambda-gelu sparsity my-release --data texts.txt",
         ),
     )
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (unless it says it already, or the default is unset / a switch's
+    off), and the epilog keeps its lines (the example)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default in (None, False, argparse.SUPPRESS) or isinstance(action, argparse._StoreTrueAction)
+        if "default" in text.lower() or unset or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 # -------------------------------------------------------------------------------------------- main
+
+
+def _epilog(command: Command) -> str | None:
+    """The example and the notes of a subcommand's ``--help``."""
+    parts = [f"example:\n  {command.example}" if command.example else "", textwrap.fill(command.notes, 100)]
+    return "\n\n".join(part for part in parts if part) or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -774,7 +831,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS.values():
-        sub = subcommands.add_parser(command.name, help=command.help, description=command.help)
+        sub = subcommands.add_parser(
+            command.name,
+            help=command.help,
+            description=command.help,
+            epilog=_epilog(command),
+            formatter_class=HelpFormatter,
+        )
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
     return parser

@@ -37,6 +37,7 @@ from .hardening import HardeningCallback
 from .refit import DEFAULT_REFIT_RIDGE
 from .relufy_refit import DEFAULT_CALIBRATION_SIZE, keep_best, refit_only, refit_student, selection_split
 from .reluize import gelu_to_relu, reluize
+from .run_plan import RunPlanCallback
 
 __all__ = ["ROADS", "RelufyArguments", "RelufyTrainer", "relufy"]
 
@@ -263,7 +264,7 @@ def relufy(
         if not refit_only(args):  # the tenth that judges refit against refit → distil is held out of both
             train_dataset, selection = selection_split(train_dataset)
         training.update(refit_student(student, teacher, train_dataset, args, data_collator))
-    callbacks = list(callbacks or [])
+    callbacks = [*(callbacks or []), RunPlanCallback("relufy", args.road, lambda: (train_dataset, eval_dataset))]
     if args.road == "lambda":
         callbacks.append(HardeningCallback(args.hardening_config()))
     if args.road == "refit" and refit_only(args):

@@ -26,6 +26,7 @@ from .hardness_pressure import hardness_pressure_term
 from .lr_floor import with_lr_floor
 from .optim import create_lambda_gelu_optimizer, install_lambda_update
 from .reluize import ReluizeReport, gelu_to_relu, hardness_profile, reluize
+from .run_plan import RunPlanCallback
 from .settings_effect import lambda_learned
 from .swap_measure import measure_swap
 from .training_args import LambdaGELUTrainingArguments
@@ -121,6 +122,9 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         keep = args.reluize_at_end and args.naive_swap_baseline
         self.add_callback(HardeningCallback(args.hardening_config(), keep_pre_hardening_state=keep))
         self.add_callback(HardeningWindowLogs(lambda: self.hardening))
+        self.add_callback(
+            RunPlanCallback(type(self).__name__, _road_in_words(args), lambda: (self.train_dataset, self.eval_dataset))
+        )
         self.lambda_update = None
         self.final_profile: dict[str, float] | None = None
         self.reluization_report: ReluizeReport | None = None
@@ -438,6 +442,14 @@ def _hub_token_hidden(args: TrainingArguments) -> Iterator[None]:
         yield
     finally:
         args.hub_token = token
+
+
+def _road_in_words(args: LambdaGELUTrainingArguments) -> str:
+    """The run's road for its plan line, e.g. ``λ-GELU → ReLU (λ* ≈ 170 over 0-10 % of the steps)``."""
+    if args.hardening_start >= 1.0:
+        return "λ-GELU, λ learned, no hardening (hardening_start=1.0)"
+    window = f"{100 * args.hardening_start:g}-{100 * args.hardening_end:g} %"
+    return f"λ-GELU → ReLU (λ* ≈ {args.target_lambda:.0f} over {window} of the steps)"
 
 
 def _checkpoint_step(folder: str | None) -> int | None:
