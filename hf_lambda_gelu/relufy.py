@@ -33,6 +33,7 @@ from .errors import InvalidSettingError
 from .fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
 from .guards import GuardedTrainingMixin
 from .hardening import HardeningCallback
+from .model_source import load_model
 from .reluize import gelu_to_relu, reluize
 
 __all__ = ["ROADS", "RelufyArguments", "RelufyTrainer", "relufy"]
@@ -189,7 +190,7 @@ def _student(model: nn.Module, args: RelufyArguments) -> nn.Module:
 
 
 def relufy(
-    model: nn.Module,
+    model: nn.Module | str,
     train_dataset: Any,
     args: RelufyArguments | None = None,
     *,
@@ -198,6 +199,7 @@ def relufy(
     pooling: Pooling | None = None,
     eval_batch_size: int | None = None,
     callbacks: list | None = None,
+    revision: str | None = None,
 ) -> tuple[nn.Module, FidelityReport | None]:
     """Make a ReLU twin of a trained GELU model by distilling to it on unlabeled inputs.
 
@@ -206,7 +208,8 @@ def relufy(
 
     Args:
         model: a trained GELU model: a classifier (sequence/token/image), a causal LM, or a base encoder
-            served as an embedder (``AutoModel``; its pooled embedding is distilled).
+            served as an embedder (``AutoModel``; its pooled embedding is distilled); or where to load it from,
+            a local folder or a Hub id (:func:`hf_lambda_gelu.model_source.load_model`).
         train_dataset: model inputs (a ``datasets.Dataset`` or a list of dicts), e.g. tokenized texts.
         args: :class:`RelufyArguments` (default: ``output_dir="relufy_output"``, the defaults).
         eval_dataset: held-out inputs for the fidelity report (None: no report).
@@ -215,6 +218,7 @@ def relufy(
             sentence-transformers folder's).
         eval_batch_size: batch size of the fidelity measurement (default ``args.per_device_eval_batch_size``).
         callbacks: more ``TrainerCallback`` s.
+        revision: a branch, tag or commit when ``model`` is a Hub id.
 
     Returns:
         ``(twin, report)``: the ReLU model (config says ``"relu"``; save it with
@@ -229,6 +233,9 @@ def relufy(
     0.991
     """
     args = args or RelufyArguments(output_dir="relufy_output", report_to="none")
+    if isinstance(model, str):
+        loaded = load_model(model, revision=revision)
+        model, pooling = loaded.model, pooling or loaded.pooling
     kind = model_kind(model)
     pooling = pooling or Pooling()
     if args.task_alpha == 0:

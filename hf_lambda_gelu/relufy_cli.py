@@ -16,14 +16,15 @@ from typing import Any
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+from transformers import AutoImageProcessor, AutoTokenizer
 
 from .errors import DataFileError, InvalidInputError, InvalidSettingError
-from .fidelity import NEIGHBOURS, Pooling, model_kind
+from .fidelity import NEIGHBOURS, model_kind
+from .model_source import load_model
 from .release.folder import check_output_dir
 from .release.twin import save_twin_release
 from .relufy import ROADS, RelufyArguments, relufy
-from .relufy_data import Examples, label_ids, load_pooling, read_examples
+from .relufy_data import Examples, label_ids, read_examples
 
 __all__ = ["add_relufy_arguments", "run_relufy"]
 
@@ -33,7 +34,10 @@ HELD_OUT_FRACTION = 0.1
 
 
 def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", help="Local folder of the trained GELU model (a SentenceTransformer folder too).")
+    parser.add_argument(
+        "model_dir", help="The trained GELU model: a local folder or a Hub id (a SentenceTransformer too)."
+    )
+    parser.add_argument("--revision", help="Branch, tag or commit of a Hub id (default: main).")
     parser.add_argument("out_dir", help="The release folder to write (new, empty, or a previous release).")
     parser.add_argument("--data", required=True, help="Unlabeled inputs: .txt (a line each), .csv/.tsv/.jsonl, or an image folder.")  # fmt: skip
     parser.add_argument("--eval-data", help="Held-out inputs for the fidelity report (default: the last tenth of --data).")  # fmt: skip
@@ -52,18 +56,7 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(model_dir: str) -> tuple[Any, Pooling | None]:
-    folder = Path(model_dir)
-    if not folder.is_dir():
-        raise DataFileError(folder, "no such model folder", "give the folder of a saved transformers model")
-    pooling = load_pooling(folder)
-    config = AutoConfig.from_pretrained(folder)
-    name = next(iter(getattr(config, "architectures", None) or []), None)
-    cls = AutoModel if pooling is not None or name is None else getattr(transformers, name, AutoModel)
-    return cls.from_pretrained(folder).eval(), pooling
-
-
-def _processor(model_dir: str, is_image: bool) -> Any:
+def _processor(model_dir: Path, is_image: bool) -> Any:
     return (AutoImageProcessor if is_image else AutoTokenizer).from_pretrained(model_dir)
 
 
@@ -114,7 +107,8 @@ def run_relufy(args: argparse.Namespace) -> None:
         data = Examples(data.inputs[:cut], data.labels and data.labels[:cut], data.is_image)
         if not data.inputs:
             raise DataFileError(args.data, "one example cannot be both trained on and held out", "give more data")
-    model, pooling = _load(args.model_dir)
+    loaded = load_model(args.model_dir, revision=args.revision)
+    model, pooling = loaded.model, loaded.pooling
     kind = model_kind(model)
     if kind == "embedder" and len(held_out) <= NEIGHBOURS:
         raise DataFileError(
@@ -122,7 +116,7 @@ def run_relufy(args: argparse.Namespace) -> None:
             f"{len(held_out)} held-out inputs; the neighbour agreement needs more than {NEIGHBOURS}",
             "give a larger --eval-data",
         )
-    processor = _processor(args.model_dir, data.is_image)
+    processor = _processor(loaded.folder, data.is_image)
     if args.task_alpha == 0:
         data = Examples(data.inputs, None, data.is_image)  # label-free: the training data's labels are not used
     train = _encode(data, processor, args.max_length, model.config, args.data)
@@ -149,7 +143,7 @@ def run_relufy(args: argparse.Namespace) -> None:
             pooling=pooling,
         )  # fmt: skip
     report.pooling = pooling.mode if pooling else report.pooling
-    st_dir = args.model_dir if pooling is not None else None
+    st_dir = loaded.folder if pooling is not None else None
     save_twin_release(twin, report, out_dir, processing_class=processor, base_model=args.model_dir,
                       sentence_transformers_dir=st_dir, overwrite=args.overwrite)  # fmt: skip
     print(report.format_table())
