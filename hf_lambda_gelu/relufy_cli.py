@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,15 @@ from .release.folder import check_output_dir
 from .release.twin import save_twin_release
 from .relufy import ROADS, RelufyArguments, relufy
 from .relufy_data import Examples, label_ids, read_examples
+from .relufy_run import DEFAULT_SAVE_STEPS, work_folder
 
 __all__ = ["add_relufy_arguments", "run_relufy"]
 
 logger = logging.getLogger(__name__)
 
 HELD_OUT_FRACTION = 0.1
+#: Arguments that do not change the twin: a rerun that differs only in these still resumes.
+_NOT_THE_RUN = ("run", "flags", "command", "verbose", "out_dir", "overwrite", "output_dir", "save_steps")
 
 
 def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +56,8 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="Write into a folder that holds other files (not a release)."
     )
+    parser.add_argument("--output-dir", help="Work folder that keeps checkpoints; rerunning the same command resumes from the last one (default: a temporary folder, no checkpoints).")  # fmt: skip
+    parser.add_argument("--save-steps", type=int, default=DEFAULT_SAVE_STEPS, help="With --output-dir: steps between checkpoints (the end is saved too; the last one is kept).")  # fmt: skip
 
 
 def _processor(model_dir: Path, is_image: bool) -> Any:
@@ -94,6 +98,10 @@ def run_relufy(args: argparse.Namespace) -> None:
     """The ``relufy`` subcommand: check every input, distil, write the release and print the fidelity table."""
     out_dir = Path(args.out_dir)
     check_output_dir(out_dir, overwrite=args.overwrite)
+    if args.output_dir and Path(args.output_dir).resolve() == out_dir.resolve():
+        raise InvalidSettingError(
+            "--output-dir", args.output_dir, "the work folder cannot be OUT_DIR; give another one."
+        )
     if args.task_alpha > 0 and not args.label_column:
         raise InvalidSettingError("--task-alpha", args.task_alpha, "the task loss needs labels: add --label-column.")
     # --data's labels are read for the task loss, or for the accuracy of the tenth held out from it
@@ -121,9 +129,11 @@ def run_relufy(args: argparse.Namespace) -> None:
         data = Examples(data.inputs, None, data.is_image)  # label-free: the training data's labels are not used
     train = _encode(data, processor, args.max_length, model.config, args.data)
     evals = _encode(held_out, processor, args.max_length, model.config, args.eval_data or args.data)
-    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-relufy-") as work:
+    command = {k: v for k, v in vars(args).items() if k not in _NOT_THE_RUN}
+    with work_folder(args.output_dir, command, args.save_steps) as work:
         training_args = RelufyArguments(
-            output_dir=work,
+            output_dir=work.path,
+            resume_from_checkpoint=work.resume_from,
             road=args.road,
             learning_rate=args.learning_rate,
             per_device_train_batch_size=args.batch_size,
@@ -132,7 +142,7 @@ def run_relufy(args: argparse.Namespace) -> None:
             num_train_epochs=args.epochs,
             task_alpha=args.task_alpha,
             seed=args.seed,
-            save_strategy="no",
+            **work.save_settings,
             logging_strategy="no",
             report_to="none",
             use_cpu=not torch.cuda.is_available(),
