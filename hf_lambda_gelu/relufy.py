@@ -139,7 +139,7 @@ class RelufyTrainer(GuardedTrainingMixin, Trainer):
         device = next(v.device for v in inputs.values() if isinstance(v, torch.Tensor))
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)
-        with torch.no_grad():
+        with torch.no_grad(), self.accelerator.autocast():  # --bf16/--fp16: the student's autocast
             return self.teacher(**inputs, output_hidden_states=True)
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
@@ -220,6 +220,9 @@ def relufy(
         callbacks: more ``TrainerCallback`` s.
         revision: a branch, tag or commit when ``model`` is a Hub id.
 
+    Precision: ``args.bf16`` / ``args.fp16`` run student and teacher in the same autocast. A half-precision
+    model is trained on float32 weights (the teacher stays in its dtype) and the twin returned in the model's dtype.
+
     Returns:
         ``(twin, report)``: the ReLU model (config says ``"relu"``; save it with
         :func:`hf_lambda_gelu.save_release`) and its :class:`~hf_lambda_gelu.fidelity.FidelityReport` (None
@@ -241,7 +244,10 @@ def relufy(
     if args.task_alpha == 0:
         train_dataset = _without_labels(train_dataset)
     teacher = frozen_copy(model)
+    dtype = next(model.parameters()).dtype
     student = _student(model, args)
+    if dtype in (torch.float16, torch.bfloat16):
+        student.float()  # float32 weights to train; mixed precision is args.bf16 / args.fp16 (the teacher stays)
     callbacks = list(callbacks or [])
     if args.road == "lambda":
         callbacks.append(HardeningCallback(args.hardening_config()))
@@ -260,7 +266,7 @@ def relufy(
     twin = trainer.model
     if args.road == "lambda":
         reluize(twin, tolerance=args.relu_tolerance)
-    twin.eval()
+    twin.to(dtype).eval()  # in the original's dtype, as its release is saved
     training = {
         "road": args.road,
         "steps": trainer.state.global_step,

@@ -56,6 +56,9 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="Write into a folder that holds other files (not a release)."
     )
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bf16 mixed precision (student and teacher; CPU too).")
+    precision.add_argument("--fp16", action="store_true", help="fp16 mixed precision (a GPU).")
     parser.add_argument("--output-dir", help="Work folder that keeps checkpoints; rerunning the same command resumes from the last one (default: a temporary folder, no checkpoints).")  # fmt: skip
     parser.add_argument("--save-steps", type=int, default=DEFAULT_SAVE_STEPS, help="With --output-dir: steps between checkpoints (the end is saved too; the last one is kept).")  # fmt: skip
 
@@ -145,6 +148,8 @@ def run_relufy(args: argparse.Namespace) -> None:
             **work.save_settings,
             logging_strategy="no",
             report_to="none",
+            bf16=args.bf16,
+            fp16=args.fp16,
             use_cpu=not torch.cuda.is_available(),
             dataloader_pin_memory=torch.cuda.is_available(),
         )
