@@ -31,8 +31,6 @@ import huggingface_hub.utils
 import torch
 import transformers
 from huggingface_hub import snapshot_download
-from huggingface_hub.utils import HFValidationError, validate_repo_id
-from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
@@ -45,6 +43,8 @@ from .conversion import from_pretrained
 from .distillation import frozen_copy
 from .errors import OutputDirNotEmptyError, UnhardenedSwapError, UnhardenedSwapWarning
 from .metrics import compute_accuracy
+from .model_source import check_model_source as _source
+from .model_source import check_weights
 from .ops import RELU_DISTANCE_CONSTANT
 from .refit import DEFAULT_REFIT_RIDGE, refit_down_projections
 from .release.card import infer_pipeline_tag, resolve_target_lambda
@@ -124,42 +124,6 @@ _USER_ERRORS = (
 
 
 # ----------------------------------------------------------------------------------------- helpers
-
-
-def _source(value: str, markers: tuple[str, ...] = ("config.json",)) -> str:
-    """A local checkpoint folder (holding one of ``markers``, weights that open), or a Hub model id."""
-    path = Path(value).expanduser()
-    if path.is_dir():
-        if not any((path / marker).is_file() for marker in markers):
-            raise CLIError(
-                f"{value!r} is not a model folder: it has no {' or '.join(markers)}. Give a checkpoint folder "
-                "(config.json and the weights, as save_pretrained writes them) or a Hub model id (owner/name)."
-            )
-        _check_weights(path)
-        return str(path)
-    if path.exists():
-        raise NotADirectoryError(f"{value!r} is a file; give a checkpoint folder or a Hub model id.")
-    if "/" not in value:
-        raise FileNotFoundError(
-            f"No such local folder {value!r} (and Hub model ids look like owner/name, e.g. google-bert/bert-base-uncased)."
-        )
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        raise FileNotFoundError(f"Checkpoint folder {value!r} does not exist (and it is not a Hub model id).") from None
-    return value
-
-
-def _check_weights(folder: Path) -> None:
-    """Refuse a folder whose ``*.safetensors`` files do not open (reads their headers only)."""
-    for path in sorted(folder.glob("*.safetensors")):
-        try:
-            with safe_open(path, framework="pt"):
-                pass
-        except SafetensorError as err:
-            raise CLIError(
-                f"{str(path)!r} is truncated or corrupt ({err}): copy, download or save the checkpoint again."
-            ) from None
 
 
 def _load_config(source: str) -> Any:
@@ -513,7 +477,7 @@ def _push_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _push(args: argparse.Namespace) -> None:
     if Path(args.dir).is_dir():
-        _check_weights(Path(args.dir))
+        check_weights(Path(args.dir))
     url = upload_release(
         args.dir,
         args.repo_id,

@@ -26,6 +26,7 @@ __all__ = [
     "LambdaOptimizerError",
     "MissingExtraError",
     "MissingTeacherError",
+    "ModelSourceError",
     "NoGELUFoundError",
     "NonFiniteLossError",
     "NotAReleaseError",
@@ -285,6 +286,10 @@ class DataFileError(LambdaGELUError, ValueError):
     def __init__(self, path: Any, problem: str, fix: str) -> None:
         self.path = str(path)
         super().__init__(f"Data {self.path!r}: {problem}; {fix}.")
+
+
+class ModelSourceError(LambdaGELUError, ValueError):
+    """A model source is neither a usable local model folder nor a Hub model id that can be fetched (says which, and the fix)."""
 
 
 class UnsupportedPoolingError(LambdaGELUError, ValueError):

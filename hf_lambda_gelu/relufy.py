@@ -34,6 +34,7 @@ from .errors import InvalidSettingError
 from .fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
 from .guards import GuardedTrainingMixin
 from .hardening import HardeningCallback
+from .model_source import load_model
 from .refit import DEFAULT_REFIT_RIDGE
 from .relufy_refit import DEFAULT_CALIBRATION_SIZE, keep_best, refit_only, refit_student, selection_split
 from .reluize import gelu_to_relu, reluize
@@ -161,7 +162,7 @@ class RelufyTrainer(GuardedTrainingMixin, Trainer):
         device = next(v.device for v in inputs.values() if isinstance(v, torch.Tensor))
         if next(self.teacher.parameters()).device != device:
             self.teacher.to(device)
-        with torch.no_grad():
+        with torch.no_grad(), self.accelerator.autocast():  # --bf16/--fp16: the student's autocast
             return self.teacher(**inputs, output_hidden_states=True)
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
@@ -212,7 +213,7 @@ def _student(model: nn.Module, args: RelufyArguments) -> nn.Module:
 
 
 def relufy(
-    model: nn.Module,
+    model: nn.Module | str,
     train_dataset: Any,
     args: RelufyArguments | None = None,
     *,
@@ -221,6 +222,7 @@ def relufy(
     pooling: Pooling | None = None,
     eval_batch_size: int | None = None,
     callbacks: list | None = None,
+    revision: str | None = None,
 ) -> tuple[nn.Module, FidelityReport | None]:
     """Make a ReLU twin of a trained GELU model by distilling to it on unlabeled inputs.
 
@@ -229,7 +231,8 @@ def relufy(
 
     Args:
         model: a trained GELU model: a classifier (sequence/token/image), a causal LM, or a base encoder
-            served as an embedder (``AutoModel``; its pooled embedding is distilled).
+            served as an embedder (``AutoModel``; its pooled embedding is distilled); or where to load it from,
+            a local folder or a Hub id (:func:`hf_lambda_gelu.model_source.load_model`).
         train_dataset: model inputs (a ``datasets.Dataset`` or a list of dicts), e.g. tokenized texts.
         args: :class:`RelufyArguments` (default: ``output_dir="relufy_output"``, the defaults).
         eval_dataset: held-out inputs for the fidelity report (None: no report).
@@ -238,6 +241,10 @@ def relufy(
             sentence-transformers folder's).
         eval_batch_size: batch size of the fidelity measurement (default ``args.per_device_eval_batch_size``).
         callbacks: more ``TrainerCallback`` s.
+        revision: a branch, tag or commit when ``model`` is a Hub id.
+
+    Precision: ``args.bf16`` / ``args.fp16`` run student and teacher in the same autocast. A half-precision
+    model is trained on float32 weights (the teacher stays in its dtype) and the twin returned in the model's dtype.
 
     Returns:
         ``(twin, report)``: the ReLU model (config says ``"relu"``; save it with
@@ -252,12 +259,18 @@ def relufy(
     0.991
     """
     args = args or RelufyArguments(output_dir="relufy_output", report_to="none")
+    if isinstance(model, str):
+        loaded = load_model(model, revision=revision)
+        model, pooling = loaded.model, pooling or loaded.pooling
     kind = model_kind(model)
     pooling = pooling or Pooling()
     if args.task_alpha == 0:
         train_dataset = _without_labels(train_dataset)
     teacher = frozen_copy(model)
+    dtype = next(model.parameters()).dtype
     student = _student(model, args)
+    if dtype in (torch.float16, torch.bfloat16):
+        student.float()  # float32 weights to train; mixed precision is args.bf16 / args.fp16 (the teacher stays)
     training: dict[str, Any] = {"road": args.road}
     selection = None
     if args.road == "refit":
@@ -288,7 +301,7 @@ def relufy(
             reluize(twin, tolerance=args.relu_tolerance)
         if selection is not None:
             training.update(keep_best(teacher, twin, start, selection, args, kind, pooling, data_collator))
-    twin.eval()
+    twin.to(dtype).eval()  # in the original's dtype, as its release is saved
     training.update(
         {
             "steps": steps,

@@ -10,30 +10,36 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+from transformers import AutoImageProcessor, AutoTokenizer
 
 from .errors import DataFileError, InvalidInputError, InvalidSettingError
-from .fidelity import NEIGHBOURS, Pooling, model_kind
+from .fidelity import NEIGHBOURS, model_kind
+from .model_source import load_model
 from .release.folder import check_output_dir
 from .release.twin import save_twin_release
 from .relufy import ROADS, RelufyArguments, relufy
-from .relufy_data import Examples, label_ids, load_pooling, read_examples
+from .relufy_data import Examples, label_ids, read_examples
+from .relufy_run import DEFAULT_SAVE_STEPS, work_folder
 
 __all__ = ["add_relufy_arguments", "run_relufy"]
 
 logger = logging.getLogger(__name__)
 
 HELD_OUT_FRACTION = 0.1
+#: Arguments that do not change the twin: a rerun that differs only in these still resumes.
+_NOT_THE_RUN = ("run", "flags", "command", "verbose", "out_dir", "overwrite", "output_dir", "save_steps")
 
 
 def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", help="Local folder of the trained GELU model (a SentenceTransformer folder too).")
+    parser.add_argument(
+        "model_dir", help="The trained GELU model: a local folder or a Hub id (a SentenceTransformer too)."
+    )
+    parser.add_argument("--revision", help="Branch, tag or commit of a Hub id (default: main).")
     parser.add_argument("out_dir", help="The release folder to write (new, empty, or a previous release).")
     parser.add_argument("--data", required=True, help="Unlabeled inputs: .txt (a line each), .csv/.tsv/.jsonl, or an image folder.")  # fmt: skip
     parser.add_argument("--eval-data", help="Held-out inputs for the fidelity report (default: the last tenth of --data).")  # fmt: skip
@@ -52,20 +58,14 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="Write into a folder that holds other files (not a release)."
     )
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bf16 mixed precision (student and teacher; CPU too).")
+    precision.add_argument("--fp16", action="store_true", help="fp16 mixed precision (a GPU).")
+    parser.add_argument("--output-dir", help="Work folder that keeps checkpoints; rerunning the same command resumes from the last one (default: a temporary folder, no checkpoints).")  # fmt: skip
+    parser.add_argument("--save-steps", type=int, default=DEFAULT_SAVE_STEPS, help="With --output-dir: steps between checkpoints (the end is saved too; the last one is kept).")  # fmt: skip
 
 
-def _load(model_dir: str) -> tuple[Any, Pooling | None]:
-    folder = Path(model_dir)
-    if not folder.is_dir():
-        raise DataFileError(folder, "no such model folder", "give the folder of a saved transformers model")
-    pooling = load_pooling(folder)
-    config = AutoConfig.from_pretrained(folder)
-    name = next(iter(getattr(config, "architectures", None) or []), None)
-    cls = AutoModel if pooling is not None or name is None else getattr(transformers, name, AutoModel)
-    return cls.from_pretrained(folder).eval(), pooling
-
-
-def _processor(model_dir: str, is_image: bool) -> Any:
+def _processor(model_dir: Path, is_image: bool) -> Any:
     return (AutoImageProcessor if is_image else AutoTokenizer).from_pretrained(model_dir)
 
 
@@ -103,6 +103,10 @@ def run_relufy(args: argparse.Namespace) -> None:
     """The ``relufy`` subcommand: check every input, distil, write the release and print the fidelity table."""
     out_dir = Path(args.out_dir)
     check_output_dir(out_dir, overwrite=args.overwrite)
+    if args.output_dir and Path(args.output_dir).resolve() == out_dir.resolve():
+        raise InvalidSettingError(
+            "--output-dir", args.output_dir, "the work folder cannot be OUT_DIR; give another one."
+        )
     if args.task_alpha > 0 and not args.label_column:
         raise InvalidSettingError("--task-alpha", args.task_alpha, "the task loss needs labels: add --label-column.")
     # --data's labels are read for the task loss, or for the accuracy of the tenth held out from it
@@ -116,7 +120,8 @@ def run_relufy(args: argparse.Namespace) -> None:
         data = Examples(data.inputs[:cut], data.labels and data.labels[:cut], data.is_image)
         if not data.inputs:
             raise DataFileError(args.data, "one example cannot be both trained on and held out", "give more data")
-    model, pooling = _load(args.model_dir)
+    loaded = load_model(args.model_dir, revision=args.revision)
+    model, pooling = loaded.model, loaded.pooling
     kind = model_kind(model)
     if kind == "embedder" and len(held_out) <= NEIGHBOURS:
         raise DataFileError(
@@ -124,14 +129,16 @@ def run_relufy(args: argparse.Namespace) -> None:
             f"{len(held_out)} held-out inputs; the neighbour agreement needs more than {NEIGHBOURS}",
             "give a larger --eval-data",
         )
-    processor = _processor(args.model_dir, data.is_image)
+    processor = _processor(loaded.folder, data.is_image)
     if args.task_alpha == 0:
         data = Examples(data.inputs, None, data.is_image)  # label-free: the training data's labels are not used
     train = _encode(data, processor, args.max_length, model.config, args.data)
     evals = _encode(held_out, processor, args.max_length, model.config, args.eval_data or args.data)
-    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-relufy-") as work:
+    command = {k: v for k, v in vars(args).items() if k not in _NOT_THE_RUN}
+    with work_folder(args.output_dir, command, args.save_steps) as work:
         training_args = RelufyArguments(
-            output_dir=work,
+            output_dir=work.path,
+            resume_from_checkpoint=work.resume_from,
             road=args.road,
             calibration_size=args.calibration_size,
             refit_ridge=args.refit_ridge,
@@ -142,9 +149,11 @@ def run_relufy(args: argparse.Namespace) -> None:
             num_train_epochs=args.epochs,
             task_alpha=args.task_alpha,
             seed=args.seed,
-            save_strategy="no",
+            **work.save_settings,
             logging_strategy="no",
             report_to="none",
+            bf16=args.bf16,
+            fp16=args.fp16,
             use_cpu=not torch.cuda.is_available(),
             dataloader_pin_memory=torch.cuda.is_available(),
         )
@@ -153,7 +162,7 @@ def run_relufy(args: argparse.Namespace) -> None:
             pooling=pooling,
         )  # fmt: skip
     report.pooling = pooling.mode if pooling else report.pooling
-    st_dir = args.model_dir if pooling is not None else None
+    st_dir = loaded.folder if pooling is not None else None
     save_twin_release(twin, report, out_dir, processing_class=processor, base_model=args.model_dir,
                       sentence_transformers_dir=st_dir, overwrite=args.overwrite)  # fmt: skip
     print(report.format_table())
