@@ -10,57 +10,111 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
 from .errors import DataFileError, InvalidInputError, InvalidSettingError
 from .fidelity import NEIGHBOURS, Pooling, model_kind
-from .release.folder import check_output_dir
+from .release.folder import check_output_dir, check_separate_dirs
 from .release.twin import save_twin_release
 from .relufy import ROADS, RelufyArguments, relufy
 from .relufy_data import Examples, label_ids, load_pooling, read_examples
+from .temp_dirs import locked_temp_dir
 
 __all__ = ["add_relufy_arguments", "run_relufy"]
 
 logger = logging.getLogger(__name__)
 
 HELD_OUT_FRACTION = 0.1
+#: Prefix of a run's working folder in TMPDIR (stale ones, from killed runs, are removed by the next run).
+RELUFY_TEMP_PREFIX = "hf-lambda-gelu-relufy-"
+
+
+def _zero_or(positive: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: 0, or what ``positive`` accepts (a zero-step run is refused later, by road)."""
+
+    def parse(text: str) -> float:
+        return 0 if float(text) == 0 else positive(text)
+
+    parse.__name__ = positive.__name__
+    return parse
 
 
 def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import _positive_float, _positive_int  # cli imports this module: the types are read once it is loaded
+
     parser.add_argument("model_dir", help="Local folder of the trained GELU model (a SentenceTransformer folder too).")
     parser.add_argument("out_dir", help="The release folder to write (new, empty, or a previous release).")
     parser.add_argument("--data", required=True, help="Unlabeled inputs: .txt (a line each), .csv/.tsv/.jsonl, or an image folder.")  # fmt: skip
     parser.add_argument("--eval-data", help="Held-out inputs for the fidelity report (default: the last tenth of --data).")  # fmt: skip
     parser.add_argument("--text-column", default="text", help="Column with the text (CSV/JSONL).")
     parser.add_argument("--label-column", help="Column with labels: accuracy in the report; training uses them only with --task-alpha > 0.")  # fmt: skip
-    parser.add_argument("--max-steps", type=int, help="Training steps (default: --epochs of --data).")
-    parser.add_argument("--epochs", type=float, default=1.0, help="Epochs of --data when --max-steps is not given.")
+    parser.add_argument("--max-steps", type=_zero_or(_positive_int), help="Training steps (default: --epochs of --data; 0: --road refit only).")  # fmt: skip
+    parser.add_argument("--epochs", type=_zero_or(_positive_float), default=1.0, help="Epochs of --data when --max-steps is not given (0: --road refit only).")  # fmt: skip
     parser.add_argument("--road", choices=ROADS, default=RelufyArguments.road, help="swap (default) or lambda.")
-    parser.add_argument("--learning-rate", type=float, default=RelufyArguments.learning_rate, help="Peak learning rate (linear decay).")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=RelufyArguments.per_device_train_batch_size, help="Inputs per step.")  # fmt: skip
-    parser.add_argument("--max-length", type=int, default=128, help="Tokens per text (truncation).")
-    parser.add_argument("--task-alpha", type=float, default=0.0, help="Weight of the task loss (needs --label-column).")
+    parser.add_argument("--learning-rate", type=_zero_or(_positive_float), default=RelufyArguments.learning_rate, help="Peak learning rate (linear decay).")  # fmt: skip
+    parser.add_argument("--batch-size", type=_positive_int, default=RelufyArguments.per_device_train_batch_size, help="Inputs per step.")  # fmt: skip
+    parser.add_argument("--max-length", type=_positive_int, default=128, help="Tokens per text (truncation; at most the model's positions).")  # fmt: skip
+    parser.add_argument("--task-alpha", type=_zero_or(_positive_float), default=0.0, help="Weight of the task loss (needs --label-column).")  # fmt: skip
     parser.add_argument("--seed", type=int, default=42, help="Seed of the data order (and any random init).")
     parser.add_argument(
         "--overwrite", action="store_true", help="Write into a folder that holds other files (not a release)."
     )
 
 
-def _load(model_dir: str) -> tuple[Any, Pooling | None]:
-    folder = Path(model_dir)
-    if not folder.is_dir():
-        raise DataFileError(folder, "no such model folder", "give the folder of a saved transformers model")
-    pooling = load_pooling(folder)
-    config = AutoConfig.from_pretrained(folder)
+def _model_config(model_dir: str, max_length: int) -> tuple[Any, Pooling | None]:
+    """The model folder checked (config.json, weights that open, its sentence-transformers files) before it loads."""
+    from .cli import _load_config, _source  # cli imports this module
+
+    if not Path(model_dir).is_dir():
+        raise DataFileError(model_dir, "no such model folder", "give the folder of a saved transformers model")
+    source = _source(model_dir)
+    pooling = load_pooling(source)
+    config = _load_config(source)
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if positions and max_length > positions:
+        raise InvalidSettingError(
+            "--max-length", max_length, f"the model has {positions} positions: give 1..{positions}."
+        )
+    return config, pooling
+
+
+def _load(model_dir: str, config: Any, pooling: Pooling | None) -> Any:
     name = next(iter(getattr(config, "architectures", None) or []), None)
     cls = AutoModel if pooling is not None or name is None else getattr(transformers, name, AutoModel)
-    return cls.from_pretrained(folder).eval(), pooling
+    return cls.from_pretrained(model_dir).eval()
+
+
+def _check_changes_weights(args: argparse.Namespace) -> None:
+    """Refuse a run that cannot change the weights (zero steps or rate 0), except the training-free refit road."""
+    if args.road == "refit":
+        return
+    zero = [("--max-steps", args.max_steps), ("--learning-rate", args.learning_rate)]
+    if args.max_steps is None:
+        zero.append(("--epochs", args.epochs))
+    for flag, value in zero:
+        if value == 0:
+            raise InvalidSettingError(
+                flag,
+                value,
+                f"on the {args.road!r} road it leaves the twin the naive GELU → ReLU swap, not distilled; give a value "
+                "> 0, or use --road refit for the training-free refit.",
+            )
+
+
+def _image(path: str, processor: Any) -> Any:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
+        raise DataFileError(path, f"it cannot be read as an image ({err})", "replace or remove it") from None
 
 
 def _processor(model_dir: str, is_image: bool) -> Any:
@@ -69,13 +123,7 @@ def _processor(model_dir: str, is_image: bool) -> Any:
 
 def _encode(examples: Examples, processor: Any, max_length: int, config: Any, path: str) -> list[dict]:
     if examples.is_image:
-        from PIL import Image
-
-        items = []
-        for image_path in examples.inputs:
-            with Image.open(image_path) as image:
-                pixels = processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
-            items.append({"pixel_values": pixels})
+        items = [{"pixel_values": _image(image_path, processor)} for image_path in examples.inputs]
     else:
         encoded = processor(examples.inputs, truncation=True, max_length=max_length)
         items = [{k: v[i] for k, v in encoded.items()} for i in range(len(examples))]
@@ -100,7 +148,10 @@ def _collator(processor: Any, is_image: bool) -> Any:
 def run_relufy(args: argparse.Namespace) -> None:
     """The ``relufy`` subcommand: check every input, distil, write the release and print the fidelity table."""
     out_dir = Path(args.out_dir)
+    _check_changes_weights(args)
+    check_separate_dirs(args.model_dir, out_dir)
     check_output_dir(out_dir, overwrite=args.overwrite)
+    config, pooling = _model_config(args.model_dir, args.max_length)
     if args.task_alpha > 0 and not args.label_column:
         raise InvalidSettingError("--task-alpha", args.task_alpha, "the task loss needs labels: add --label-column.")
     # --data's labels are read for the task loss, or for the accuracy of the tenth held out from it
@@ -114,7 +165,7 @@ def run_relufy(args: argparse.Namespace) -> None:
         data = Examples(data.inputs[:cut], data.labels and data.labels[:cut], data.is_image)
         if not data.inputs:
             raise DataFileError(args.data, "one example cannot be both trained on and held out", "give more data")
-    model, pooling = _load(args.model_dir)
+    model = _load(args.model_dir, config, pooling)
     kind = model_kind(model)
     if kind == "embedder" and len(held_out) <= NEIGHBOURS:
         raise DataFileError(
@@ -127,14 +178,14 @@ def run_relufy(args: argparse.Namespace) -> None:
         data = Examples(data.inputs, None, data.is_image)  # label-free: the training data's labels are not used
     train = _encode(data, processor, args.max_length, model.config, args.data)
     evals = _encode(held_out, processor, args.max_length, model.config, args.eval_data or args.data)
-    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-relufy-") as work:
+    with locked_temp_dir(RELUFY_TEMP_PREFIX) as work:
         training_args = RelufyArguments(
             output_dir=work,
             road=args.road,
             learning_rate=args.learning_rate,
             per_device_train_batch_size=args.batch_size,
             per_device_eval_batch_size=args.batch_size,
-            max_steps=args.max_steps or -1,
+            max_steps=-1 if args.max_steps is None else args.max_steps,
             num_train_epochs=args.epochs,
             task_alpha=args.task_alpha,
             seed=args.seed,
