@@ -43,7 +43,7 @@ class _Worker:
     def __init__(self, with_package: bool) -> None:
         self.with_package = with_package
         self.proc: subprocess.Popen | None = None
-        self.log = tempfile.TemporaryFile(mode="w+", prefix="hf-lambda-gelu-reload-")
+        self.log = tempfile.TemporaryFile(mode="w+", prefix=RELOAD_TEMP_PREFIX)
         self.lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen:
