@@ -466,6 +466,22 @@ def test_stale_temp_folders_of_killed_runs_are_removed_live_ones_kept(tmp_path, 
     assert sum("left by an earlier run that was killed" in r.getMessage() for r in caplog.records) == 2
 
 
+def test_a_relufy_run_removes_what_killed_runs_left_in_tmpdir(tmp_path, monkeypatch):
+    model_dir, data = _classifier_dir(tmp_path), _texts(tmp_path / "t.txt", 30)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    left = [tmp / "hf-lambda-gelu-relufy-killed", tmp / "hf-lambda-gelu-reload-killed"]
+    for folder in left:
+        folder.mkdir()
+        (folder / "jobs0.json").write_text("[]")
+        os.utime(folder, (time.time() - 60, time.time() - 60))
+    argv = ["relufy", str(model_dir), str(tmp_path / "out"), "--data", str(data), "--max-steps", "1"]
+    assert main(argv) == 0
+    assert not any(folder.exists() for folder in left)
+    assert not list(tmp.glob("hf-lambda-gelu-*"))  # the run's own are gone too
+
+
 def test_a_young_unlocked_temp_folder_is_kept(tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     young = tmp_path / "hf-lambda-gelu-relufy-young"
