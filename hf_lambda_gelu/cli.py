@@ -3,7 +3,8 @@
 
 Every subcommand is a :class:`Command` in :data:`COMMANDS`. Errors the user can fix (missing folder, not a λ-GELU
 checkpoint, no GELU to convert, a failed upload...) print one line,
-``hf-lambda-gelu: error: ...``, and exit with status 1; anything else keeps its traceback.
+``hf-lambda-gelu: error: ...``, and exit with status 1; anything else keeps its traceback. Ctrl-C prints one line
+(``interrupted``, and ``nothing written`` for the commands that write a release at once) and exits with 130.
 
 How sources, processor files, reload checks and refusals are decided: docs/design.md.
 """
@@ -15,6 +16,7 @@ import csv
 import functools
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -48,7 +50,14 @@ from .model_source import check_weights
 from .ops import RELU_DISTANCE_CONSTANT
 from .refit import DEFAULT_REFIT_RIDGE, refit_down_projections
 from .release.card import infer_pipeline_tag, resolve_target_lambda
-from .release.folder import PROFILE_JSON_FILENAME, REPORT_FILENAME, check_output_dir, reluize_for_release, save_release
+from .release.folder import (
+    PROFILE_JSON_FILENAME,
+    REPORT_FILENAME,
+    check_output_dir,
+    check_separate_dirs,
+    reluize_for_release,
+    save_release,
+)
 from .release.gate import check_reload
 from .release.plots import load_profile_json, save_profile_json, save_profile_plot
 from .release.upload import upload_release
@@ -109,6 +118,8 @@ class Command:
     notes: str = ""
     #: Hand unrecognized flags to ``run`` as ``args.flags`` (for commands with their own parser).
     passthrough: bool = False
+    #: Its output is committed at once (a release folder): an interrupted run has written nothing.
+    atomic: bool = False
 
 
 #: The package's own exceptions (each names the value and the fix), the CLI's, and OS errors (missing files...).
@@ -266,8 +277,8 @@ def _lambda_arg(text: str) -> float:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0.0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not (value > 0.0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text}")
     return value
 
 
@@ -308,6 +319,7 @@ def _convert_arguments(parser: argparse.ArgumentParser) -> None:
 def _convert(args: argparse.Namespace) -> None:
     source = _source(args.src)
     destination = Path(args.dst)
+    check_separate_dirs(source, destination)
     _check_empty(destination, args.overwrite)
     settings = {name: getattr(args, name) for name in ("lambda_init", "lambda_temperature", "lambda_per_channel")}
     model_class = _model_class(args.model_class, _load_config(source))
@@ -317,8 +329,6 @@ def _convert(args: argparse.Namespace) -> None:
     model.save_pretrained(destination)
     check_reload(model, destination, with_package=True)  # λ must come back from the saved checkpoint
     processor_dir = _processor_dir(source)
-    if processor_dir is not None and processor_dir.resolve() == destination.resolve():
-        processor_dir = None  # converted in place: the files are already there
     copied = [n for n in PROCESSOR_FILES if processor_dir and (processor_dir / n).is_file()]
     for name in copied:
         shutil.copyfile(processor_dir / name, destination / name)
@@ -378,6 +388,7 @@ def _refuse_unhardened(model: Any, allowed: bool) -> None:
 def _reluize(args: argparse.Namespace) -> None:
     source = _source(args.src)
     destination = Path(args.dst)
+    check_separate_dirs(source, destination)
     check_output_dir(destination, overwrite=args.overwrite)
     model = _load_lambda_checkpoint(source)
     processor = _load_processor(source)
@@ -542,6 +553,7 @@ def _export(args: argparse.Namespace) -> None:
 
     require_onnx()
     release = _source(args.release)
+    check_separate_dirs(release, args.out)
     _check_export_dir(Path(args.out), args.overwrite)
     try:
         audit = export_release(
@@ -708,6 +720,7 @@ COMMANDS: dict[str, Command] = {
             _reluize_arguments,
             _reluize,
             example="hf-lambda-gelu reluize my-lambda-gelu-run my-release --eval-file val.csv",
+            atomic=True,
         ),
         Command(
             "profile",
@@ -748,6 +761,7 @@ COMMANDS: dict[str, Command] = {
             run_relufy,
             example="hf-lambda-gelu relufy my-gelu-model my-relu-twin --data unlabeled.txt",
             notes=RELUFY_RUN_TIME,
+            atomic=True,
         ),
         Command(
             "sparsity",
@@ -835,6 +849,9 @@ def main(argv: list[str] | None = None) -> int:
     except _USER_ERRORS as err:
         print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT
+        print(f"{PROG}: interrupted{', nothing written' if COMMANDS[args.command].atomic else ''}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "LambdaOptimizerError",
     "MissingExtraError",
     "MissingTeacherError",
+    "ModelFolderError",
     "ModelSourceError",
     "NoGELUFoundError",
     "NonFiniteLossError",
@@ -33,9 +34,11 @@ __all__ = [
     "NotLambdaGELUModelError",
     "NotReluModelError",
     "OutputDirNotEmptyError",
+    "OutputDirOverlapError",
     "PushError",
     "ReleaseDirBusyError",
     "ReleaseDirNotEmptyError",
+    "ReleaseDiskFullError",
     "ReleaseReloadError",
     "ReloadCheckedFileError",
     "ReluModelRequiredError",
@@ -390,3 +393,40 @@ def _size(n: int) -> str:
             break
         value, unit = value / 1024, bigger
     return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+
+
+class ModelFolderError(LambdaGELUError, ValueError):
+    """A file of a model folder the package did not write cannot be used (malformed JSON, a path that leaves the
+    folder): names the file or entry, what is wrong and the fix."""
+
+    def __init__(self, path: Any, problem: str, fix: str) -> None:
+        self.path = str(path)
+        super().__init__(f"Model folder file {self.path!r}: {problem}; {fix}.")
+
+
+class OutputDirOverlapError(LambdaGELUError, ValueError):
+    """The output folder is the input model folder, lies inside it or contains it: writing would replace or mix
+    the original's files (refused whatever the flags)."""
+
+    def __init__(self, output_dir: str | Path, model_dir: str | Path, how: str) -> None:
+        self.output_dir, self.model_dir = Path(output_dir), Path(model_dir)
+        super().__init__(
+            f"Output folder {str(output_dir)!r} {how} the model folder {str(model_dir)!r}: writing there would replace "
+            "or mix the original's files (no flag allows it). Choose an output folder outside the model folder."
+        )
+
+
+class ReleaseDiskFullError(LambdaGELUError, OSError):
+    """No space was left on the device while a release was written; the folder keeps what it held before.
+
+    ``errno`` is ``ENOSPC``; the writer's error (safetensors' I/O error, an ``OSError``) is its ``__cause__``.
+    """
+
+    def __init__(self, folder: str | Path, free: int, previous: bool) -> None:
+        self.folder, self.free = Path(folder), free
+        kept = "the previous release in it is kept as it was" if previous else "nothing of the release was written"
+        super().__init__(
+            f"No space left while writing the release into {str(folder)!r}: the device holding it has {_size(free)} "
+            f"free; {kept}. Free space on that device, or choose a folder on a device with more room."
+        )
+        self.errno = errno.ENOSPC

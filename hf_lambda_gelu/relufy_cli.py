@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,15 @@ import transformers
 from transformers import AutoImageProcessor, AutoTokenizer
 
 from .errors import DataFileError, InvalidInputError, InvalidSettingError
-from .fidelity import NEIGHBOURS, model_kind
-from .model_source import load_model
-from .release.folder import check_output_dir
+from .fidelity import NEIGHBOURS, Pooling, model_kind
+from .model_source import load_model, model_folder
+from .release.folder import check_output_dir, check_separate_dirs
 from .release.twin import save_twin_release
 from .relufy import ROADS, RelufyArguments, relufy
-from .relufy_data import Examples, label_ids, read_examples
-from .relufy_run import DEFAULT_SAVE_STEPS, work_folder
+from .relufy_data import Examples, label_ids, load_pooling, read_examples
+from .relufy_run import DEFAULT_SAVE_STEPS, RELUFY_TEMP_PREFIX, work_folder
 
-__all__ = ["add_relufy_arguments", "run_relufy"]
+__all__ = ["RELUFY_TEMP_PREFIX", "add_relufy_arguments", "run_relufy"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,19 @@ HELD_OUT_FRACTION = 0.1
 _NOT_THE_RUN = ("run", "flags", "command", "verbose", "out_dir", "overwrite", "output_dir", "save_steps")
 
 
+def _zero_or(positive: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: 0, or what ``positive`` accepts (a zero-step run is refused later, by road)."""
+
+    def parse(text: str) -> float:
+        return 0 if float(text) == 0 else positive(text)
+
+    parse.__name__ = positive.__name__
+    return parse
+
+
 def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import _nonnegative_float, _positive_float, _positive_int  # cli imports this module: read once loaded
+
     parser.add_argument(
         "model_dir", help="The trained GELU model: a local folder or a Hub id (a SentenceTransformer too)."
     )
@@ -45,15 +58,15 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-data", help="Held-out inputs for the fidelity report (default: the last tenth of --data).")  # fmt: skip
     parser.add_argument("--text-column", default="text", help="Column with the text (CSV/JSONL).")
     parser.add_argument("--label-column", help="Column with labels: accuracy in the report; training uses them only with --task-alpha > 0.")  # fmt: skip
-    parser.add_argument("--max-steps", type=int, help="Training steps (default: --epochs of --data).")
-    parser.add_argument("--epochs", type=float, default=1.0, help="Epochs of --data when --max-steps is not given.")
+    parser.add_argument("--max-steps", type=_zero_or(_positive_int), help="Training steps (default: --epochs of --data; 0: --road refit only).")  # fmt: skip
+    parser.add_argument("--epochs", type=_zero_or(_positive_float), default=1.0, help="Epochs of --data when --max-steps is not given (0: --road refit only).")  # fmt: skip
     parser.add_argument("--road", choices=ROADS, default=RelufyArguments.road, help="swap (default), lambda, or refit (least-squares refit of each MLP down-projection; with --max-steps 0 or --epochs 0 the refit alone, no training).")  # fmt: skip
-    parser.add_argument("--calibration-size", type=int, default=RelufyArguments.calibration_size, help="--road refit: inputs of --data that calibrate the refit (a seeded random subset).")  # fmt: skip
-    parser.add_argument("--refit-ridge", type=float, default=RelufyArguments.refit_ridge, help="--road refit: ridge relative to the mean diagonal of XᵀX.")  # fmt: skip
-    parser.add_argument("--learning-rate", type=float, default=RelufyArguments.learning_rate, help="Peak learning rate (linear decay).")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=RelufyArguments.per_device_train_batch_size, help="Inputs per step.")  # fmt: skip
-    parser.add_argument("--max-length", type=int, default=128, help="Tokens per text (truncation).")
-    parser.add_argument("--task-alpha", type=float, default=0.0, help="Weight of the task loss (needs --label-column).")
+    parser.add_argument("--calibration-size", type=_positive_int, default=RelufyArguments.calibration_size, help="--road refit: inputs of --data that calibrate the refit (a seeded random subset).")  # fmt: skip
+    parser.add_argument("--refit-ridge", type=_nonnegative_float, default=RelufyArguments.refit_ridge, help="--road refit: ridge relative to the mean diagonal of XᵀX.")  # fmt: skip
+    parser.add_argument("--learning-rate", type=_zero_or(_positive_float), default=RelufyArguments.learning_rate, help="Peak learning rate (linear decay).")  # fmt: skip
+    parser.add_argument("--batch-size", type=_positive_int, default=RelufyArguments.per_device_train_batch_size, help="Inputs per step.")  # fmt: skip
+    parser.add_argument("--max-length", type=_positive_int, default=128, help="Tokens per text (truncation; at most the model's positions).")  # fmt: skip
+    parser.add_argument("--task-alpha", type=_zero_or(_positive_float), default=0.0, help="Weight of the task loss (needs --label-column).")  # fmt: skip
     parser.add_argument("--seed", type=int, default=42, help="Seed of the data order (and any random init).")
     parser.add_argument(
         "--overwrite", action="store_true", help="Write into a folder that holds other files (not a release)."
@@ -62,7 +75,49 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--bf16", action="store_true", help="bf16 mixed precision (student and teacher; CPU too).")
     precision.add_argument("--fp16", action="store_true", help="fp16 mixed precision (a GPU).")
     parser.add_argument("--output-dir", help="Work folder that keeps checkpoints; rerunning the same command resumes from the last one (default: a temporary folder, no checkpoints).")  # fmt: skip
-    parser.add_argument("--save-steps", type=int, default=DEFAULT_SAVE_STEPS, help="With --output-dir: steps between checkpoints (the end is saved too; the last one is kept).")  # fmt: skip
+    parser.add_argument("--save-steps", type=_positive_int, default=DEFAULT_SAVE_STEPS, help="With --output-dir: steps between checkpoints (the end is saved too; the last one is kept).")  # fmt: skip
+
+
+def _model_config(folder: Path, max_length: int) -> tuple[Any, Pooling | None]:
+    """The model folder (local, or the Hub snapshot) checked: config.json, its sentence-transformers files, and
+    --max-length against its positions (:func:`hf_lambda_gelu.model_source.model_folder` checked the weights)."""
+    from .cli import _load_config  # cli imports this module
+
+    pooling = load_pooling(folder)
+    config = _load_config(str(folder))
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if positions and max_length > positions:
+        raise InvalidSettingError(
+            "--max-length", max_length, f"the model has {positions} positions: give 1..{positions}."
+        )
+    return config, pooling
+
+
+def _check_changes_weights(args: argparse.Namespace) -> None:
+    """Refuse a run that cannot change the weights (zero steps or rate 0), except the training-free refit road."""
+    if args.road == "refit":
+        return
+    zero = [("--max-steps", args.max_steps), ("--learning-rate", args.learning_rate)]
+    if args.max_steps is None:
+        zero.append(("--epochs", args.epochs))
+    for flag, value in zero:
+        if value == 0:
+            raise InvalidSettingError(
+                flag,
+                value,
+                f"on the {args.road!r} road it leaves the twin the naive GELU → ReLU swap, not distilled; give a value "
+                "> 0, or use --road refit for the training-free refit.",
+            )
+
+
+def _image(path: str, processor: Any) -> Any:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
+        raise DataFileError(path, f"it cannot be read as an image ({err})", "replace or remove it") from None
 
 
 def _processor(model_dir: Path, is_image: bool) -> Any:
@@ -71,13 +126,7 @@ def _processor(model_dir: Path, is_image: bool) -> Any:
 
 def _encode(examples: Examples, processor: Any, max_length: int, config: Any, path: str) -> list[dict]:
     if examples.is_image:
-        from PIL import Image
-
-        items = []
-        for image_path in examples.inputs:
-            with Image.open(image_path) as image:
-                pixels = processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
-            items.append({"pixel_values": pixels})
+        items = [{"pixel_values": _image(image_path, processor)} for image_path in examples.inputs]
     else:
         encoded = processor(examples.inputs, truncation=True, max_length=max_length)
         items = [{k: v[i] for k, v in encoded.items()} for i in range(len(examples))]
@@ -102,11 +151,16 @@ def _collator(processor: Any, is_image: bool) -> Any:
 def run_relufy(args: argparse.Namespace) -> None:
     """The ``relufy`` subcommand: check every input, distil, write the release and print the fidelity table."""
     out_dir = Path(args.out_dir)
+    _check_changes_weights(args)
+    if Path(args.model_dir).expanduser().is_dir():
+        check_separate_dirs(args.model_dir, out_dir)
     check_output_dir(out_dir, overwrite=args.overwrite)
     if args.output_dir and Path(args.output_dir).resolve() == out_dir.resolve():
         raise InvalidSettingError(
             "--output-dir", args.output_dir, "the work folder cannot be OUT_DIR; give another one."
         )
+    folder = model_folder(args.model_dir, revision=args.revision)  # a Hub id: its snapshot, downloaded once
+    config, pooling = _model_config(folder, args.max_length)
     if args.task_alpha > 0 and not args.label_column:
         raise InvalidSettingError("--task-alpha", args.task_alpha, "the task loss needs labels: add --label-column.")
     # --data's labels are read for the task loss, or for the accuracy of the tenth held out from it
@@ -120,8 +174,7 @@ def run_relufy(args: argparse.Namespace) -> None:
         data = Examples(data.inputs[:cut], data.labels and data.labels[:cut], data.is_image)
         if not data.inputs:
             raise DataFileError(args.data, "one example cannot be both trained on and held out", "give more data")
-    loaded = load_model(args.model_dir, revision=args.revision)
-    model, pooling = loaded.model, loaded.pooling
+    model = load_model(str(folder)).model
     kind = model_kind(model)
     if kind == "embedder" and len(held_out) <= NEIGHBOURS:
         raise DataFileError(
@@ -129,7 +182,7 @@ def run_relufy(args: argparse.Namespace) -> None:
             f"{len(held_out)} held-out inputs; the neighbour agreement needs more than {NEIGHBOURS}",
             "give a larger --eval-data",
         )
-    processor = _processor(loaded.folder, data.is_image)
+    processor = _processor(folder, data.is_image)
     if args.task_alpha == 0:
         data = Examples(data.inputs, None, data.is_image)  # label-free: the training data's labels are not used
     train = _encode(data, processor, args.max_length, model.config, args.data)
@@ -162,7 +215,7 @@ def run_relufy(args: argparse.Namespace) -> None:
             pooling=pooling,
         )  # fmt: skip
     report.pooling = pooling.mode if pooling else report.pooling
-    st_dir = loaded.folder if pooling is not None else None
+    st_dir = folder if pooling is not None else None
     save_twin_release(twin, report, out_dir, processing_class=processor, base_model=args.model_dir,
                       sentence_transformers_dir=st_dir, overwrite=args.overwrite)  # fmt: skip
     print(report.format_table())

@@ -16,10 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DataFileError, InvalidInputError, UnsupportedPoolingError
+from .errors import DataFileError, InvalidInputError, ModelFolderError, UnsupportedPoolingError
 from .fidelity import Pooling
+from .release.commit import is_internal
 
-__all__ = ["IMAGE_SUFFIXES", "Examples", "label_ids", "load_pooling", "read_examples", "sentence_transformers_files"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Examples",
+    "label_ids",
+    "load_pooling",
+    "model_file",
+    "read_examples",
+    "sentence_transformers_files",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _TEXT_SUFFIXES = {".txt": None, ".csv": ",", ".tsv": "\t", ".jsonl": "json", ".json": "json"}
@@ -43,20 +52,42 @@ class Examples:
         return len(self.inputs)
 
 
-def _rows(path: Path, kind: str | None) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if kind == "json":
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as err:
-                    raise DataFileError(
-                        path, f"line {number} is not JSON ({err})", "write one JSON object a line"
-                    ) from None
-        return rows
-    return list(csv.DictReader(text.splitlines(), delimiter=kind))
+def _json_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+    """(line, value) of JSON lines; a ``.json`` file may also be one JSON array (then: (item number, value))."""
+    if path.suffix.lower() == ".json":
+        try:
+            whole = json.loads(text)
+        except ValueError:
+            whole = None  # JSON lines in a .json file
+        if isinstance(whole, list):
+            return list(enumerate(whole, 1))
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append((number, json.loads(line)))
+            except ValueError as err:
+                raise DataFileError(
+                    path, f"line {number} is not JSON ({err})", "write one JSON object a line"
+                ) from None
+    return rows
+
+
+def _rows(path: Path, kind: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line, row) of a CSV/TSV (read by the csv module: quoted line breaks kept; a UTF-8 BOM dropped) or JSON file."""
+    if kind != "json":
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f, delimiter=kind)
+            return [(reader.line_num, row) for row in reader]
+    rows = _json_rows(path, path.read_text(encoding="utf-8-sig"))
+    for number, row in rows:
+        if not isinstance(row, dict):
+            raise DataFileError(
+                path,
+                f"line {number} is {json.dumps(row)[:40]}, not a JSON object",
+                'write one {"text": ...} object a line',
+            )
+    return rows
 
 
 def read_examples(path: str | Path, *, text_column: str = "text", label_column: str | None = None) -> Examples:
@@ -93,26 +124,32 @@ def read_examples(path: str | Path, *, text_column: str = "text", label_column: 
     try:
         kind = _TEXT_SUFFIXES[suffix]
         if kind is None:
-            texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
             if label_column:
                 raise DataFileError(path, "a .txt file has no label column", "use a .csv or .jsonl file for labels")
-            rows = [{text_column: t} for t in texts]
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+            rows = [(number, {text_column: line.strip()}) for number, line in enumerate(lines, 1) if line.strip()]
         else:
             rows = _rows(path, kind)
-    except (OSError, UnicodeDecodeError) as err:
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataFileError(path, f"it cannot be read ({err})", "give a UTF-8 text file") from None
     if not rows:
         raise DataFileError(path, "it holds no examples", "give a file with at least one example")
     texts, labels = [], []
-    first_line = 1 if kind is None or kind == "json" else 2  # CSV: the header is line 1
-    for number, row in enumerate(rows, first_line):
+    for number, row in rows:
         for column in (text_column, label_column):
             if column and column not in row:
-                raise DataFileError(path, f"no column {column!r} (it has {sorted(row)})", "name it with --text-column")
+                columns = sorted(str(name) for name in row)
+                raise DataFileError(path, f"no column {column!r} (it has {columns})", "name it with --text-column")
         text = row[text_column]
-        if text is None or not str(text).strip():
+        if text is not None and not isinstance(text, str):
+            raise DataFileError(
+                path,
+                f"line {number}: {text_column!r} is {json.dumps(text)[:40]}, not a string",
+                "give the text as a string",
+            )
+        if text is None or not text.strip():
             raise DataFileError(path, f"line {number}: empty {text_column!r} cell", "fill or remove that line")
-        texts.append(str(text))
+        texts.append(text)
         if label_column:
             if row[label_column] is None or str(row[label_column]).strip() == "":
                 raise DataFileError(path, f"line {number}: empty {label_column!r} cell", "fill or remove that line")
@@ -124,7 +161,8 @@ def label_ids(labels: list[Any], config: Any) -> list[int]:
     """Labels as read from a data file (names or ids) → the model's label ids (``relufy``, ``reluize --eval-file``).
 
     Raises:
-        InvalidInputError: a name the model does not know (``config.label2id``), or an id out of range.
+        InvalidInputError: a name the model does not know (``config.label2id``), an id out of range, or a label
+            that is neither (``1.7``, ``true``, ``[1]``).
 
     >>> from transformers import BertConfig
     >>> label_ids(["pos", "0", 1], BertConfig(id2label={0: "neg", 1: "pos"}))
@@ -142,17 +180,83 @@ def label_ids(labels: list[Any], config: Any) -> list[int]:
                     f"Label {label!r} is not one of the model's labels {sorted(label2id)} (config.label2id)."
                 )
             ids.append(label2id[label])
-        else:
+        elif _is_id(label):
             ids.append(int(label))
+        else:
+            raise InvalidInputError(
+                f"Label {label!r} is neither a label name nor an integer id: give the model's label names "
+                f"{sorted(label2id)} or ids 0..{num_labels - 1}."
+            )
     bad = sorted({i for i in ids if not 0 <= i < num_labels})
     if bad:
         raise InvalidInputError(f"Label ids {bad} are out of range for a model with {num_labels} labels.")
     return ids
 
 
-def _modules(model_dir: Path) -> list[dict[str, Any]] | None:
+def _is_id(label: Any) -> bool:
+    """An integer id: ``"1"``, ``1`` or ``1.0`` (a CSV or JSON reader's); not ``true``, ``1.7`` or ``[1]``."""
+    if isinstance(label, float):
+        return label.is_integer()
+    return isinstance(label, str) or (isinstance(label, int) and not isinstance(label, bool))
+
+
+def _read_json(path: Path, what: type) -> Any:
+    """A JSON file of a model folder, which must hold a ``what`` (list or dict)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelFolderError(path, f"it cannot be read as JSON ({err})", "fix or remove the file") from None
+    if not isinstance(value, what):
+        raise ModelFolderError(path, f"it holds a {type(value).__name__}, not a {what.__name__}", "fix the file")
+    return value
+
+
+def _roots(model_dir: Path) -> tuple[Path, ...]:
+    """Where a model folder's files may really lie: the folder (and, for a Hub cache snapshot, its repo's blobs)."""
+    real = model_dir.resolve()
+    return (real, real.parent.parent / "blobs") if real.parent.name == "snapshots" else (real,)
+
+
+def model_file(model_dir: Path, name: str, entry: str) -> Path:
+    """``model_dir / name``, refused unless it stays inside ``model_dir``.
+
+    Args:
+        model_dir: the model folder.
+        name: a relative path read from a file of the folder (e.g. a ``modules.json`` entry's ``path``).
+        entry: what named it, for the error (``"modules.json entry '1' (path '../x')"``).
+
+    Raises:
+        ModelFolderError: an absolute path, a ``..`` part, the folder itself, the package's hidden files
+            (``.hf-lambda-gelu*``), or a link that leads out of the folder.
+
+    >>> model_file(Path("model"), "1_Pooling/config.json", "modules.json").as_posix()
+    'model/1_Pooling/config.json'
+    """
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or ".." in parts or parts == (".",) or is_internal("/".join(parts)):
+        problem = f"{entry} names {name!r}, which is not a sub-folder or file of the model folder"
+    elif not any(p.is_relative_to(r) for r in _roots(model_dir) for p in [(model_dir / name).resolve()]):
+        problem = f"{entry} names {name!r}, which links out of the model folder"
+    else:
+        return model_dir / name
+    raise ModelFolderError(model_dir, problem, "a model folder's files must lie inside it: fix or remove the entry")
+
+
+def _modules(model_dir: Path) -> list[tuple[str, dict[str, Any]]] | None:
+    """The modules of a sentence-transformers folder, each with its checked sub-folder (``""``: the transformer)."""
     path = model_dir / "modules.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    modules = []
+    for module in _read_json(path, list):
+        folder = module.get("path", "") if isinstance(module, dict) else None
+        if not isinstance(folder, str):
+            raise ModelFolderError(path, f"entry {module!r} has no string 'path'", "fix the file")
+        entry = f"modules.json entry {module.get('name', module.get('idx'))!r}"
+        modules.append(
+            (model_file(model_dir, folder, entry).relative_to(model_dir).as_posix() if folder else "", module)
+        )
+    return modules
 
 
 def load_pooling(model_dir: str | Path) -> Pooling | None:
@@ -160,16 +264,18 @@ def load_pooling(model_dir: str | Path) -> Pooling | None:
 
     Raises:
         UnsupportedPoolingError: a pooling mode other than exactly one of mean / cls / max.
+        ModelFolderError: ``modules.json`` or the pooling ``config.json`` is not valid JSON, or a module's path
+            leads out of the folder.
     """
     model_dir = Path(model_dir)
     modules = _modules(model_dir)
     if modules is None:
         return None
-    pooling = [m for m in modules if m.get("type") == _POOLING_TYPE]
+    pooling = [folder for folder, m in modules if m.get("type") == _POOLING_TYPE]
     if not pooling:
         raise UnsupportedPoolingError(model_dir, f"modules.json has no {_POOLING_TYPE} module")
-    config_path = model_dir / pooling[0].get("path", "") / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config_path = model_file(model_dir, f"{pooling[0]}/config.json", "the pooling module")
+    config = _read_json(config_path, dict) if config_path.is_file() else {}
     on = sorted(key for key, value in config.items() if key.startswith("pooling_mode") and value is True)
     if len(on) != 1 or on[0] not in _POOLING_MODES:
         raise UnsupportedPoolingError(model_dir, f"pooling {on or 'none'} in {config_path}")
@@ -180,8 +286,14 @@ def sentence_transformers_files(model_dir: str | Path, release_dir: str | Path) 
     """Copy a sentence-transformers folder's own files (``modules.json``, module folders, configs) into a release.
 
     The transformer module (path ``""``) is the release's model itself; every other module folder and
-    the top-level sentence-transformers configs are copied. Returns the copied files, relative to
-    ``release_dir`` (for :func:`hf_lambda_gelu.release.folder.add_release_files`); ``[]`` for a plain folder.
+    the top-level sentence-transformers configs are copied. Every file read must lie inside ``model_dir``
+    and every file written inside ``release_dir``, and none may replace a file the release already has.
+    Returns the copied files, relative to ``release_dir`` (for
+    :func:`hf_lambda_gelu.release.folder.add_release_files`); ``[]`` for a plain folder.
+
+    Raises:
+        ModelFolderError: a module's path or one of its files leads out of ``model_dir``, or a file would
+            replace one of the release's own.
     """
     model_dir, release_dir = Path(model_dir), Path(release_dir)
     modules = _modules(model_dir)
@@ -190,11 +302,17 @@ def sentence_transformers_files(model_dir: str | Path, release_dir: str | Path) 
     names = ["modules.json"] + [
         n for n in ("sentence_bert_config.json", "config_sentence_transformers.json") if (model_dir / n).is_file()
     ]
-    for module in modules:
-        folder = module.get("path", "")
+    for folder, _ in modules:
         if folder and (model_dir / folder).is_dir():
-            names += [str(p.relative_to(model_dir)) for p in sorted((model_dir / folder).rglob("*")) if p.is_file()]
+            found = sorted(p.relative_to(model_dir).as_posix() for p in (model_dir / folder).rglob("*") if p.is_file())
+            names += [name for name in found if not is_internal(name)]  # never a release's lock or staging
     for name in names:
-        (release_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model_dir / name, release_dir / name)
+        source = model_file(model_dir, name, f"{name!r}")
+        target = release_dir / name
+        if target.exists():
+            raise ModelFolderError(
+                model_dir / name, f"copying it would replace the release's own {name!r}", "rename that module folder"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
     return names

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,15 @@ from typing import Any
 from transformers.trainer_utils import get_last_checkpoint
 
 from .errors import InvalidSettingError
+from .temp_dirs import locked_temp_dir
 
-__all__ = ["COMMAND_FILENAME", "DEFAULT_SAVE_STEPS", "WorkFolder", "work_folder"]
+__all__ = ["COMMAND_FILENAME", "DEFAULT_SAVE_STEPS", "RELUFY_TEMP_PREFIX", "WorkFolder", "work_folder"]
 
 logger = logging.getLogger(__name__)
 
 COMMAND_FILENAME = "relufy_command.json"
+#: Prefix of a run's throwaway folder in TMPDIR (stale ones, from killed runs, are removed by the next run).
+RELUFY_TEMP_PREFIX = "hf-lambda-gelu-relufy-"
 #: Steps between checkpoints of a run with a work folder (the end of the run is always saved).
 DEFAULT_SAVE_STEPS = 500
 
@@ -57,7 +59,7 @@ def work_folder(output_dir: str | None, command: Mapping[str, Any], save_steps: 
     (None, {'save_strategy': 'no'})
     """
     if output_dir is None:
-        with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-relufy-") as path:
+        with locked_temp_dir(RELUFY_TEMP_PREFIX) as path:  # locked: a later run removes it only if we were killed
             yield WorkFolder(path, None, {"save_strategy": "no"})
         return
     folder = Path(output_dir)

@@ -23,7 +23,7 @@ from test_cli import assert_one_error_line, run_cli
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
 from hf_lambda_gelu import convert_to_lambda_gelu, demo, demo_digits, lambda_modules
-from hf_lambda_gelu.cli import CLIError, _check_finite_lambda
+from hf_lambda_gelu.cli import CLIError, _check_finite_lambda, main
 from hf_lambda_gelu.demo_output import DEMO_KEY, RESULTS_FILENAME, check_demo_output_dir
 from hf_lambda_gelu.errors import OutputDirNotEmptyError
 from hf_lambda_gelu.release import save_release
@@ -103,7 +103,6 @@ def test_a_mistyped_folder_name_is_not_sent_to_the_hub(models, tmp_path, capsys,
     [
         (["--lambda-init", "inf"], r"(--lambda-init |lambda_init=)inf"),
         (["--lambda-init", "1e39"], r"(--lambda-init |lambda_init=)1e\+39"),  # inf in float32
-        (["--lambda-temperature", "inf"], r"lambda_temperature=inf is invalid"),
     ],
 )
 def test_convert_never_writes_a_non_finite_model(models, tmp_path, capsys, flags, setting):
@@ -112,6 +111,15 @@ def test_convert_never_writes_a_non_finite_model(models, tmp_path, capsys, flags
     assert code == 1
     assert_one_error_line(err)
     assert re.search(setting, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_refuses_an_infinite_temperature_as_it_parses(models, tmp_path, capsys):
+    """``_positive_float`` takes finite values only (the flags of relufy and export share it)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", str(models.gelu), str(tmp_path / "out"), "--lambda-temperature", "inf"])
+    assert exit_info.value.code == 2
+    assert "argument --lambda-temperature: must be > 0 and finite, got inf" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -56,8 +56,13 @@ STAGING_PREFIX = f"{INTERNAL_PREFIX}-staging-"
 
 
 def is_internal(relative_path: str) -> bool:
-    """True for the lock, journal and staging entries of this module (paths relative to the release folder)."""
-    return relative_path.split("/", 1)[0].startswith(INTERNAL_PREFIX)
+    """True for the lock, journal and staging entries of this module, and anything below them or below another
+    folder's (paths relative to the release folder): any part of the path starts with ``.hf-lambda-gelu``.
+
+    >>> is_internal(".hf-lambda-gelu.lock"), is_internal("1_Pooling/twin/.hf-lambda-gelu.lock"), is_internal("a/b")
+    (True, True, False)
+    """
+    return any(part.startswith(INTERNAL_PREFIX) for part in relative_path.split("/"))
 
 
 @contextlib.contextmanager

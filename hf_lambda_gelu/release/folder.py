@@ -34,10 +34,13 @@ from ..errors import (
     InvalidSettingError,
     NotAReleaseError,
     NotReluModelError,
+    OutputDirOverlapError,
     ReleaseDirNotEmptyError,
+    ReleaseDiskFullError,
     ReloadCheckedFileError,
 )
 from ..gelu_remnants import hard_coded_gelus
+from ..guards import _disk_full
 from ..reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, reluize
 from .card import build_model_card, resolve_target_lambda
 from .commit import STAGING_PREFIX, commit, is_internal, locked, needs_recovery, recover, replace_file
@@ -53,6 +56,7 @@ __all__ = [
     "add_release_files",
     "check_output_dir",
     "check_release_dir",
+    "check_separate_dirs",
     "reluize_for_release",
     "save_release",
 ]
@@ -165,16 +169,16 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) 
     Raises:
         ReleaseDirNotEmptyError: other files are in the way and ``overwrite`` is False.
         ReleaseDirBusyError: another process is saving a release into the folder right now.
-        NotADirectoryError: ``output_dir`` is a file.
+        NotADirectoryError: ``output_dir``, or the nearest of its parents that exists, is a file.
+        PermissionError: the folder (or, for a new one, the nearest parent that exists) is not writable.
 
     >>> check_output_dir("a-new-folder")
     []
     """
     folder = Path(output_dir)
+    _check_writable(folder)
     if not folder.exists():
         return []
-    if not folder.is_dir():
-        raise NotADirectoryError(f"Release folder {str(folder)!r} exists and is not a folder; choose another path.")
     _settle(folder)
     previous, foreign = _scan(folder, overwrite=overwrite)
     # the reports LambdaGELUTrainer writes into its output_dir are the release's own: rewritten, not "unrelated"
@@ -189,6 +193,46 @@ def check_output_dir(output_dir: str | os.PathLike, *, overwrite: bool = False) 
             folder,
         )
     return previous
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse a release folder that cannot be written: it, or the nearest parent that exists, is a file or read-only."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = (
+            "exists and is not a folder" if existing == folder else f"would be created below the file {str(existing)!r}"
+        )
+        raise NotADirectoryError(f"Release folder {str(folder)!r} {what}; choose another path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"Release folder {str(folder)!r} cannot be written: {str(existing)!r} is read-only for this user; choose a "
+            "folder you can write to."
+        )
+
+
+def check_separate_dirs(model_dir: str | os.PathLike, output_dir: str | os.PathLike) -> None:
+    """Refuse an output folder that is the model folder, lies inside it or contains it (whatever the flags).
+
+    Args:
+        model_dir: the input model folder (a Hub id or a file: nothing to check).
+        output_dir: the folder the command writes.
+
+    Raises:
+        OutputDirOverlapError: the two overlap (links resolved).
+
+    >>> check_separate_dirs("my-model", "my-model-relu")
+    """
+    if not Path(model_dir).is_dir():
+        return
+    model, out = Path(model_dir).resolve(), Path(output_dir).resolve()
+    if out == model:
+        raise OutputDirOverlapError(output_dir, model_dir, "is")
+    if out.is_relative_to(model):
+        raise OutputDirOverlapError(output_dir, model_dir, "lies inside")
+    if model.is_relative_to(out):
+        raise OutputDirOverlapError(output_dir, model_dir, "contains")
 
 
 def _scan(folder: Path, *, overwrite: bool) -> tuple[list[str], list[str]]:
@@ -272,6 +316,8 @@ def save_release(
         NotReluModelError: the model has no λ-GELU module and its config does not say ``"relu"``.
         GELURemnantsError: GELUs no config field controls remain and ``allow_gelu_remnants`` is False.
         ReleaseReloadError: the saved release does not reload as ``model`` (nothing is written to ``output_dir``).
+        ReleaseDiskFullError: the device ran out of space while the release was written (the folder keeps the
+            previous release, if any).
         InvalidSettingError: ``card_kwargs`` names an argument this function sets itself.
 
     >>> import hf_lambda_gelu
@@ -298,6 +344,7 @@ def save_release(
 
     created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
+    previous: list[str] = []
     try:
         with locked(output_dir):
             recover(output_dir)  # a save killed since check_output_dir
@@ -312,10 +359,13 @@ def save_release(
                 commit(output_dir, staging, files, MANIFEST_FILENAME, previous)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
+    except BaseException as err:
         if created:  # leave no empty folder behind (the lock file is gone with the lock)
             with suppress(OSError):
                 output_dir.rmdir()
+        device = output_dir if output_dir.exists() else output_dir.parent
+        if isinstance(err, Exception) and _disk_full(err, str(device)):
+            raise ReleaseDiskFullError(output_dir, shutil.disk_usage(device).free, bool(previous)) from err
         raise
     logger.info("Wrote the ReLU release (%d files, reload check passed) to %s.", len(files) + 1, output_dir)
     return output_dir
@@ -450,6 +500,9 @@ def check_release_dir(release_dir: str | os.PathLike) -> list[str]:
             "model that was saved), so nobody checked what users would download",
         )
     listed = list(manifest.get("files", []))
+    hidden = [name for name in listed if is_internal(name)]
+    if hidden:
+        raise NotAReleaseError(folder, f"{MANIFEST_FILENAME} lists the save's own hidden files {hidden}")
     checked = manifest["reload_check"].get("sha256") or {}
     missing = [name for name in dict.fromkeys([*listed, *checked]) if not (folder / name).is_file()]
     if missing:

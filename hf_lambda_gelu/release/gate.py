@@ -27,11 +27,14 @@ from torch import nn
 
 from ..errors import InvalidInputError, ReleaseReloadError
 from ..gelu_remnants import functional_gelus
+from ..temp_dirs import locked_temp_dir
 from . import reload_worker
 
 __all__ = ["DEFAULT_TOLERANCE", "ReloadCase", "ReloadResult", "check_reload", "dummy_inputs", "verify_reloads"]
 
 DEFAULT_TOLERANCE = 1e-4
+#: Prefix of the folders in TMPDIR that hold a reload's inputs and jobs (stale ones are removed by the next run).
+RELOAD_TEMP_PREFIX = "hf-lambda-gelu-reload-"
 
 
 class _Worker:
@@ -40,7 +43,7 @@ class _Worker:
     def __init__(self, with_package: bool) -> None:
         self.with_package = with_package
         self.proc: subprocess.Popen | None = None
-        self.log = tempfile.TemporaryFile(mode="w+", prefix="hf-lambda-gelu-reload-")
+        self.log = tempfile.TemporaryFile(mode="w+", prefix=RELOAD_TEMP_PREFIX)
         self.lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen:
@@ -228,7 +231,7 @@ def verify_reloads(cases: list[ReloadCase], *, tolerance: float = DEFAULT_TOLERA
     True
     """
     expected, functional = [], []
-    with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-reload-") as tmp:
+    with locked_temp_dir(RELOAD_TEMP_PREFIX) as tmp:
         jobs = []
         for i, case in enumerate(cases):
             inputs = case.inputs if case.inputs is not None else dummy_inputs(case.model)
