@@ -412,7 +412,7 @@ def mount(tmp_path):
 
 def test_read_only_out_dir_is_refused_before_the_model_loads(tmp_path, capsys, mount, monkeypatch):
     read_only = mount("size=1m,ro")
-    monkeypatch.setattr(relufy_cli, "_load", lambda *a: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(relufy_cli, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     argv = ["relufy", str(_classifier_dir(tmp_path)), str(read_only / "twin"), "--data", str(_texts(tmp_path / "t.txt", 30))]  # fmt: skip
     assert main(argv) == 1
     assert_one_error_line(capsys.readouterr().err, "is read-only for this user")
