@@ -689,8 +689,8 @@ COMMANDS: dict[str, Command] = {
         Command("push", "Upload a release folder to the Hugging Face Hub.", _push_arguments, _push),
         Command(
             "demo",
-            "Run the offline demo: all-MiniLM-L6-v2 on VADER sentiment, GELU fine-tune and its naive ReLU swap "
-            "vs the λ-GELU road to a ReLU release.",
+            "Run the offline demo: all-MiniLM-L6-v2 on VADER sentiment, GELU fine-tune, its naive ReLU swap and "
+            "its relufied ReLU twin (no labels) vs the λ-GELU road to a ReLU release.",
             _demo_arguments,
             _demo,
             passthrough=True,

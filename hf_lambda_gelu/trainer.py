@@ -406,6 +406,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         # hardened to this run's own (possibly per-layer) targets: the bound is checked only if hardening never ran
         tolerance = None if self.hardening.started else self.args.relu_tolerance
         report = measure_swap(self.model, functools.partial(reluize, tolerance=tolerance), predict)
+        report.tolerance = self.args.relu_tolerance  # the run's ε (the card's), also where the bound was not checked
         report.target_lambda = self.args.target_lambda
         report.learned_lambdas = self.learned_profile()
         report.settings = self.args.settings()
