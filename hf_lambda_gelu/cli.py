@@ -738,8 +738,8 @@ COMMANDS: dict[str, Command] = {
         ),
         Command(
             "demo",
-            "Run the offline demo: all-MiniLM-L6-v2 on VADER sentiment, GELU fine-tune and its naive ReLU swap "
-            "vs the λ-GELU road to a ReLU release.",
+            "Run the offline demo: all-MiniLM-L6-v2 on VADER sentiment, GELU fine-tune, its naive ReLU swap and "
+            "its relufied ReLU twin (no labels) vs the λ-GELU road to a ReLU release.",
             _demo_arguments,
             _demo,
             example="HF_HUB_OFFLINE=1 hf-lambda-gelu demo --output_dir lambda_gelu_demo",

@@ -34,7 +34,6 @@ two threads per process spin-wait for a core another process holds (measured 4×
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -47,7 +46,7 @@ from typing import Any
 
 import torch
 
-from .demo_output import DEMO_KEY, check_demo_output_dir
+from .demo_output import DEMO_KEY, check_demo_output_dir, results_file
 from .errors import InvalidSettingError, MissingExtraError
 from .metrics import compute_accuracy
 from .release.folder import save_release
@@ -156,6 +155,15 @@ ROWS = (
     ("relufy: that model → ReLU twin, no labels", "relufy_eval_accuracy", "relufy_"),
     ("λ-GELU road: hardened, before the swap", "reluize_before_eval_accuracy", None),
     ("λ-GELU → ReLU: the released ReLU model", "eval_accuracy", "reluize_"),
+)
+
+
+#: Said under the table in the card: its "naive swap" row is not the card's own naive-swap baseline.
+BASELINES_NOTE = (
+    'Two different naive swaps: the table\'s "naive swap" row is the GELU fine-tune (the reference) swapped to '
+    'ReLU with no training; the naive-swap baseline of the section "Disruption of the final swap" is this run\'s '
+    "own model at hardening start swapped directly (not measured when hardening starts at the first step: that "
+    "model is then the untouched starting checkpoint)."
 )
 
 
@@ -357,12 +365,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             report=trainer.reluization_report,
             card_kwargs={
                 "dataset_names": ["VADER sentiment lexicon (vaderSentiment, vader_lexicon.txt)"],
-                "extra_text": f"Demo run on the {task}:\n\n{table}",
+                "extra_text": f"Demo run on the {task}:\n\n{table}\n\n{BASELINES_NOTE}",
             },
             overwrite=True,
+            add_files=results_file(results),  # all_results.json: a release file, listed in the manifest
         )
         out = Path(training_args.output_dir)
-        (out / "all_results.json").write_text(json.dumps(results, indent=4, sort_keys=True) + "\n")
         print(
             f"\nλ-GELU demo: {Path(path).name if demo_args.model_name_or_path else 'all-MiniLM-L6-v2'}, accuracy on "
             f"the {task}\n{table}\n"

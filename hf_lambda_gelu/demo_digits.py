@@ -36,7 +36,6 @@ Threads and launch under ``accelerate``: docs/design.md.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -47,8 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .demo import format_table, parse_demo_args
-from .demo_output import DEMO_KEY, check_demo_output_dir
+from .demo import BASELINES_NOTE, format_table, parse_demo_args
+from .demo_output import DEMO_KEY, check_demo_output_dir, results_file
 from .errors import MissingExtraError
 from .metrics import compute_accuracy
 from .release.folder import save_release
@@ -310,7 +309,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     table = format_table(results, ROWS)
 
     # 7. the release folder, with the table in its card, and all_results.json
-    card_text = f"Demo run on the handwritten digits ({len(validation)} validation images):\n\n{table}"
+    card_text = (
+        f"Demo run on the handwritten digits ({len(validation)} validation images):\n\n{table}\n\n{BASELINES_NOTE}"
+    )
     if trainer.is_world_process_zero():
         save_release(
             trainer.model,
@@ -323,8 +324,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                 "extra_text": card_text,
             },
             overwrite=True,
+            add_files=results_file(results),  # all_results.json: a release file, listed in the manifest
         )
-        (output_dir / "all_results.json").write_text(json.dumps(results, indent=4, sort_keys=True) + "\n")
         print(
             f"\nλ-GELU demo: handwritten digits, accuracy on {len(validation)} validation images\n{table}\n"
             f"Release (ReLU model, model card, hardness profile plot, all_results.json): {output_dir}\n"

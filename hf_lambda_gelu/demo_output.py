@@ -12,13 +12,14 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import OutputDirNotEmptyError, ReleaseDirNotEmptyError
 from .release import PROFILE_JSON_FILENAME, PROFILE_PLOT_FILENAME, REPORT_FILENAME, check_output_dir
 
-__all__ = ["DEMO_KEY", "RESULTS_FILENAME", "check_demo_output_dir"]
+__all__ = ["DEMO_KEY", "RESULTS_FILENAME", "check_demo_output_dir", "results_file"]
 
 RESULTS_FILENAME = "all_results.json"
 #: The key of ``all_results.json`` that names the demo which wrote the folder.
@@ -74,6 +75,22 @@ def check_demo_output_dir(
             f"the output of another demo ({earlier!r})" if earlier else f"no {RESULTS_FILENAME} of this demo ({demo!r})"
         )
         raise OutputDirNotEmptyError(folder, f"holds {what}", flag)
+
+
+def results_file(results: dict[str, Any]) -> Callable[[Path], None]:
+    """``save_release``'s ``add_files``: ``all_results.json`` written into the release, so its manifest lists it.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> results_file({"demo": "minilm-vader"})(folder)
+    >>> _demo_of(folder)
+    'minilm-vader'
+    """
+
+    def write(folder: Path) -> None:
+        (folder / RESULTS_FILENAME).write_text(json.dumps(results, indent=4, sort_keys=True) + "\n", encoding="utf-8")
+
+    return write
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:

@@ -25,6 +25,11 @@ __all__ = ["KINDS", "NEIGHBOURS", "FidelityReport", "Pooling", "measure_fidelity
 KINDS = ("classifier", "embedder", "causal_lm")
 #: k of the neighbour agreement (recall@k of the original's k nearest neighbours in the eval set).
 NEIGHBOURS = 10
+#: Said where the table has no "original" column.
+NO_ORIGINAL_COLUMN = (
+    "No column for the original: every measure compares the twin with it (the original against itself scores "
+    "a cosine of 1, 100 %, an error of 0)."
+)
 
 
 def model_kind(model: nn.Module) -> str:
@@ -101,6 +106,8 @@ class FidelityReport:
     perplexity_twin: float | None = None
     next_token_agreement: float | None = None
     pooling: str | None = None
+    #: Held-out inputs (texts, images) measured; ``examples`` counts predictions (per token for a causal LM).
+    inputs: int | None = None
     #: How the twin was made (road, steps, data); set by :func:`hf_lambda_gelu.relufy`.
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -130,18 +137,39 @@ class FidelityReport:
         rows.append(("worst layer's relative hidden-state error", "", f"{worst:.4f}"))
         return rows
 
+    def _has_original_column(self) -> bool:
+        """False when no measure has a value of the original's own (an embedder's are all comparisons to it)."""
+        return any(orig for _, orig, _ in self.rows())
+
     def format_table(self) -> str:
-        """A plain-text table (what the CLI prints)."""
+        """A plain-text table (what the CLI prints); without the "original" column when it would be blank."""
+        if not self._has_original_column():
+            lines = [f"{'measure':<46} {'ReLU twin':>12}"]
+            lines += [f"{name:<46} {twin:>12}" for name, _, twin in self.rows()]
+            return "\n".join([*lines, NO_ORIGINAL_COLUMN])
         lines = [f"{'measure':<46} {'original':>10} {'ReLU twin':>12}"]
         lines += [f"{name:<46} {orig:>10} {twin:>12}" for name, orig, twin in self.rows()]
         return "\n".join(lines)
 
+    def _measured_on(self) -> str:
+        """How many held-out inputs, and predictions where they differ (a causal LM's next tokens)."""
+        if self.inputs is None or self.inputs == self.examples:
+            return f"{self.examples} held-out inputs"
+        if self.kind == "causal_lm":
+            return f"{self.inputs} held-out texts ({self.examples} next-token predictions)"
+        return f"{self.inputs} held-out inputs ({self.examples} token predictions)"
+
     def markdown(self) -> str:
         """The card's "Fidelity to the original" section body."""
-        head = f"Measured on {self.examples} held-out inputs that neither model was trained on"
+        head = f"Measured on {self._measured_on()} that neither model was trained on"
         lines = [head + (f" ({self.pooling} pooling)." if self.pooling else "."), ""]
-        lines += ["| | original (GELU) | ReLU twin |", "|---|---|---|"]
-        lines += [f"| {name} | {orig or '—'} | {twin} |" for name, orig, twin in self.rows()]
+        if self._has_original_column():
+            lines += ["| | original (GELU) | ReLU twin |", "|---|---|---|"]
+            lines += [f"| {name} | {orig or '—'} | {twin} |" for name, orig, twin in self.rows()]
+        else:
+            lines += ["| | ReLU twin |", "|---|---|"]
+            lines += [f"| {name} | {twin} |" for name, _, twin in self.rows()]
+            lines += ["", NO_ORIGINAL_COLUMN]
         errors = ", ".join(f"{e:.3g}" for e in self.hidden_state_rel_error)
         lines += ["", f"Relative hidden-state error ‖h_twin − h_orig‖/‖h_orig‖ per layer (embeddings first): {errors}."]
         return "\n".join(lines)
@@ -216,8 +244,10 @@ def measure_fidelity(
     nll = [0.0, 0.0]
     emb_o: list[torch.Tensor] = []
     emb_t: list[torch.Tensor] = []
+    inputs = 0
     for batch in progress(batches) if progress else batches:
         out_o, out_t = _outputs(original, batch), _outputs(twin, batch)
+        inputs += len(out_o.hidden_states[0])
         mask = batch.get("attention_mask")
         for layer, (ho, ht) in enumerate(zip(out_o.hidden_states, out_t.hidden_states)):
             if layer == len(sq_err):
@@ -271,6 +301,7 @@ def measure_fidelity(
             worst_cosine=float(cos.min()),
             neighbour_agreement=_neighbour_agreement(eo, et, neighbours) if neighbours else None,
             pooling=pooling.mode,
+            inputs=inputs,
         )
     report = FidelityReport(
         kind=kind,
@@ -278,6 +309,7 @@ def measure_fidelity(
         hidden_state_rel_error=errors,
         top1_agreement=agree / max(count, 1),
         mean_kl=kl_sum / max(count, 1),
+        inputs=inputs,
     )
     if kind == "causal_lm":
         report.perplexity_original = math.exp(nll[0] / max(count, 1))

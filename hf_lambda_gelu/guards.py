@@ -1,17 +1,20 @@
 """Guards every trainer of the package shares: stop at the first non-finite loss, leave no mixed-precision
-wrapper on the trained model (so it computes as its saved checkpoint reloads), and turn a disk that fills up during
-a checkpoint into one clear error with no partial checkpoint left behind."""
+wrapper on the trained model (so it computes as its saved checkpoint reloads), turn a disk that fills up during
+a checkpoint into one clear error with no partial checkpoint left behind, and keep the Hub token out of every
+saved ``training_args.bin``."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from .errors import CheckpointDiskFullError, NonFiniteLossError
@@ -31,6 +34,12 @@ class GuardedTrainingMixin:
                 self.state.global_step + 1, self.state.max_steps, float(loss.float().sum()), _non_finite(inputs)
             )
         return loss
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Upstream's save (also of every checkpoint) with ``args.hub_token`` None meanwhile: upstream pickles
+        ``args`` into the folder's ``training_args.bin``; ``push_to_hub`` still gets the token."""
+        with _hub_token_hidden(self.args):
+            super().save_model(output_dir, _internal_call)
 
     def _save_checkpoint(self, model, trial) -> None:
         """Upstream's checkpoint save; a full disk raises :class:`~hf_lambda_gelu.errors.CheckpointDiskFullError`
@@ -54,6 +63,16 @@ class GuardedTrainingMixin:
         after a first evaluation), so the model would keep running in mixed precision while its saved checkpoint
         reloads in its weights' precision (the release gate would compare the two)."""
         self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+
+
+@contextlib.contextmanager
+def _hub_token_hidden(args: TrainingArguments) -> Iterator[None]:
+    """``args.hub_token`` is None inside (and restored after, also on an error)."""
+    token, args.hub_token = args.hub_token, None
+    try:
+        yield
+    finally:
+        args.hub_token = token
 
 
 def _non_finite(inputs: Mapping[str, Any]) -> list[str]:

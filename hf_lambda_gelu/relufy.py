@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 ROADS = ("swap", "lambda", "refit")
 
 
-@dataclass
+@dataclass(repr=False)  # keep TrainingArguments.__repr__, which masks every *_token field
 class RelufyArguments(TrainingArguments):
     """TrainingArguments for a relufy run, with the distillation settings (HfArgumentParser picks them up).
 
@@ -129,6 +129,24 @@ class RelufyArguments(TrainingArguments):
             raise InvalidSettingError(
                 "hidden_alpha/logits_alpha/embedding_alpha/task_alpha", 0.0, "at least one loss weight must be > 0."
             )
+        self._check_length_and_rate()
+
+    def _check_length_and_rate(self) -> None:
+        """A finite learning rate and epoch count; a run that trains must take steps at a rate > 0 (the
+        training-free road ``"refit"`` may take none)."""
+        trains = self.road != "refit"
+        if not (math.isfinite(self.learning_rate) and (self.learning_rate > 0 if trains else self.learning_rate >= 0)):
+            raise InvalidSettingError(
+                "learning_rate", self.learning_rate, "use a finite learning rate > 0 (a rate of 0 changes nothing)."
+            )
+        epochs = self.num_train_epochs
+        by_epochs = self.max_steps <= 0  # max_steps > 0 overrides num_train_epochs
+        if not (math.isfinite(epochs) and epochs >= 0) or (trains and by_epochs and epochs == 0):
+            raise InvalidSettingError(
+                "num_train_epochs",
+                epochs,
+                "use a finite number of epochs > 0, or max_steps > 0 (no step would leave the twin the naive swap).",
+            )
 
     def hardening_config(self) -> HardeningConfig:
         """road='lambda': λ pinned from the first step and hardened to λ* = c/ε by ``hardening_end``."""
@@ -193,6 +211,17 @@ class RelufyTrainer(GuardedTrainingMixin, Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         log_distill_loss(logs, self._logged)
         super().log(logs, start_time)
+
+
+def _loss_weights(args: RelufyArguments, kind: str) -> dict[str, float]:
+    """The loss weights that apply to a model of ``kind`` (an embedder has no logits, only an embedder a pooled
+    embedding), by setting name.
+
+    >>> _loss_weights(RelufyArguments(output_dir="out", report_to="none", logits_alpha=0.5), "classifier")
+    {'hidden_alpha': 1.0, 'logits_alpha': 0.5, 'task_alpha': 0.0}
+    """
+    head = "embedding_alpha" if kind == "embedder" else "logits_alpha"
+    return {"hidden_alpha": args.hidden_alpha, head: getattr(args, head), "task_alpha": args.task_alpha}
 
 
 def _student(model: nn.Module, args: RelufyArguments) -> nn.Module:
@@ -263,6 +292,12 @@ def relufy(
         loaded = load_model(model, revision=revision)
         model, pooling = loaded.model, pooling or loaded.pooling
     kind = model_kind(model)
+    weights = _loss_weights(args, kind)
+    if not any(weights.values()):
+        other = "logits_alpha (models with logits)" if kind == "embedder" else "embedding_alpha (embedders)"
+        raise InvalidSettingError(
+            "/".join(weights), 0.0, f"no loss left for this {kind} ({other} only); give one of these a weight > 0."
+        )
     pooling = pooling or Pooling()
     if args.task_alpha == 0:
         train_dataset = _without_labels(train_dataset)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import json
 import logging
 import os
-from collections.abc import Iterator
 from typing import Any
 
 from transformers import TrainingArguments
@@ -210,8 +208,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
 
     # -- checkpoints and resume --------------------------------------------------------------
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        with _hub_token_hidden(self.args):  # training_args.bin never holds the token; push_to_hub still gets it
-            super().save_model(output_dir, _internal_call)
+        super().save_model(output_dir, _internal_call)  # GuardedTrainingMixin: training_args.bin holds no token
         # A checkpoint (saved before its trainer_state.json, so any checkpoint a resume can use) written
         # after hardening started carries the weights of its start: the naive-swap baseline survives.
         if _internal_call and self._pre_hardening_state() is not None and self.args.should_save:
@@ -413,6 +410,7 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         # hardened to this run's own (possibly per-layer) targets: the bound is checked only if hardening never ran
         tolerance = None if self.hardening.started else self.args.relu_tolerance
         report = measure_swap(self.model, functools.partial(reluize, tolerance=tolerance), predict)
+        report.tolerance = self.args.relu_tolerance  # the run's ε (the card's), also where the bound was not checked
         report.target_lambda = self.args.target_lambda
         report.learned_lambdas = self.learned_profile()
         report.settings = self.args.settings()
@@ -432,16 +430,6 @@ class LambdaGELUTrainer(GuardedTrainingMixin, DistillationTrainer):
         flat = report.metrics()
         self.log(flat)
         return flat
-
-
-@contextlib.contextmanager
-def _hub_token_hidden(args: TrainingArguments) -> Iterator[None]:
-    """``args.hub_token`` is None inside (Trainer pickles ``args`` into each save folder's training_args.bin)."""
-    token, args.hub_token = args.hub_token, None
-    try:
-        yield
-    finally:
-        args.hub_token = token
 
 
 def _road_in_words(args: LambdaGELUTrainingArguments) -> str:

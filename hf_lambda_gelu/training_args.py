@@ -50,7 +50,7 @@ SETTING_LABELS = {
 }
 
 
-@dataclass
+@dataclass(repr=False)  # keep TrainingArguments.__repr__, which masks every *_token field
 class LambdaGELUTrainingArguments(TrainingArguments):
     """TrainingArguments plus the λ-GELU settings (HfArgumentParser picks every field up).
 

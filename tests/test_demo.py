@@ -22,6 +22,8 @@ import torch
 from helpers import offline_env
 
 from hf_lambda_gelu import demo, demo_digits
+from hf_lambda_gelu.cli import main
+from hf_lambda_gelu.release.folder import check_release_dir
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE_ROWS = [label for label, _, _ in demo_digits.ROWS]
@@ -102,6 +104,11 @@ def test_cli_demo_runs_the_minilm_story_and_prints_what_it_saves(tmp_path):
     assert (out / "tokenizer.json").is_file() and (out / "hardness_profile.png").is_file()
     card = (out / "README.md").read_text()
     assert TEXT_ROWS[1] in card and TEXT_ROWS[2] in card and "sentence-transformers/all-MiniLM-L6-v2" in card
+    # issue 25 item 20: the two naive swaps told apart in one place; all_results.json is a release file; the report
+    # records the ε the card states
+    assert card.count(demo.BASELINES_NOTE) == 1 and "baseline is unavailable for this release" in card
+    assert "all_results.json" in check_release_dir(out)
+    assert json.loads((out / "reluization_report.json").read_text())["tolerance"] == 1e-3
 
 
 def test_vader_split_is_fixed_and_labels_both_ways():
@@ -156,3 +163,12 @@ def test_the_recipe_without_the_demo_extra_says_which_extra_in_one_line(monkeypa
         "error: The demo (its handwritten digits data set) needs scikit-learn, which is not installed: "
         "pip install 'hf-lambda-gelu[demo]' (the 'demo' extra)."
     ]
+
+
+def test_demo_help_mentions_every_row_of_its_table(capsys):
+    """Issue 25 item 20: ``demo --help`` did not mention the relufy row."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "naive ReLU swap" in text and "relufied ReLU twin" in text and "λ-GELU road" in text

@@ -102,3 +102,29 @@ def test_road_panel_from_a_log_history(tmp_path):
     assert h2 == 2 * h1  # the road panel below the profile
     # a history without λ entries draws the profile only
     assert _png_size(save_profile_plot(profile, tmp_path / "x.png", log_history=[{"step": 1, "loss": 1.0}]))[1] == h1
+
+
+def test_every_layer_at_the_target_is_drawn_on_it_with_readable_ticks(tmp_path, monkeypatch):
+    """Issue 25 item 21: λ = float32(c/ε) on every layer and λ* = c/ε made autoscale zoom into the rounding: every
+    y tick read 169.97 and the dots sat hundreds of pixels below the λ* line."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    figures = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (figures.append(fig), save(fig, *a, **k))[1])
+    target = RELU_DISTANCE_CONSTANT / 1e-3
+    lam = float(np.float32(target))
+    assert lam != target
+    save_profile_plot({f"layer.{i}.act": lam for i in range(6)}, tmp_path / "p.png", target_lambda=target)
+    ax = figures[0].axes[0]
+    figures[0].canvas.draw()
+    low, high = ax.get_ylim()
+    assert high / low >= 3  # a sensible range, not the float32 rounding
+    shown = [
+        t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+        if t.get_text() and low <= t.get_position()[1] <= high
+    ]  # fmt: skip
+    assert len(shown) >= 2 and len(set(shown)) == len(shown), shown
+    dot, line = (ax.transData.transform((0, y))[1] for y in (lam, target))
+    assert abs(dot - line) < 1.0  # pixels: on the line

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -251,3 +253,20 @@ def test_the_card_names_a_local_base_checkpoint_by_its_hub_id_or_its_name_only(t
     assert card.data.base_model == "google-bert/bert-base-uncased"
     assert "[google-bert/bert-base-uncased](https://huggingface.co/google-bert/bert-base-uncased)" in card.text
     assert str(tmp_path) not in str(card)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_every_release_file_gets_the_umasks_mode(tmp_path, umask):
+    """Issue 25 item 22: safetensors wrote model.safetensors 0600 while every other file was 0644, so a release
+    copied to a shared server was unreadable by others."""
+    from tiny_data import tiny_bert
+
+    previous = os.umask(umask)
+    try:
+        out = save_release(tiny_bert(hidden_act="relu").eval(), tmp_path / "release")
+    finally:
+        os.umask(previous)
+    files = check_release_dir(out) + [MANIFEST_FILENAME]
+    assert "model.safetensors" in files
+    modes = {name: stat.S_IMODE((out / name).stat().st_mode) for name in files}
+    assert modes == dict.fromkeys(files, 0o666 & ~umask)

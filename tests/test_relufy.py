@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from fake_hub import TOKEN
 from tiny_data import VOCAB, lm_dataset, text_dataset, tiny_bert, tiny_gpt2
 from transformers import AutoModelForSequenceClassification, BertConfig, BertModel, default_data_collator
 
@@ -17,7 +18,7 @@ from hf_lambda_gelu import (
     relufy,
     save_release,
 )
-from hf_lambda_gelu.fidelity import Pooling, measure_fidelity, model_kind
+from hf_lambda_gelu.fidelity import FidelityReport, Pooling, measure_fidelity, model_kind
 from hf_lambda_gelu.relufy import _student
 
 
@@ -182,3 +183,135 @@ def test_dropout_is_off_in_the_student_but_kept_in_the_saved_config(tmp_path):
     assert student.config.hidden_dropout_prob == 0.3
     kept = _student(model, _args(tmp_path, student_dropout=True))
     assert any(m.p == 0.3 for m in kept.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_checkpoints_of_a_relufy_run_never_hold_the_hub_token(tmp_path):
+    """Issue 25 item 3: RelufyTrainer shares LambdaGELUTrainer's guard (the token used to be pickled as is)."""
+    args = _args(tmp_path, save_strategy="steps", save_steps=3, hub_token=TOKEN)
+    relufy(tiny_bert().eval(), text_dataset(48), args, data_collator=default_data_collator)
+    saved = sorted((tmp_path / "work").glob("checkpoint-*/training_args.bin"))
+    assert len(saved) == 2
+    for path in saved:
+        assert TOKEN.encode() not in path.read_bytes(), path
+        assert torch.load(path, weights_only=False).hub_token is None
+    assert args.hub_token == TOKEN
+
+
+@pytest.mark.parametrize("arguments", ["RelufyArguments", "LambdaGELUTrainingArguments"])
+def test_repr_of_the_arguments_masks_the_hub_token_as_transformers_does(tmp_path, arguments):
+    import hf_lambda_gelu
+
+    args = getattr(hf_lambda_gelu, arguments)(output_dir=str(tmp_path), report_to="none", hub_token=TOKEN)
+    for text in (repr(args), str(args), repr([args])):
+        assert TOKEN not in text and "hub_token=<HUB_TOKEN>" in text
+    assert args.hub_token == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("model", "weights", "named"),
+    [(tiny_bert, dict(hidden_alpha=0.0, logits_alpha=0.0, embedding_alpha=1.0), "hidden_alpha/logits_alpha/task_alpha"),
+     (tiny_gpt2, dict(hidden_alpha=0.0, logits_alpha=0.0), "hidden_alpha/logits_alpha/task_alpha"),
+     (_tiny_encoder, dict(hidden_alpha=0.0, embedding_alpha=0.0), "hidden_alpha/embedding_alpha/task_alpha")],
+)  # fmt: skip
+def test_a_loss_that_is_zero_for_the_model_kind_is_refused_before_training(tmp_path, model, weights, named):
+    """Issue 25 item 17: a classifier with only embedding_alpha > 0 used to fail at the first step ("element 0 of
+    tensors does not require grad")."""
+    with pytest.raises(InvalidSettingError, match=f"^{named}=0.0 is invalid: no loss left") as err:
+        relufy(model().eval(), text_dataset(16), _args(tmp_path, **weights), data_collator=default_data_collator)
+    assert err.value.name == named
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [(dict(learning_rate=float("nan")), "learning_rate"), (dict(learning_rate=float("inf")), "learning_rate"),
+     (dict(learning_rate=0.0), "learning_rate"), (dict(learning_rate=-1e-4), "learning_rate"),
+     (dict(max_steps=-1, num_train_epochs=float("nan")), "num_train_epochs"),
+     (dict(max_steps=-1, num_train_epochs=0.0), "num_train_epochs"),
+     (dict(max_steps=0, num_train_epochs=0.0), "num_train_epochs"),
+     (dict(max_steps=6, num_train_epochs=float("nan")), "num_train_epochs"),
+     (dict(max_steps=-1, num_train_epochs=-1.0), "num_train_epochs")],
+)  # fmt: skip
+def test_a_run_that_cannot_train_is_refused(tmp_path, overrides, named):
+    with pytest.raises(InvalidSettingError, match=f"^{named}=") as err:
+        _args(tmp_path, **overrides)
+    assert err.value.name == named
+
+
+def test_only_the_training_free_refit_road_may_take_no_step(tmp_path, monkeypatch):
+    """num_train_epochs=0 / max_steps=0 / learning_rate=0 stay allowed for road "refit" (training-free)."""
+    import sys
+
+    module = sys.modules["hf_lambda_gelu.relufy"]  # the package's `relufy` is the function
+    if "refit" not in module.ROADS:
+        monkeypatch.setattr(module, "ROADS", (*module.ROADS, "refit"))
+    args = _args(tmp_path, road="refit", max_steps=0, num_train_epochs=0.0, learning_rate=0.0)
+    assert args.num_train_epochs == 0 and args.max_steps == 0
+    with pytest.raises(InvalidSettingError, match="^learning_rate=nan"):
+        _args(tmp_path, road="refit", max_steps=0, num_train_epochs=0.0, learning_rate=float("nan"))
+    # max_steps > 0 decides the length: num_train_epochs=0 is then harmless
+    assert _args(tmp_path, max_steps=6, num_train_epochs=0.0).max_steps == 6
+
+
+def test_causal_lm_card_names_the_held_out_texts_and_the_next_token_predictions():
+    """Issue 25 item 6: 20 texts held out gave "Measured on 100 held-out inputs" (100 = next-token predictions)."""
+    model = tiny_gpt2().eval()
+    batch = {"input_ids": torch.randint(1, VOCAB, (20, 6))}
+    report = measure_fidelity(model, model, [batch])
+    assert (report.inputs, report.examples) == (20, 100)
+    assert "Measured on 20 held-out texts (100 next-token predictions) that" in report.markdown()
+    classifier = measure_fidelity(tiny_bert().eval(), tiny_bert().eval(), [batch])
+    assert "Measured on 20 held-out inputs that" in classifier.markdown()
+
+
+@pytest.mark.parametrize("road", ["swap", "lambda"])
+def test_the_card_says_how_the_twin_was_distilled_once(road):
+    """Issue 25 item 7: "then distilled and distilled" (swap) and "while it distilled and distilled" (lambda)."""
+    from hf_lambda_gelu.release.twin import build_relufy_card
+
+    training = {"road": road, "steps": 5, "train_examples": 40, "learning_rate": 1e-4, "hidden_alpha": 1.0,
+                "hardening_end": 0.3 if road == "lambda" else None}  # fmt: skip
+    report = FidelityReport("classifier", 10, [0.0], top1_agreement=1.0, mean_kl=0.0, training=training)
+    text = build_relufy_card(tiny_bert(hidden_act="relu").config, report, base_model="me/bert-gelu").text
+    assert "distilled and distilled" not in text and "while it distilled" not in text
+    assert text.count("distilled to the frozen original") == 2  # the summary and "Road to ReLU"
+    if road == "lambda":
+        assert "while λ was hardened to λ* over the first 30 % of the steps" in text
+
+
+@pytest.mark.parametrize(
+    ("recorded", "title", "base_model"),
+    [("google-bert/bert-base-uncased", "bert-base-uncased-relu", "google-bert/bert-base-uncased"),
+     (None, "model-relu", None), ("/home/me/runs/checkpoint-500", "model-relu", None), ("", "model-relu", None)],
+)  # fmt: skip
+def test_the_card_names_the_original_by_its_recorded_hub_id_before_its_folder(tmp_path, recorded, title, base_model):
+    """Issue 25 item 7: a model in .../model was released as "# model-relu" although its config names its Hub id."""
+    from hf_lambda_gelu.release.twin import build_relufy_card
+
+    folder = tmp_path / "model"
+    tiny_bert().save_pretrained(folder)
+    if recorded is not None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "_name_or_path": recorded}))
+    report = FidelityReport("classifier", 10, [0.0], top1_agreement=1.0, mean_kl=0.0, training={"road": "swap"})
+    card = build_relufy_card(tiny_bert(hidden_act="relu").config, report, base_model=str(folder))
+    assert f"\n# {title}\n" in card.text and card.data.base_model == base_model
+    assert str(tmp_path) not in card.text
+    if base_model:
+        assert (
+            f"**Original model:** [{base_model}](https://huggingface.co/{base_model}) (the `_name_or_path`" in card.text
+        )
+
+
+def test_an_embedders_table_has_no_blank_original_column_and_says_why():
+    """Issue 25 item 7: the "original" column was blank on every row of an embedder's table and card."""
+    from hf_lambda_gelu.fidelity import NO_ORIGINAL_COLUMN
+
+    model = _tiny_encoder().eval()
+    report = measure_fidelity(model, model, [{"input_ids": torch.randint(1, VOCAB, (12, 6))}])
+    table, card = report.format_table(), report.markdown()
+    assert "original" not in table.splitlines()[0] and table.endswith(NO_ORIGINAL_COLUMN)
+    assert "| | ReLU twin |" in card and "original (GELU)" not in card and NO_ORIGINAL_COLUMN in card
+    labelled = FidelityReport("classifier", 12, [0.0], top1_agreement=1.0, mean_kl=0.0, accuracy_original=0.5,
+                              accuracy_twin=0.5)  # fmt: skip
+    assert "original" in labelled.format_table().splitlines()[0] and "| original (GELU) |" in labelled.markdown()

@@ -149,3 +149,13 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss(tmp_path):
     with pytest.raises(NonFiniteLossError, match="inputs are finite, so the model diverged") as err:
         trainer.train()
     assert err.value.bad_inputs == [] and 1 < err.value.step <= 8
+
+
+def test_the_reluization_report_records_the_runs_tolerance(tmp_path):
+    """Issue 25 item 20: a hardened run wrote ``"tolerance": null`` while its card says ε = 0.001."""
+    out = tmp_path / "out"
+    trainer = _trainer(out, max_steps=4, relu_tolerance=2e-3)
+    trainer.train()
+    report = json.loads((out / "reluization_report.json").read_text())
+    assert report["tolerance"] == 2e-3 and trainer.reluization_report.tolerance == 2e-3
+    assert report["max_error_bound"] == pytest.approx(2e-3, rel=1e-3)  # hardened to λ* = c/ε

@@ -117,6 +117,13 @@ def reluize_for_release(
     return merged
 
 
+def _file_mode() -> int:
+    """The mode of a file newly created by this process: 0666 less the umask (e.g. 0644 under umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -397,6 +404,9 @@ def _stage(
     if add_files is not None:
         add_files(staging)
     files = sorted(_release_files(staging))
+    mode = _file_mode()
+    for name in files:  # safetensors writes 0600: every release file gets the mode a new file gets here
+        os.chmod(staging / name, mode)
     manifest = {
         "format": _MANIFEST_FORMAT,
         "files": files,

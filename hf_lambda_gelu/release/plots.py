@@ -24,6 +24,8 @@ __all__ = [
 ]
 
 _MAX_LABEL_CHARS = 24
+#: λ values (and λ*) within this factor of each other are drawn on a y range this factor wider on each side.
+NARROW_RANGE = 2.0
 
 
 def _check_profile(profile: dict[str, float]) -> dict[str, float]:
@@ -178,7 +180,10 @@ def save_profile_plot(
     plain = ticker.FuncFormatter(lambda value, _pos: f"{value:g}")
     ax.yaxis.set_major_formatter(plain)
     shown += [target_lambda] if target_lambda is not None else []
-    if max(shown) < 10 * min(shown):  # less than a decade: label the minor ticks too
+    low, high = min(shown), max(shown)
+    if high < NARROW_RANGE * low:  # (nearly) equal values, e.g. every layer at λ*: autoscale would zoom into
+        ax.set_ylim(low / NARROW_RANGE, high * NARROW_RANGE)  # float32 rounding, with one label on every tick
+    if high < 10 * low:  # less than a decade: label the minor ticks too
         ax.yaxis.set_minor_formatter(plain)
     slanted = max(map(len, labels)) > 4
     ax.set_xticks(positions, labels, rotation=45 if slanted else 0, ha="right" if slanted else "center")

@@ -21,6 +21,7 @@ from .card import (  # fmt: skip
     _architecture,
     _base_checkpoint,
     _base_text,
+    _hub_id,
     infer_auto_class,
     infer_pipeline_tag,
     load_template,
@@ -47,7 +48,8 @@ def build_relufy_card(
     Args:
         twin: the ReLU twin (its config is read).
         report: the :class:`~hf_lambda_gelu.fidelity.FidelityReport` of :func:`hf_lambda_gelu.relufy`.
-        base_model: the original (Hub id or folder; a folder is named, never its path).
+        base_model: the original (Hub id or folder; a folder is named by the Hub id its config.json records as
+            ``_name_or_path``, else by its own name, never its path).
         repo_id: where the release will live, for the loading snippet.
         processor_auto_class: ``"AutoTokenizer"`` / ``"AutoImageProcessor"`` if the release ships one.
         sentence_transformers: the release is also a sentence-transformers folder.
@@ -62,12 +64,13 @@ def build_relufy_card(
     """
     config = getattr(twin, "config", twin)
     how = report.training
-    hub_id, name = _base_checkpoint(base_model)
+    recorded = _recorded_hub_id(base_model)
+    hub_id, name = _base_checkpoint(recorded or base_model)
     road = (
-        "swapped from GELU to ReLU at once, then"
+        "swapped from GELU to ReLU at once, then distilled to the frozen original"
         if how.get("road") == "swap"
-        else f"converted to λ-GELU (λ = 1: the original exactly), λ hardened to λ* over the first "
-        f"{100 * (how.get('hardening_end') or 0):g} % of the steps while it"
+        else f"converted to λ-GELU (λ = 1: the original exactly), then distilled to the frozen original while λ "
+        f"was hardened to λ* over the first {100 * (how.get('hardening_end') or 0):g} % of the steps"
     )
     terms = [("hidden states (every layer, MSE)", how.get("hidden_alpha"))]
     terms += [
@@ -89,11 +92,12 @@ def build_relufy_card(
         template_str=load_template(RELUFY_TEMPLATE),
         title=f"{name.rstrip('/').rsplit('/', 1)[-1]}-relu" if name else "ReLU twin",
         base_model_text=_base_text(hub_id, name),
+        base_model_source=" (the `_name_or_path` its model folder's config.json records)" if recorded else "",
         model_type_text=f"`{model_type}`" if model_type else "transformers",
         model_type=model_type,
         architecture=_architecture(config),
         activation_text=" and ".join(f"`{k}: {v}`" for k, v in activation_fields(config).items()) or "ReLU",
-        road_text=road + " distilled",
+        road_text=road,
         train_examples=how.get("train_examples", "?"),
         steps=how.get("steps", "?"),
         losses_text=losses or "none",
@@ -106,6 +110,23 @@ def build_relufy_card(
         repo_id_literal=json.dumps(repo_id) if repo_id else '"<repo_id or local folder>"',
         sentence_transformers=sentence_transformers,
     )
+
+
+def _recorded_hub_id(base_model: str | None) -> str | None:
+    """The Hub id a local model folder's config.json records as ``_name_or_path`` (None: not a folder, no such
+    record, or a local path).
+
+    >>> _recorded_hub_id("me/bert-gelu") is None  # a Hub id is no folder
+    True
+    """
+    config = Path(base_model) / "config.json" if base_model else None
+    if config is None or not config.is_file():
+        return None
+    try:
+        recorded = json.loads(config.read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return _hub_id(recorded) if isinstance(recorded, str) else None
 
 
 def save_twin_release(
