@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 
 import pytest
@@ -180,3 +181,31 @@ def test_refit_settings_are_validated():
         RelufyArguments(output_dir="x", calibration_size=0)
     with pytest.raises(ValueError, match="refit_ridge"):
         RelufyArguments(output_dir="x", refit_ridge=float("nan"))
+
+
+def test_cli_refit_only_release_card_and_report(tmp_path, capsys):
+    """``relufy --road refit --max-steps 0``: training-free, and the card and report say so."""
+    from test_relufy_cli import _classifier_dir, _csv, _texts
+
+    from hf_lambda_gelu.cli import main
+    from hf_lambda_gelu.release.folder import check_release_dir
+    from hf_lambda_gelu.release.twin import FIDELITY_FILENAME
+
+    model_dir = _classifier_dir(tmp_path)
+    data, held_out = _texts(tmp_path / "train.txt", 80), _csv(tmp_path / "eval.csv", 24, seed=1)
+    out = tmp_path / "out"
+    argv = [model_dir, out, "--data", data, "--eval-data", held_out, "--label-column", "label", "--road", "refit"]
+    assert main(["relufy", *map(str, argv), "--max-steps", "0", "--calibration-size", "32"]) == 0
+    assert "refit road, 0 steps" in capsys.readouterr().out
+    report = json.loads((out / FIDELITY_FILENAME).read_text())
+    training = report["training"]
+    assert training["road"] == "refit" and training["steps"] == 0 and training["calibration_examples"] == 32
+    assert training["refit_seconds"] > 0 and len(training["refit"]["layers"]) == 2
+    card = (out / "README.md").read_text()
+    assert "refit by least squares on 32 unlabeled calibration inputs" in card and "with no gradient step" in card
+    assert "**Refit:** 2 MLP down-projections, on 32 calibration inputs" in card
+    assert "**Distillation:** none (0 steps)" in card and "for 0 steps" not in card
+    assert FIDELITY_FILENAME in check_release_dir(out)
+    # the same zero steps on the swap road would be the naive swap: refused, nothing written
+    assert main(["relufy", str(model_dir), str(tmp_path / "naive"), "--data", str(data), "--max-steps", "0"]) == 1
+    assert "--road refit" in capsys.readouterr().err and not (tmp_path / "naive").exists()

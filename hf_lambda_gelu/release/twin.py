@@ -19,6 +19,7 @@ from ..relufy_data import sentence_transformers_files
 from .card import (  # fmt: skip
     CARD_TAGS,
     _architecture,
+    _refit_summary,
     _base_checkpoint,
     _base_text,
     _hub_id,
@@ -66,12 +67,8 @@ def build_relufy_card(
     how = report.training
     recorded = _recorded_hub_id(base_model)
     hub_id, name = _base_checkpoint(recorded or base_model)
-    road = (
-        "swapped from GELU to ReLU at once, then distilled to the frozen original"
-        if how.get("road") == "swap"
-        else f"converted to λ-GELU (λ = 1: the original exactly), then distilled to the frozen original while λ "
-        f"was hardened to λ* over the first {100 * (how.get('hardening_end') or 0):g} % of the steps"
-    )
+    refit = _refit_summary(how.get("refit"))
+    road = _road_text(how, refit)
     terms = [("hidden states (every layer, MSE)", how.get("hidden_alpha"))]
     terms += [
         ("logits (T²·KL)", how.get("logits_alpha")),
@@ -98,6 +95,9 @@ def build_relufy_card(
         architecture=_architecture(config),
         activation_text=" and ".join(f"`{k}: {v}`" for k, v in activation_fields(config).items()) or "ReLU",
         road_text=road,
+        refit=refit,
+        refit_ridge=f"{how.get('refit_ridge', 0):g}",
+        refit_seconds=f"{how.get('refit_seconds') or 0:.1f}",
         train_examples=how.get("train_examples", "?"),
         steps=how.get("steps", "?"),
         losses_text=losses or "none",
@@ -110,6 +110,32 @@ def build_relufy_card(
         repo_id_literal=json.dumps(repo_id) if repo_id else '"<repo_id or local folder>"',
         sentence_transformers=sentence_transformers,
     )
+
+
+def _road_text(how: dict[str, Any], refit: dict | None) -> str:
+    """How the copy became a ReLU twin, in words (the card's road sentence)."""
+    if how.get("road") == "swap":
+        return "swapped from GELU to ReLU at once, then distilled to the frozen original"
+    if how.get("road") == "lambda":
+        return (
+            f"converted to λ-GELU (λ = 1: the original exactly), then distilled to the frozen original while λ "
+            f"was hardened to λ* over the first {100 * (how.get('hardening_end') or 0):g} % of the steps"
+        )
+    text = (
+        f"swapped from GELU to ReLU, then each MLP down-projection was refit by least squares on "
+        f"{refit['examples'] if refit else '?'} unlabeled calibration inputs to reproduce the original's"
+    )
+    if not how.get("steps"):
+        return text + ", with no gradient step"
+    kept = how.get("kept")
+    verdict = (
+        "the refit alone was kept: distilling did not bring the twin closer to the original on a held-out tenth "
+        "of the training inputs"
+        if kept == "refit"
+        else "the distilled twin was kept: it is closer to the original than the refit on a held-out tenth of the "
+        "training inputs"
+    )
+    return text + f", then distilled to the frozen original ({verdict})"
 
 
 def _recorded_hub_id(base_model: str | None) -> str | None:
