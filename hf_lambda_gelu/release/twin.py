@@ -19,10 +19,10 @@ from ..relufy_data import sentence_transformers_files
 from .card import (  # fmt: skip
     CARD_TAGS,
     _architecture,
-    _refit_summary,
     _base_checkpoint,
     _base_text,
     _hub_id,
+    _refit_summary,
     infer_auto_class,
     infer_pipeline_tag,
     load_template,
