@@ -20,7 +20,9 @@ How it runs (docs/design.md, "The refit"):
   blocks run in turn on cached hidden states: the original's block once, the twin's twice (statistics,
   then its refit output for the next block) — about three forward passes of the calibration set in all.
 - **Numerics.** ``XᵀX`` and ``XᵀY`` are summed batch by batch in float64 (whatever the model's dtype), padding
-  masked out, one block's statistics at a time: peak memory is O(d_ff²) plus the cached hidden states. The
+  masked out, one block's statistics at a time: peak memory is O(d_ff²) plus the cached hidden states. Each
+  batch's product is computed in float32 (float64 GEMMs cost 2-4× more on CPUs and far more on GPUs); over a
+  batch's few thousand rows its relative error is ~1e-6, three orders below the default ridge. The
   ridge pulls toward the original weights, ``ridge`` × the mean diagonal of ``XᵀX`` (a unit the calibration
   never fires keeps its weights); the bias is not penalised. A system that is singular at that ridge is
   refused (:class:`~hf_lambda_gelu.errors.SingularCalibrationError`).
@@ -267,18 +269,19 @@ class _Stats:
         self.tokens = 0
 
     def add(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> None:
-        x = x.reshape(-1, x.shape[-1]).to(torch.float64)
-        y = y.reshape(-1, y.shape[-1]).to(torch.float64)
+        """Add one batch: its products in float32 (a batch's rows), summed over batches in float64."""
+        x = x.reshape(-1, x.shape[-1]).float()
+        y = y.reshape(-1, y.shape[-1]).float()
         if mask is not None:
             x, y = x[mask], y[mask]
         if self.bias:
             x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
         if self.xtx is None:
-            self.xtx = x.new_zeros(x.shape[1], x.shape[1])
-            self.xty = x.new_zeros(x.shape[1], y.shape[1])
-        self.xtx += x.T @ x
-        self.xty += x.T @ y
-        self.yy += float((y * y).sum())
+            self.xtx = x.new_zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+            self.xty = x.new_zeros(x.shape[1], y.shape[1], dtype=torch.float64)
+        self.xtx += (x.T @ x).double()
+        self.xty += (x.T @ y).double()
+        self.yy += float(y.double().square().sum())
         self.tokens += x.shape[0]
 
     def original(self) -> torch.Tensor:
