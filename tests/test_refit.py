@@ -107,18 +107,17 @@ def test_too_little_calibration_data_is_refused():
 
 
 def test_padding_is_masked_out_of_the_statistics():
-    """Two sequences padded into one batch refit exactly as the same sequences in two unpadded batches."""
+    """Sequences padded into one batch refit exactly as the same sequences in unpadded batches of their own."""
     torch.manual_seed(0)
-    long, short = torch.randint(5, 60, (1, 10)), torch.randint(5, 60, (1, 6))
-    padded = torch.cat([long, torch.cat([short, torch.zeros(1, 4, dtype=torch.long)], dim=1)])
-    mask = torch.ones(2, 10, dtype=torch.long)
-    mask[1, 6:] = 0
+    lengths = [10, 6, 9, 4, 8, 7, 10, 5]  # 59 tokens for 24 + 1 unknowns per layer: a well-posed system
+    sequences = [torch.randint(5, 60, (1, n)) for n in lengths]
+    padded = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    mask = torch.zeros_like(padded)
+    for row, seq in enumerate(sequences):
+        padded[row, : seq.shape[1]], mask[row, : seq.shape[1]] = seq[0], 1
     twins = [
         _swap_and_refit("bert", batches)[2]
-        for batches in (
-            [{"input_ids": padded, "attention_mask": mask}],
-            [{"input_ids": long}, {"input_ids": short}],
-        )
+        for batches in ([{"input_ids": padded, "attention_mask": mask}], [{"input_ids": s} for s in sequences])
     ]
     for (name, a), b in zip(twins[0].state_dict().items(), twins[1].state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
