@@ -33,11 +33,19 @@ import torch
 
 DEFAULT_OUT = common.RESULTS_DIR / "refit_cost.json"
 SHAPES = {
-    "bert_base": ("BertModel", "BertConfig", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)),  # fmt: skip
+    "bert_base": (
+        "BertModel",
+        "BertConfig",
+        dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    ),  # fmt: skip
     "gpt2_medium": ("GPT2LMHeadModel", "GPT2Config", dict(n_embd=1024, n_layer=24, n_head=16)),
 }
 QUICK_SHAPES = {
-    "bert_tiny": ("BertModel", "BertConfig", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)),  # fmt: skip
+    "bert_tiny": (
+        "BertModel",
+        "BertConfig",
+        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+    ),  # fmt: skip
     "gpt2_tiny": ("GPT2LMHeadModel", "GPT2Config", dict(n_embd=32, n_layer=2, n_head=2)),
 }
 

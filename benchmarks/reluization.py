@@ -119,7 +119,9 @@ from hf_lambda_gelu import (
     HardeningCallback,
     LambdaGELUTrainer,
     LambdaGELUTrainingArguments,
+    RelufyArguments,
     gelu_to_relu,
+    relufy,
 )
 from hf_lambda_gelu.distillation import DistillationTrainer, Distiller, frozen_copy
 from hf_lambda_gelu.ops import RELU_DISTANCE_CONSTANT
@@ -135,6 +137,8 @@ ARMS = {
     "lambda_gelu_no_distill": "ours without distillation (the cheaper setting)",
     "lambda_gelu_late": "the 0.1.0 defaults: λ learned for 75 %, hardened 75→100 %, no distillation",
     "lambda_gelu_fixed": "the 0.1.0 road with λ not learned (learned-λ ablation)",
+    "gelu_then_refit_distil": "GELU fine-tune for 2/3 of the steps, then relufy: refit → distil with the task loss "
+    "for the last 1/3 (equal total steps)",
     "lambda_gelu_late_pressure_0.01": "the 0.1.0 road + hardness pressure β = 0.01 (sweep only)",
     "lambda_gelu_late_pressure_0.1": "the 0.1.0 road + hardness pressure β = 0.1 (sweep only)",
 }
@@ -669,6 +673,34 @@ def _peer(task: Task, seed: int, relu_first: bool, distill: bool, reference: dic
     return record, (final, model)
 
 
+#: The GELU share of the steps in the arm "gelu_then_refit_distil" (the rest relufies).
+GELU_SHARE = 2 / 3
+
+
+def _gelu_then_refit(task: Task, seed: int, reference: dict) -> dict:
+    """GELU fine-tune for GELU_SHARE of the budget, then ``relufy(road="refit")`` with the task loss for the rest."""
+    t0 = time.perf_counter()
+    model = task.checkpoint(seed)
+    gelu_steps = round(task.budget.steps * GELU_SHARE)
+    with tempfile.TemporaryDirectory() as out:
+        args = _train_args(TrainingArguments, out, task.budget, seed, steps=gelu_steps)
+        trainer = Trainer(model=model, args=args, train_dataset=task.train, data_collator=task.collator)
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    before = evaluate(model, task)
+    with tempfile.TemporaryDirectory() as out:
+        relufy_args = RelufyArguments(
+            output_dir=out, road="refit", max_steps=task.budget.steps - gelu_steps, learning_rate=task.budget.lr,
+            per_device_train_batch_size=task.budget.batch_size, task_alpha=1.0, seed=seed, data_seed=seed,
+            save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
+        )  # fmt: skip
+        twin, _ = relufy(model.eval(), task.train, relufy_args, data_collator=task.collator)
+    return _record(
+        task, evaluate(twin, task), before, reference["predictions"], gelu_steps=gelu_steps,
+        train_seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+
 def run_seed(task: Task, seed: int, arms: tuple[str, ...] = DEFAULT_ARMS) -> dict[str, dict]:
     """The arms for one seed (the GELU reference and its naive swap always); returns arm → record."""
     out: dict[str, dict] = {}
@@ -679,6 +711,8 @@ def run_seed(task: Task, seed: int, arms: tuple[str, ...] = DEFAULT_ARMS) -> dic
         if arm in arms:
             out[arm], _ = _peer(task, seed, relu_first=True, distill=distill, reference=ref)
 
+    if "gelu_then_refit_distil" in arms:
+        out["gelu_then_refit_distil"] = _gelu_then_refit(task, seed, ref)
     for arm, settings in LAMBDA_ARMS.items():
         if arm not in arms:
             continue
@@ -818,8 +852,8 @@ def format_task(name: str, result: dict) -> str:
     ]
     rows = []
     for arm in result["arms"]:
-        if arm == "gelu_naive_swap":
-            continue
+        if arm in ("gelu_naive_swap", "gelu_then_refit_distil"):
+            continue  # no hardening start: a swap at the end, or a GELU fine-tune then relufy
         s = result["arms"][arm]["summary"]
         lam = arm in LAMBDA_ARMS
         rows.append(

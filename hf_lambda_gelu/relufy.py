@@ -61,12 +61,13 @@ class RelufyArguments(TrainingArguments):
         metadata={"help": "Peak learning rate of the twin (AdamW, linear decay; chosen on tuning splits)."},
     )
     road: str = field(
-        default="swap",
+        default="refit",
         metadata={
-            "help": "How the student becomes ReLU: 'swap' (GELU → ReLU at once, then distil; the default, chosen "
-            "on tuning splits), 'lambda' (GELU → λ-GELU, λ hardened to λ* while distilling, then ReLU) or 'refit' "
-            "(swap, least-squares refit of each MLP down-projection on calibration inputs, then distil for the steps "
-            "asked: 0 steps is the refit alone, training-free)."
+            "help": "How the student becomes ReLU: 'refit' (the default, chosen on tuning splits: swap, least-squares "
+            "refit of each MLP down-projection on calibration inputs, then distil for the steps asked, keeping the "
+            "refit if distilling does not bring the twin closer; 0 steps is the refit alone, training-free), 'swap' "
+            "(GELU → ReLU at once, then distil) or 'lambda' (GELU → λ-GELU, λ hardened to λ* while distilling, then "
+            "ReLU)."
         },
     )
     calibration_size: int = field(

@@ -59,8 +59,8 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-column", default="text", help="Column with the text (CSV/JSONL).")
     parser.add_argument("--label-column", help="Column with labels: accuracy in the report; training uses them only with --task-alpha > 0.")  # fmt: skip
     parser.add_argument("--max-steps", type=_zero_or(_positive_int), help="Training steps (default: --epochs of --data; 0: --road refit only).")  # fmt: skip
-    parser.add_argument("--epochs", type=_zero_or(_positive_float), default=1.0, help="Epochs of --data when --max-steps is not given (0: --road refit only).")  # fmt: skip
-    parser.add_argument("--road", choices=ROADS, default=RelufyArguments.road, help="swap (default), lambda, or refit (least-squares refit of each MLP down-projection; with --max-steps 0 or --epochs 0 the refit alone, no training).")  # fmt: skip
+    parser.add_argument("--epochs", type=_zero_or(_positive_float), default=None, help="Epochs of --data when --max-steps is not given (default: 0 on --road refit, the refit alone; 1 on the other roads).")  # fmt: skip
+    parser.add_argument("--road", choices=ROADS, default=RelufyArguments.road, help="refit: swap, then a least-squares refit of each MLP down-projection on --calibration-size inputs (no training unless --epochs/--max-steps ask for distillation after it); swap: swap, then distil; lambda: λ hardened to λ* while distilling.")  # fmt: skip
     parser.add_argument("--calibration-size", type=_positive_int, default=RelufyArguments.calibration_size, help="--road refit: inputs of --data that calibrate the refit (a seeded random subset).")  # fmt: skip
     parser.add_argument("--refit-ridge", type=_nonnegative_float, default=RelufyArguments.refit_ridge, help="--road refit: ridge relative to the mean diagonal of XᵀX.")  # fmt: skip
     parser.add_argument("--learning-rate", type=_zero_or(_positive_float), default=RelufyArguments.learning_rate, help="Peak learning rate (linear decay).")  # fmt: skip
@@ -91,6 +91,13 @@ def _model_config(folder: Path, max_length: int) -> tuple[Any, Pooling | None]:
             "--max-length", max_length, f"the model has {positions} positions: give 1..{positions}."
         )
     return config, pooling
+
+
+def _epochs(args: argparse.Namespace) -> float:
+    """--epochs, or its default: 0 on the refit road (the refit alone), 1 on the roads that only distil."""
+    if args.epochs is not None:
+        return args.epochs
+    return 0.0 if args.road == "refit" else 1.0
 
 
 def _check_changes_weights(args: argparse.Namespace) -> None:
@@ -199,7 +206,7 @@ def run_relufy(args: argparse.Namespace) -> None:
             per_device_train_batch_size=args.batch_size,
             per_device_eval_batch_size=args.batch_size,
             max_steps=-1 if args.max_steps is None else args.max_steps,
-            num_train_epochs=args.epochs,
+            num_train_epochs=_epochs(args),
             task_alpha=args.task_alpha,
             seed=args.seed,
             **work.save_settings,

@@ -39,8 +39,8 @@ def test_quick_run_every_arm_and_budget_and_merge(tmp_path):
     for name in TASKS:
         result = merged["tasks"][name]
         arms = {(r["arm"], r["budget_epochs"], r["seed"]) for r in result["rows"]}
-        assert ("naive_swap", 0.125, 0) in arms
-        for arm in ("swap_distil", "lambda_distil"):
+        assert ("naive_swap", 0.0, 0) in arms and {("refit", 0.0, 0), ("refit", 0.0, 1)} <= arms  # no training
+        for arm in ("swap_distil", "refit_distil", "lambda_distil"):
             assert {(arm, b, s) for b in (0.125, 1.0) for s in (0, 1)} <= arms
         assert result["summary"]["swap_distil@1"]["seconds"]["n"] == 2
         kind = result["kind"]

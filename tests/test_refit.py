@@ -206,5 +206,6 @@ def test_cli_refit_only_release_card_and_report(tmp_path, capsys):
     assert "**Distillation:** none (0 steps)" in card and "for 0 steps" not in card
     assert FIDELITY_FILENAME in check_release_dir(out)
     # the same zero steps on the swap road would be the naive swap: refused, nothing written
-    assert main(["relufy", str(model_dir), str(tmp_path / "naive"), "--data", str(data), "--max-steps", "0"]) == 1
+    naive = [str(model_dir), str(tmp_path / "naive"), "--data", str(data), "--max-steps", "0", "--road", "swap"]
+    assert main(["relufy", *naive]) == 1
     assert "--road refit" in capsys.readouterr().err and not (tmp_path / "naive").exists()

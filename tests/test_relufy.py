@@ -24,8 +24,8 @@ from hf_lambda_gelu.relufy import _student
 
 def _args(tmp_path, **overrides) -> RelufyArguments:
     defaults = dict(
-        output_dir=str(tmp_path / "work"), max_steps=6, per_device_train_batch_size=8, learning_rate=1e-3,
-        report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0, data_seed=0,
+        output_dir=str(tmp_path / "work"), road="swap", max_steps=6, per_device_train_batch_size=8,
+        learning_rate=1e-3, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, seed=0, data_seed=0,
     )  # fmt: skip
     return RelufyArguments(**{**defaults, **overrides})
 
@@ -238,13 +238,8 @@ def test_a_run_that_cannot_train_is_refused(tmp_path, overrides, named):
     assert err.value.name == named
 
 
-def test_only_the_training_free_refit_road_may_take_no_step(tmp_path, monkeypatch):
+def test_only_the_training_free_refit_road_may_take_no_step(tmp_path):
     """num_train_epochs=0 / max_steps=0 / learning_rate=0 stay allowed for road "refit" (training-free)."""
-    import sys
-
-    module = sys.modules["hf_lambda_gelu.relufy"]  # the package's `relufy` is the function
-    if "refit" not in module.ROADS:
-        monkeypatch.setattr(module, "ROADS", (*module.ROADS, "refit"))
     args = _args(tmp_path, road="refit", max_steps=0, num_train_epochs=0.0, learning_rate=0.0)
     assert args.num_train_epochs == 0 and args.max_steps == 0
     with pytest.raises(InvalidSettingError, match="^learning_rate=nan"):

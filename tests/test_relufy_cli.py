@@ -79,7 +79,7 @@ def _csv(path: Path, n: int, seed: int = 0) -> Path:
 
 
 def _relufy(*argv: str) -> int:
-    return main(["relufy", *argv, "--max-steps", "6", "--batch-size", "8", "--learning-rate", "3e-4"])
+    return main(["relufy", *argv, "--road", "swap", "--max-steps", "6", "--batch-size", "8", "--learning-rate", "3e-4"])
 
 
 def test_classifier_release_with_fidelity_report_and_card(tmp_path, capsys):

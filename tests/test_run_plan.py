@@ -19,7 +19,7 @@ def _lines(out: str, job: str) -> list[str]:
 
 
 def test_relufy_prints_its_plan_before_the_first_step_then_an_estimate(tmp_path, capsys):
-    args = RelufyArguments(output_dir=str(tmp_path), max_steps=8, **COMMON)
+    args = RelufyArguments(output_dir=str(tmp_path), road="swap", max_steps=8, **COMMON)
     relufy(tiny_bert().eval(), text_dataset(40), args, eval_dataset=text_dataset(12, seed=1),
            data_collator=default_data_collator)  # fmt: skip
     plan, estimate = _lines(capsys.readouterr().out, "relufy")
