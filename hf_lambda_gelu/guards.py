@@ -25,6 +25,11 @@ __all__ = ["GuardedTrainingMixin"]
 class GuardedTrainingMixin:
     """Mixed into a ``transformers.Trainer`` subclass (before it in the bases)."""
 
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """No checkpoint upload, whatever ``hub_strategy`` says: upstream's would upload the folder's
+        ``training_args.bin`` written while the token was set, and these trainers publish a release, not checkpoints
+        (``LambdaGELUTrainer.push_to_hub``, ``save_twin_release``)."""
+
     def training_step(self, model, inputs, num_items_in_batch=None):
         """Upstream's step, stopped with :class:`~hf_lambda_gelu.errors.NonFiniteLossError` at a NaN/inf loss
         (before the optimizer applies it: upstream would average it away and train on NaN gradients)."""

@@ -15,6 +15,7 @@ from hf_lambda_gelu import (
     NoGELUFoundError,
     NonFiniteLossError,
     RelufyArguments,
+    RelufyTrainer,
     relufy,
     save_release,
 )
@@ -195,6 +196,18 @@ def test_checkpoints_of_a_relufy_run_never_hold_the_hub_token(tmp_path):
         assert TOKEN.encode() not in path.read_bytes(), path
         assert torch.load(path, weights_only=False).hub_token is None
     assert args.hub_token == TOKEN
+
+
+def test_a_relufy_run_never_uploads_a_checkpoint_whatever_the_hub_strategy(tmp_path, monkeypatch):
+    """Upstream's checkpoint push writes training_args.bin (token set) into output_dir and uploads it."""
+    import transformers.trainer
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda *a, **k: pytest.fail("a checkpoint was uploaded"))
+    args = _args(tmp_path, hub_token=TOKEN, hub_strategy="every_save", hub_model_id="me/twin")
+    trainer = RelufyTrainer(tiny_bert(), args, teacher=tiny_bert().eval(), kind="classifier", pooling=Pooling())
+    (tmp_path / "checkpoint-1").mkdir()
+    trainer._push_from_checkpoint(str(tmp_path / "checkpoint-1"))
+    assert not list((tmp_path / "work").glob("training_args.bin"))
 
 
 @pytest.mark.parametrize("arguments", ["RelufyArguments", "LambdaGELUTrainingArguments"])
