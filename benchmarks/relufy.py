@@ -346,14 +346,44 @@ def run_task(name: str, args: argparse.Namespace, out_path: Path, results: dict)
         common.write_json(results, out_path)  # after every seed: a killed run keeps what it measured
 
 
+#: The measure each kind is judged by (higher is closer to the original).
+MAIN_MEASURE = {"classifier": "top1_agreement", "embedder": "mean_cosine", "causal_lm": "next_token_agreement"}
+
+
+def time_to_fidelity(result: dict) -> dict:
+    """Per arm: the smallest budget whose seed-mean main measure reaches swap → distil's at one epoch, and the wall
+    seconds of that budget (measured in the same run); None where no budget of the arm reaches it."""
+    summary, key = result["summary"], MAIN_MEASURE[result["kind"]]
+    target = (summary.get("swap_distil@1") or {}).get(key, {}).get("mean")
+    if target is None:
+        return {}
+    out = {"target": target}
+    for arm in ARMS:
+        groups = sorted((float(g.split("@")[1]), s) for g, s in summary.items() if g.split("@")[0] == arm)
+        hit = next(((b, s) for b, s in groups if s[key]["mean"] is not None and s[key]["mean"] >= target), None)
+        if groups:
+            out[arm] = None if hit is None else {"budget_epochs": hit[0], "seconds": hit[1]["seconds"]["mean"]}
+    return out
+
+
+def _derived(result: dict) -> dict:
+    """The summary, checks and time to fidelity of a task's rows (recomputed after a merge)."""
+    result["summary"] = summarize(result["rows"], result["kind"])
+    result["checks"] = checks(result)
+    result["time_to_fidelity"] = time_to_fidelity(result)
+    return result
+
+
 def _task_result(job: Job, rows: list[dict], original: dict, args: argparse.Namespace) -> dict:
     result = {
         "kind": job.kind, "info": job.info, "original": original, "budgets": list(args.budgets),
         "train_inputs": len(job.train), "eval_inputs": len(job.eval), "rows": rows,
-        "summary": summarize(rows, job.kind),
     }  # fmt: skip
-    result["checks"] = checks(result)
-    return result
+    return _derived(result)
+
+
+def _reached(hit: dict | None) -> str:
+    return "not reached" if hit is None else f"{hit['seconds']:.0f} s ({hit['budget_epochs']:g} ep.)"
 
 
 def _headline(row: dict, kind: str) -> str:
@@ -387,6 +417,10 @@ def format_results(results: dict) -> str:
         blocks.append(f"{name} (original: {ref})\n" + common.format_table(header, rows))
         met = [f"  {'met ' if ok else 'MISSED'} {check}" for check, ok in result["checks"].items()]
         blocks.append("checks:\n" + "\n".join(met))
+        ttf = result.get("time_to_fidelity") or {}
+        if ttf:
+            reached = [f"{arm} {_reached(hit)}" for arm, hit in ttf.items() if arm != "target"]
+            blocks.append(f"time to swap_distil@1's {MAIN_MEASURE[kind]} ({ttf['target']:.4f}): " + "; ".join(reached))
     return "\n\n".join(blocks)
 
 
@@ -453,11 +487,11 @@ def merge(paths: list[str], out: Path) -> int:
                     raise SystemExit(f"--merge: {path} repeats rows of {name}: {clash[:1]}")
                 old["rows"] += [r for r in result["rows"] if r not in clash]
                 old["budgets"] = sorted(set(old["budgets"]) | set(result["budgets"]))
-                old["summary"] = summarize(old["rows"], old["kind"])
-                old["checks"] = checks(old)
             else:
                 merged["tasks"][name] = result
         merged.setdefault("merged_from", []).append(data["meta"]["command"])
+    for result in merged["tasks"].values():
+        _derived(result)
     common.write_json(merged, out)
     print(format_results(merged))
     print(markdown_table(merged))
