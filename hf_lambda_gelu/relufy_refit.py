@@ -71,6 +71,11 @@ def refit_student(student: nn.Module, teacher: nn.Module, dataset: Any, args: An
     calibration = _subset(dataset, sorted(order.tolist()))
     device = torch.device("cuda") if torch.cuda.is_available() and not args.use_cpu else torch.device("cpu")
     student.to(device), teacher.to(device)
+    if args.process_index == 0:  # the plan line, as a training run prints one (run_plan.RunPlanCallback)
+        then = "then distillation" if not refit_only(args) else "no training"
+        print(
+            f"relufy: road refit · least-squares refit on {n:,} of {len(dataset):,} inputs · {then} · device {device}"
+        )
     report = refit_down_projections(
         student,
         teacher,

@@ -195,7 +195,9 @@ def test_cli_refit_only_release_card_and_report(tmp_path, capsys):
     out = tmp_path / "out"
     argv = [model_dir, out, "--data", data, "--eval-data", held_out, "--label-column", "label", "--road", "refit"]
     assert main(["relufy", *map(str, argv), "--max-steps", "0", "--calibration-size", "32"]) == 0
-    assert "refit road, 0 steps" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "relufy: road refit · least-squares refit on 32 of 80 inputs · no training · device cpu" in printed
+    assert "refit road, 0 steps" in printed
     report = json.loads((out / FIDELITY_FILENAME).read_text())
     training = report["training"]
     assert training["road"] == "refit" and training["steps"] == 0 and training["calibration_examples"] == 32
