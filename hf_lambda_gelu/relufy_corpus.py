@@ -24,7 +24,7 @@ from typing import Any
 
 import datasets
 
-from .errors import DataFileError, InvalidInputError, LambdaGELUError
+from .errors import DataFileError, InvalidInputError, InvalidSettingError, LambdaGELUError
 from .relufy_data import label_ids, text_rows
 
 __all__ = ["TEXT_COLUMN", "pack_blocks", "read_corpus", "tokenize_corpus"]
@@ -84,6 +84,7 @@ def read_corpus(
     Raises:
         DataFileError: what :func:`hf_lambda_gelu.relufy_data.text_rows` refuses, or a label the model does not know
             (the file, the line and the fix).
+        InvalidSettingError: ``label_column`` without ``config``.
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -91,6 +92,10 @@ def read_corpus(
     >>> read_corpus(folder / "t.txt", folder / "cache", max_examples=2)["text"]
     ['a fine day', 'rain again']
     """
+    if label_column and config is None:
+        raise InvalidSettingError(
+            "config", None, f"labels ({label_column!r}) are read as the model's ids: give its config."
+        )
     path = Path(path)
     stat = path.stat() if path.is_file() else None
     labels = None if config is None else json.dumps(getattr(config, "label2id", None), sort_keys=True, default=str)

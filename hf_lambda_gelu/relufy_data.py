@@ -71,7 +71,7 @@ def _json_values(path: Path) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = json.loads(line.rstrip("\n"))  # its position in the line, as the line reads
             except ValueError as err:
                 raise DataFileError(
                     path, f"line {number} is not JSON ({err})", "write one JSON object a line"
