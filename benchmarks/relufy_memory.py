@@ -78,7 +78,7 @@ def _relufy(model_dir: Path, data: Path, out: Path, steps: int, tmp: Path) -> di
     from hf_lambda_gelu.release.twin import FIDELITY_FILENAME
 
     report = json.loads((out / FIDELITY_FILENAME).read_text())
-    return {"peak_rss_mib": usage.ru_maxrss / 1024, "seconds": seconds, "train_examples": report["training"]["train_examples"], "held_out": report["examples"]}  # fmt: skip
+    return {"peak_rss_mib": usage.ru_maxrss / 1024, "seconds": seconds, "train_examples": report["training"]["train_examples"], "held_out": report.get("inputs") or report["examples"]}  # fmt: skip
 
 
 def main() -> None:
