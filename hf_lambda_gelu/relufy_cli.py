@@ -75,7 +75,7 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=RelufyArguments.per_device_train_batch_size, help="Inputs per step.")  # fmt: skip
     parser.add_argument("--max-length", type=_positive_int, default=128, help="Tokens per text (truncation; at most the model's positions); a causal LM's block when packing.")  # fmt: skip
     parser.add_argument("--max-examples", type=_positive_int, help="Read only the first N inputs of --data (the held-out tenth, without --eval-data, is the last tenth of these N).")  # fmt: skip
-    parser.add_argument("--no-packing", action="store_true", help="Causal LMs: one example a line (truncated to --max-length), not the texts concatenated and cut into blocks of --max-length (the default).")  # fmt: skip
+    parser.add_argument("--no-packing", action="store_true", help="Causal LMs: one example a line, truncated, instead of packing (the default: the texts concatenated and cut into blocks of --max-length tokens).")  # fmt: skip
     parser.add_argument("--task-alpha", type=_zero_or(_positive_float), default=0.0, help="Weight of the task loss (needs --label-column).")  # fmt: skip
     parser.add_argument("--seed", type=int, default=42, help="Seed of the data order (and any random init).")
     parser.add_argument(

@@ -89,7 +89,7 @@ def read_corpus(
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (folder / "t.txt").write_text("a fine day\\n\\nrain again\\nold ships\\n")
-    >>> read_corpus(folder / "t.txt", folder / "cache", max_examples=2)["text"]
+    >>> list(read_corpus(folder / "t.txt", folder / "cache", max_examples=2)["text"])
     ['a fine day', 'rain again']
     """
     if label_column and config is None:
