@@ -9,7 +9,7 @@ size should barely move the peak. Each run is the real CLI in a fresh process (i
 - each on the big file and on a small one (1,000 lines): the small run's peak is the interpreter, the libraries
   and the model; the difference is what the corpus costs ("beyond the model").
 
-``python benchmarks/relufy_memory.py`` (about 10 min on one core) writes benchmarks/results/relufy_memory.json;
+``python benchmarks/relufy_memory.py`` (7 to 10 min on one core) writes benchmarks/results/relufy_memory.json;
 ``--quick`` (2,000 lines) is the smoke test.
 """
 
