@@ -2,18 +2,24 @@
 
 Everything that can be checked is checked before training (the model has a GELU that a config field
 controls, the data files, the eval set's size, the pooling, an empty or previous-release OUT_DIR), so a
-bad input costs one line and writes nothing. Without ``--eval-data`` the last tenth of ``--data`` is held
-out for the fidelity report and not trained on.
+bad input costs one line and writes nothing. Without ``--eval-data`` the last tenth of ``--data`` (of its first
+``--max-examples``) is held out for the fidelity report and not trained on.
+
+Text data is read lazily (:mod:`hf_lambda_gelu.relufy_corpus`): checked a line at a time into memory-mapped Arrow
+files in a temporary folder of the run (TMPDIR), tokenized with ``Dataset.map``; a causal LM's training texts
+are packed into blocks of ``--max-length`` unless ``--no-packing``. Image folders are read as before, in memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 import transformers
 from transformers import AutoImageProcessor, AutoTokenizer
@@ -24,8 +30,10 @@ from .model_source import load_model, model_folder
 from .release.folder import check_output_dir, check_separate_dirs
 from .release.twin import save_twin_release
 from .relufy import ROADS, RelufyArguments, relufy
+from .relufy_corpus import TEXT_COLUMN, read_corpus, tokenize_corpus
 from .relufy_data import Examples, label_ids, load_pooling, read_examples
 from .relufy_run import DEFAULT_SAVE_STEPS, RELUFY_TEMP_PREFIX, work_folder
+from .temp_dirs import locked_temp_dir
 
 __all__ = ["RELUFY_TEMP_PREFIX", "add_relufy_arguments", "run_relufy"]
 
@@ -65,7 +73,9 @@ def add_relufy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refit-ridge", type=_nonnegative_float, default=RelufyArguments.refit_ridge, help="--road refit: ridge relative to the mean diagonal of XᵀX.")  # fmt: skip
     parser.add_argument("--learning-rate", type=_zero_or(_positive_float), default=RelufyArguments.learning_rate, help="Peak learning rate (linear decay).")  # fmt: skip
     parser.add_argument("--batch-size", type=_positive_int, default=RelufyArguments.per_device_train_batch_size, help="Inputs per step.")  # fmt: skip
-    parser.add_argument("--max-length", type=_positive_int, default=128, help="Tokens per text (truncation; at most the model's positions).")  # fmt: skip
+    parser.add_argument("--max-length", type=_positive_int, default=128, help="Tokens per text (truncation; at most the model's positions); a causal LM's block when packing.")  # fmt: skip
+    parser.add_argument("--max-examples", type=_positive_int, help="Read only the first N inputs of --data (the held-out tenth, without --eval-data, is the last tenth of these N).")  # fmt: skip
+    parser.add_argument("--no-packing", action="store_true", help="Causal LMs: one example a line, truncated, instead of packing (the default: the texts concatenated and cut into blocks of --max-length tokens).")  # fmt: skip
     parser.add_argument("--task-alpha", type=_zero_or(_positive_float), default=0.0, help="Weight of the task loss (needs --label-column).")  # fmt: skip
     parser.add_argument("--seed", type=int, default=42, help="Seed of the data order (and any random init).")
     parser.add_argument(
@@ -131,12 +141,8 @@ def _processor(model_dir: Path, is_image: bool) -> Any:
     return (AutoImageProcessor if is_image else AutoTokenizer).from_pretrained(model_dir)
 
 
-def _encode(examples: Examples, processor: Any, max_length: int, config: Any, path: str) -> list[dict]:
-    if examples.is_image:
-        items = [{"pixel_values": _image(image_path, processor)} for image_path in examples.inputs]
-    else:
-        encoded = processor(examples.inputs, truncation=True, max_length=max_length)
-        items = [{k: v[i] for k, v in encoded.items()} for i in range(len(examples))]
+def _encode_images(examples: Examples, processor: Any, config: Any, path: str) -> list[dict]:
+    items = [{"pixel_values": _image(image_path, processor)} for image_path in examples.inputs]
     if examples.labels is not None:
         try:
             ids = label_ids(examples.labels, config)
@@ -145,6 +151,43 @@ def _encode(examples: Examples, processor: Any, max_length: int, config: Any, pa
         for item, label in zip(items, ids):
             item["labels"] = label
     return items
+
+
+Data = datasets.Dataset | Examples  # a text corpus (memory-mapped), or an image folder's paths
+
+
+def _read(path: str, args: argparse.Namespace, label_column: str | None, config: Any, cache: str, cap: int | None) -> Data:  # fmt: skip
+    """A data file as a checked, memory-mapped corpus (labels as ids), or an image folder; its first ``cap`` inputs."""
+    if not Path(path).is_dir():
+        return read_corpus(path, cache, text_column=args.text_column, label_column=label_column, config=config,
+                           max_examples=cap, progress=sys.stderr.isatty())  # fmt: skip
+    images = read_examples(path, text_column=args.text_column, label_column=label_column)
+    return Examples(images.inputs[:cap], images.labels and images.labels[:cap], is_image=True)
+
+
+def _split(data: Data, path: str) -> tuple[Data, Data]:
+    """``(train, held_out)``: the last tenth of ``data`` held out, never trained on."""
+    n = len(data)
+    cut = n - max(1, int(n * HELD_OUT_FRACTION))
+    if cut == 0:
+        raise DataFileError(path, "one example cannot be both trained on and held out", "give more data")
+    if isinstance(data, Examples):
+        return tuple(Examples(data.inputs[part], data.labels and data.labels[part], True) for part in (slice(cut), slice(cut, n)))  # fmt: skip
+    return data.select(range(cut)), data.select(range(cut, n))
+
+
+def _encode(data: Data, processor: Any, config: Any, path: str, max_length: int, packing: bool = False) -> Any:
+    """Model inputs: the corpus tokenized (packed into blocks when ``packing``), or the images processed."""
+    if isinstance(data, Examples):
+        return _encode_images(data, processor, config, path)
+    encoded = tokenize_corpus(data, processor, max_length=max_length, packing=packing, progress=sys.stderr.isatty())
+    if packing and not len(encoded):
+        raise DataFileError(
+            path,
+            f"packed into blocks of {max_length} tokens, its {len(data):,} training texts leave no whole block",
+            "give more text, a smaller --max-length, or --no-packing",
+        )
+    return encoded
 
 
 def _collator(processor: Any, is_image: bool) -> Any:
@@ -170,17 +213,20 @@ def run_relufy(args: argparse.Namespace) -> None:
     config, pooling = _model_config(folder, args.max_length)
     if args.task_alpha > 0 and not args.label_column:
         raise InvalidSettingError("--task-alpha", args.task_alpha, "the task loss needs labels: add --label-column.")
+    with locked_temp_dir(RELUFY_TEMP_PREFIX) as cache:  # the corpus's Arrow files, removed when the run ends
+        _train_and_release(args, folder, config, pooling, cache)
+
+
+def _train_and_release(args: argparse.Namespace, folder: Path, config: Any, pooling: Pooling | None, cache: str) -> None:  # fmt: skip
+    """Read and encode the data (Arrow files under ``cache``), distil, write the release and print the fidelity table."""
+    out_dir = Path(args.out_dir)
     # --data's labels are read for the task loss, or for the accuracy of the tenth held out from it
     data_labels = args.label_column if args.task_alpha > 0 or not args.eval_data else None
-    data = read_examples(args.data, text_column=args.text_column, label_column=data_labels)
+    data = _read(args.data, args, data_labels, config, cache, args.max_examples)
     if args.eval_data:
-        held_out = read_examples(args.eval_data, text_column=args.text_column, label_column=args.label_column)
+        held_out = _read(args.eval_data, args, args.label_column, config, cache, None)
     else:
-        cut = len(data) - max(1, int(len(data) * HELD_OUT_FRACTION))
-        held_out = Examples(data.inputs[cut:], data.labels and data.labels[cut:], data.is_image)
-        data = Examples(data.inputs[:cut], data.labels and data.labels[:cut], data.is_image)
-        if not data.inputs:
-            raise DataFileError(args.data, "one example cannot be both trained on and held out", "give more data")
+        data, held_out = _split(data, args.data)
     model = load_model(str(folder)).model
     kind = model_kind(model)
     if kind == "embedder" and len(held_out) <= NEIGHBOURS:
@@ -189,11 +235,21 @@ def run_relufy(args: argparse.Namespace) -> None:
             f"{len(held_out)} held-out inputs; the neighbour agreement needs more than {NEIGHBOURS}",
             "give a larger --eval-data",
         )
-    processor = _processor(folder, data.is_image)
-    if args.task_alpha == 0:
-        data = Examples(data.inputs, None, data.is_image)  # label-free: the training data's labels are not used
-    train = _encode(data, processor, args.max_length, model.config, args.data)
-    evals = _encode(held_out, processor, args.max_length, model.config, args.eval_data or args.data)
+    is_image = isinstance(data, Examples)
+    packing = kind == "causal_lm" and not args.no_packing and not is_image
+    if packing and args.task_alpha > 0:
+        raise InvalidSettingError(
+            "--task-alpha", args.task_alpha, "the task loss needs one example a line: add --no-packing."
+        )
+    processor = _processor(folder, is_image)
+    if args.task_alpha == 0:  # label-free: the training data's labels are not used
+        data = (
+            Examples(data.inputs, None, True)
+            if is_image
+            else data.remove_columns([c for c in data.column_names if c != TEXT_COLUMN])
+        )
+    train = _encode(data, processor, model.config, args.data, args.max_length, packing)
+    evals = _encode(held_out, processor, model.config, args.eval_data or args.data, args.max_length)
     command = {k: v for k, v in vars(args).items() if k not in _NOT_THE_RUN}
     with work_folder(args.output_dir, command, args.save_steps) as work:
         training_args = RelufyArguments(
@@ -218,7 +274,7 @@ def run_relufy(args: argparse.Namespace) -> None:
             dataloader_pin_memory=torch.cuda.is_available(),
         )
         twin, report = relufy(
-            model, train, training_args, eval_dataset=evals, data_collator=_collator(processor, data.is_image),
+            model, train, training_args, eval_dataset=evals, data_collator=_collator(processor, is_image),
             pooling=pooling,
         )  # fmt: skip
     report.pooling = pooling.mode if pooling else report.pooling

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "model_file",
     "read_examples",
     "sentence_transformers_files",
+    "text_rows",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -52,46 +54,126 @@ class Examples:
         return len(self.inputs)
 
 
-def _json_rows(path: Path, text: str) -> list[tuple[int, Any]]:
-    """(line, value) of JSON lines; a ``.json`` file may also be one JSON array (then: (item number, value))."""
+def _json_values(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line, value) of JSON lines, read a line at a time; a ``.json`` file may also be one JSON array (then read
+    whole: (item number, value))."""
     if path.suffix.lower() == ".json":
+        text = path.read_text(encoding="utf-8-sig")
         try:
             whole = json.loads(text)
         except ValueError:
             whole = None  # JSON lines in a .json file
         if isinstance(whole, list):
-            return list(enumerate(whole, 1))
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
+            yield from enumerate(whole, 1)
+            return
+    with path.open(encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
             try:
-                rows.append((number, json.loads(line)))
+                value = json.loads(line.rstrip("\n"))  # its position in the line, as the line reads
             except ValueError as err:
                 raise DataFileError(
                     path, f"line {number} is not JSON ({err})", "write one JSON object a line"
                 ) from None
-    return rows
+            yield number, value
 
 
-def _rows(path: Path, kind: str) -> list[tuple[int, dict[str, Any]]]:
-    """(line, row) of a CSV/TSV (read by the csv module: quoted line breaks kept; a UTF-8 BOM dropped) or JSON file."""
-    if kind != "json":
+def _raw_rows(path: Path, kind: str | None, text_column: str) -> Iterator[tuple[int, Any]]:
+    """(line, row) of a text file, a line at a time: plain text (each non-blank line, stripped), CSV/TSV (the csv
+    module: quoted line breaks kept) or JSON; a UTF-8 BOM dropped."""
+    if kind is None:
+        with path.open(encoding="utf-8-sig") as f:
+            number = 0
+            for physical in f:
+                for line in physical.splitlines():  # the breaks str.splitlines knows (\f, \u2028, ...) count too
+                    number += 1
+                    if line.strip():
+                        yield number, {text_column: line.strip()}
+    elif kind == "json":
+        for number, row in _json_values(path):
+            if not isinstance(row, dict):
+                raise DataFileError(
+                    path,
+                    f"line {number} is {json.dumps(row)[:40]}, not a JSON object",
+                    'write one {"text": ...} object a line',
+                )
+            yield number, row
+    else:
         with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f, delimiter=kind)
-            return [(reader.line_num, row) for row in reader]
-    rows = _json_rows(path, path.read_text(encoding="utf-8-sig"))
-    for number, row in rows:
-        if not isinstance(row, dict):
-            raise DataFileError(
-                path,
-                f"line {number} is {json.dumps(row)[:40]}, not a JSON object",
-                'write one {"text": ...} object a line',
-            )
-    return rows
+            for row in reader:
+                yield reader.line_num, row
+
+
+def _checked_file(path: Path, label_column: str | None) -> str | None:
+    """The kind of a data file (None: plain text; ``","``/``"\\t"``: CSV/TSV; ``"json"``), checked before reading."""
+    if not path.is_file():
+        raise DataFileError(path, "it does not exist", "check the path")
+    suffix = path.suffix.lower()
+    if suffix not in _TEXT_SUFFIXES:
+        raise DataFileError(path, f"unknown file type {suffix!r}", "use .txt, .csv, .tsv, .jsonl or an image folder")
+    kind = _TEXT_SUFFIXES[suffix]
+    if kind is None and label_column:
+        raise DataFileError(path, "a .txt file has no label column", "use a .csv or .jsonl file for labels")
+    return kind
+
+
+def text_rows(
+    path: str | Path, *, text_column: str = "text", label_column: str | None = None
+) -> Iterator[tuple[int, str, Any]]:
+    """``(line, text, label)`` of each example of a text data file, read and checked a line at a time.
+
+    The file is never held whole (except a ``.json`` file that is one JSON array): a corpus of any size streams
+    through. ``label`` is None without ``label_column``.
+
+    Args:
+        path: ``.txt`` (one example a line), ``.csv``/``.tsv``/``.jsonl``/``.json`` (columns).
+        text_column: the column with the text (CSV/JSONL).
+        label_column: also read labels from this column.
+
+    Raises:
+        DataFileError: missing, unreadable, empty, a missing column, text that is not a string or an empty cell
+            (the file, line and fix), raised when the reader reaches it.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = p.write_text("text,label\\nthe cat,pos\\n")
+    >>> list(text_rows(p, label_column="label"))
+    [(2, 'the cat', 'pos')]
+    """
+    path = Path(path)
+    kind = _checked_file(path, label_column)
+    count = 0
+    try:
+        for number, row in _raw_rows(path, kind, text_column):
+            for column in (text_column, label_column):
+                if column and column not in row:
+                    columns = sorted(str(name) for name in row)
+                    raise DataFileError(path, f"no column {column!r} (it has {columns})", "name it with --text-column")
+            text = row[text_column]
+            if text is not None and not isinstance(text, str):
+                raise DataFileError(
+                    path,
+                    f"line {number}: {text_column!r} is {json.dumps(text)[:40]}, not a string",
+                    "give the text as a string",
+                )
+            if text is None or not text.strip():
+                raise DataFileError(path, f"line {number}: empty {text_column!r} cell", "fill or remove that line")
+            label = row[label_column] if label_column else None
+            if label_column and (label is None or str(label).strip() == ""):
+                raise DataFileError(path, f"line {number}: empty {label_column!r} cell", "fill or remove that line")
+            count += 1
+            yield number, text, label
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataFileError(path, f"it cannot be read ({err})", "give a UTF-8 text file") from None
+    if not count:
+        raise DataFileError(path, "it holds no examples", "give a file with at least one example")
 
 
 def read_examples(path: str | Path, *, text_column: str = "text", label_column: str | None = None) -> Examples:
-    """Read one data file (or image folder) into :class:`Examples`.
+    """Read one data file (or image folder) into :class:`Examples`, held in memory (a large text corpus:
+    :func:`hf_lambda_gelu.relufy_corpus.read_corpus`).
 
     Args:
         path: ``.txt`` (one example a line), ``.csv``/``.tsv``/``.jsonl`` (columns), or a folder of images.
@@ -116,45 +198,8 @@ def read_examples(path: str | Path, *, text_column: str = "text", label_column: 
         if label_column and None in labels:
             raise DataFileError(path, "an image lies outside a label sub-folder", "put each image in LABEL/ folders")
         return Examples([str(p) for p in images], labels if label_column else None, is_image=True)
-    if not path.is_file():
-        raise DataFileError(path, "it does not exist", "check the path")
-    suffix = path.suffix.lower()
-    if suffix not in _TEXT_SUFFIXES:
-        raise DataFileError(path, f"unknown file type {suffix!r}", "use .txt, .csv, .tsv, .jsonl or an image folder")
-    try:
-        kind = _TEXT_SUFFIXES[suffix]
-        if kind is None:
-            if label_column:
-                raise DataFileError(path, "a .txt file has no label column", "use a .csv or .jsonl file for labels")
-            lines = path.read_text(encoding="utf-8-sig").splitlines()
-            rows = [(number, {text_column: line.strip()}) for number, line in enumerate(lines, 1) if line.strip()]
-        else:
-            rows = _rows(path, kind)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataFileError(path, f"it cannot be read ({err})", "give a UTF-8 text file") from None
-    if not rows:
-        raise DataFileError(path, "it holds no examples", "give a file with at least one example")
-    texts, labels = [], []
-    for number, row in rows:
-        for column in (text_column, label_column):
-            if column and column not in row:
-                columns = sorted(str(name) for name in row)
-                raise DataFileError(path, f"no column {column!r} (it has {columns})", "name it with --text-column")
-        text = row[text_column]
-        if text is not None and not isinstance(text, str):
-            raise DataFileError(
-                path,
-                f"line {number}: {text_column!r} is {json.dumps(text)[:40]}, not a string",
-                "give the text as a string",
-            )
-        if text is None or not text.strip():
-            raise DataFileError(path, f"line {number}: empty {text_column!r} cell", "fill or remove that line")
-        texts.append(text)
-        if label_column:
-            if row[label_column] is None or str(row[label_column]).strip() == "":
-                raise DataFileError(path, f"line {number}: empty {label_column!r} cell", "fill or remove that line")
-            labels.append(row[label_column])
-    return Examples(texts, labels if label_column else None)
+    rows = list(text_rows(path, text_column=text_column, label_column=label_column))
+    return Examples([text for _, text, _ in rows], [label for *_, label in rows] if label_column else None)
 
 
 def label_ids(labels: list[Any], config: Any) -> list[int]:
