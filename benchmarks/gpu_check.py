@@ -37,6 +37,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
 import gc
@@ -50,13 +51,14 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import bench_activation
 import bench_common as common
 import torch
+from relufy_timing import StepTimer, sync, timed_relufy
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
@@ -66,7 +68,6 @@ from transformers import (
     PreTrainedModel,
     PrinterCallback,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
 )
 from transformers import logging as hf_logging
@@ -80,12 +81,13 @@ from hf_lambda_gelu import (
     relufy,
     save_release,
 )
-from hf_lambda_gelu.relufy import ROADS
 
 DEFAULT_OUT = common.RESULTS_DIR / "gpu" / "gpu_check.json"
 REPO = Path(__file__).resolve().parents[1]
 FSDP_WORKER = Path(__file__).resolve().with_name("gpu_check_fsdp.py")
 FSDP_CONFIG = REPO / "recipes" / "configs" / "fsdp2_bert.yaml"
+RELUFY_DIST_WORKER = Path(__file__).resolve().with_name("gpu_check_relufy_dist.py")
+DISTIL_ROADS = ("swap", "lambda")
 
 TARGETS = {
     "op_compiled_bf16_time_ratio_max": 1.10,
@@ -122,6 +124,7 @@ class Settings:
     train_warmup_steps: int  # steps of every run left out of its median (allocator, autotuning, first hardening)
     train_rounds: int
     fsdp_size: str  # gpu_check_fsdp.SIZES key
+    relufy_models: dict[str, TrainModel]
     workdir: Path
 
 
@@ -140,6 +143,12 @@ def _full_settings(workdir: Path) -> Settings:
         train_warmup_steps=5,
         train_rounds=2,
         fsdp_size="full",
+        relufy_models={
+            "bert_base": TrainModel(lambda: BertForSequenceClassification(BertConfig(num_labels=2)), 32, 128, False),
+            "gpt2_medium": TrainModel(
+                lambda: GPT2LMHeadModel(GPT2Config(n_embd=1024, n_layer=24, n_head=16)), 8, 512, True
+            ),
+        },
         workdir=workdir,
     )
 
@@ -163,13 +172,14 @@ def _tiny_settings(workdir: Path) -> Settings:
         train_warmup_steps=1,
         train_rounds=1,
         fsdp_size="tiny",
+        relufy_models={
+            "bert_base": TrainModel(
+                lambda: BertForSequenceClassification(BertConfig(**bert, num_labels=2)), 4, 16, False
+            ),
+            "gpt2_medium": TrainModel(lambda: GPT2LMHeadModel(GPT2Config(**gpt2)), 2, 16, True),
+        },
         workdir=workdir,
     )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _ratio_over_rounds(ours: list[float], base: list[float]) -> float:
@@ -258,23 +268,6 @@ def _op_rows(result: dict) -> list[list[str]]:
 
 
 # -- (b) the training step -----------------------------------------------------------------------
-class StepTimer(TrainerCallback):
-    """Seconds of every optimizer step (``on_step_begin`` → ``on_step_end``, device synchronized)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.times: list[float] = []
-        self._start = 0.0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        _sync(self.device)
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        _sync(self.device)
-        self.times.append(time.perf_counter() - self._start)
-
-
 def _random_data(model: PreTrainedModel, spec: TrainModel, count: int) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (count, spec.seq), generator=g)
@@ -478,56 +471,122 @@ def _fsdp2_rows(result: dict) -> list[list[str]]:
     ]
 
 
-def relufy_section(s: Settings) -> dict:
-    """The relufy job at BERT-base shape in bf16: optimizer steps per second of each road, and the gate on the twin."""
-    spec = s.train_models["bert_base"]
+@contextlib.contextmanager
+def _peak_bytes(device: torch.device) -> Iterator[dict]:
+    """Inside: CUDA ``max_memory_allocated`` beyond what was held at entry, into ``["peak_bytes"]`` (CPU: None)."""
+    record: dict = {"peak_bytes": None}
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        held = torch.cuda.memory_allocated(device)
+    yield record
+    if device.type == "cuda":
+        record["peak_bytes"] = int(torch.cuda.max_memory_allocated(device) - held)
+
+
+def _gate(twin: PreTrainedModel, folder: Path) -> dict:
+    try:
+        save_release(twin, folder)
+    except Exception as exc:  # the verdict is the measurement
+        return {"passed": False, "error": f"{type(exc).__name__}: {exc}"[:4000]}
+    return {"passed": True, "error": None}
+
+
+def _relufy_args(out: Path, spec: TrainModel, s: Settings, **overrides) -> RelufyArguments:
+    return RelufyArguments(
+        output_dir=str(out), per_device_train_batch_size=spec.batch, bf16=True, use_cpu=s.device.type == "cpu",
+        report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True, seed=0, **overrides,
+    )  # fmt: skip
+
+
+def _relufy_model(name: str, spec: TrainModel, s: Settings) -> dict:
+    """One model in bf16: the refit alone (road "refit", 0 steps) and the distillation of each training road."""
     torch.manual_seed(0)
     original = spec.build().to(s.device).eval()
     data = [{"input_ids": x["input_ids"]} for x in _random_data(original, spec, spec.batch * s.train_steps)]
-    roads = {}
-    for road in ROADS:
-        out = s.workdir / f"relufy_{road}"
-        args = RelufyArguments(
-            output_dir=str(out), road=road, max_steps=s.train_steps, per_device_train_batch_size=spec.batch, bf16=True,
-            use_cpu=s.device.type == "cpu", report_to="none", save_strategy="no", logging_strategy="no",
-            disable_tqdm=True, seed=0,
-        )  # fmt: skip
-        timer = StepTimer(s.device)
+    out = s.workdir / f"relufy_{name}"
+    with _peak_bytes(s.device) as peak:
         start = time.perf_counter()
-        twin, _ = relufy(original, data, args, callbacks=[timer])
-        median_ms = statistics.median(timer.times[s.train_warmup_steps :]) * 1e3
-        gate = {"passed": True, "error": None}
-        try:
-            save_release(twin, out / "release")
-        except Exception as exc:  # the verdict is the measurement
-            gate = {"passed": False, "error": f"{type(exc).__name__}: {exc}"[:4000]}
-        roads[road] = {
-            "steps": len(timer.times), "step_ms_median": median_ms, "steps_per_second": 1e3 / median_ms,
-            "wall_seconds": time.perf_counter() - start, "release_gate": gate,
-        }  # fmt: skip
-    return {"batch": [spec.batch, spec.seq], "bf16": True, "roads": roads,
-            "checks": {"release_gate_passed": all(r["release_gate"]["passed"] for r in roads.values())}}  # fmt: skip
+        twin, _ = relufy(original, data, _relufy_args(out / "refit", spec, s, road="refit", max_steps=0,
+                                                       calibration_size=len(data)))  # fmt: skip
+        sync(s.device)
+        seconds = time.perf_counter() - start
+    refit = {
+        "calibration_examples": len(data),
+        "seconds": seconds,
+        **peak,
+        "release_gate": _gate(twin, out / "refit_release"),
+    }
+    del twin
+    roads = {}
+    for road in DISTIL_ROADS:
+        with _peak_bytes(s.device) as peak:
+            args = _relufy_args(out / road, spec, s, road=road, max_steps=s.train_steps)
+            twin, timings = timed_relufy(original, data, args, s.device, s.train_warmup_steps)
+        roads[road] = {**timings, **peak, "release_gate": _gate(twin, out / f"{road}_release")}
+        del twin
+    return {"parameters": sum(p.numel() for p in original.parameters()), "batch": [spec.batch, spec.seq],
+            "refit": refit, "roads": roads}  # fmt: skip
+
+
+def _relufy_distributed(s: Settings) -> dict:
+    """BERT-base relufy (road swap) under DDP and FSDP2 on every GPU, through ``accelerate launch``; skipped on
+    fewer than two GPUs."""
+    count = torch.cuda.device_count() if s.device.type == "cuda" else 0
+    if count < 2:
+        return {"skipped": f"{count} GPU(s): DDP/FSDP2 need at least 2"}
+    results = {}
+    package_root = str(Path(hf_lambda_gelu.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    for setup, config in (("ddp", REPO / "recipes/configs/multi_gpu.yaml"), ("fsdp2", FSDP_CONFIG)):
+        out = s.workdir / f"relufy_{setup}"
+        out.mkdir()
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes",
+               str(count), str(RELUFY_DIST_WORKER), str(out), str(s.train_steps), str(s.train_warmup_steps)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=str(REPO))
+        if proc.returncode != 0:
+            results[setup] = {"error": f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-3000:]}"}
+            continue
+        ranks = [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
+        results[setup] = {"command": " ".join(["python", *cmd[1:]]), "ranks": ranks}
+    return results
+
+
+def relufy_section(s: Settings) -> dict:
+    """The relufy job in bf16 at BERT-base and GPT-2-medium shapes: the refit's seconds and peak memory; each
+    distillation road's steps/s, peak memory and teacher share of the step; the gate on every twin; DDP/FSDP2."""
+    models = {name: _relufy_model(name, spec, s) for name, spec in s.relufy_models.items()}
+    gates = [m["refit"]["release_gate"]["passed"] for m in models.values()]
+    gates += [r["release_gate"]["passed"] for m in models.values() for r in m["roads"].values()]
+    return {"bf16": True, "models": models, "distributed": _relufy_distributed(s),
+            "checks": {"release_gate_passed": all(gates)}}  # fmt: skip
+
+
+def _mb(value: int | None) -> str:
+    return "n/a (CPU)" if value is None else f"{value / 2**20:.0f} MB"
 
 
 def _relufy_rows(result: dict) -> list[list[str]]:
     rows = []
-    for road, r in result["roads"].items():
-        rows.append(
-            [
-                f"relufy {road}: steps/s (batch {result['batch'][0]}×{result['batch'][1]})",
-                f"{r['steps_per_second']:.2f}",
-                "",
-                "",
-            ]
-        )
-        rows.append(
-            [
-                f"relufy {road}: release passes the gate",
-                str(r["release_gate"]["passed"]),
-                "True",
-                _ok(r["release_gate"]["passed"]),
-            ]
-        )
+    for name, m in result["models"].items():
+        batch = f"{m['batch'][0]}×{m['batch'][1]}"
+        refit = m["refit"]
+        rows.append([f"relufy {name} refit ({refit['calibration_examples']} inputs): s, peak", f"{refit['seconds']:.2f} s, {_mb(refit['peak_bytes'])}", "", ""])  # fmt: skip
+        for road, r in m["roads"].items():
+            rows.append([f"relufy {name} {road} (batch {batch}): steps/s, peak", f"{r['steps_per_second']:.2f}, {_mb(r['peak_bytes'])}", "", ""])  # fmt: skip
+            rows.append([f"relufy {name} {road}: teacher share of the step", f"{r['teacher_share']:.2f}", "", ""])
+        passed = [refit["release_gate"]["passed"], *(r["release_gate"]["passed"] for r in m["roads"].values())]
+        rows.append([f"relufy {name}: every twin passes the gate", str(all(passed)), "True", _ok(all(passed))])
+    for setup, d in result["distributed"].items():
+        if setup == "skipped":
+            rows.append(["relufy DDP/FSDP2", f"skipped: {d}", "", ""])
+        elif "error" in d:
+            rows.append([f"relufy {setup}", d["error"].split("\n")[0][:80], "", "NO"])
+        else:
+            r0 = d["ranks"][0]
+            rows.append([f"relufy {setup} ({len(d['ranks'])} GPUs): steps/s, peak, teacher held",
+                         f"{r0['steps_per_second']:.2f}, {_mb(r0['peak_bytes'])}, {r0['teacher_fraction']:.2f}", "", ""])  # fmt: skip
     return rows
 
 

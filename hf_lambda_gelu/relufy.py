@@ -37,6 +37,7 @@ from .hardening import HardeningCallback
 from .model_source import load_model
 from .refit import DEFAULT_REFIT_RIDGE
 from .relufy_refit import DEFAULT_CALIBRATION_SIZE, keep_best, refit_only, refit_student, selection_split
+from .relufy_sharding import gather_twin, is_sharded, shard_blocks
 from .reluize import gelu_to_relu, reluize
 from .run_plan import RunPlanCallback
 
@@ -173,6 +174,9 @@ class RelufyTrainer(GuardedTrainingMixin, Trainer):
     ) -> None:
         super().__init__(model=model, args=args, **kwargs)
         self.teacher = teacher
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if self.is_fsdp_enabled and getattr(plugin, "fsdp_version", 1) == 2:  # sharded like the student
+            shard_blocks(teacher.to(self.args.device), plugin.transformer_cls_names_to_wrap)
         self.kind = kind
         self.pooling = pooling
         self._logged: list[torch.Tensor] = []
@@ -333,6 +337,8 @@ def relufy(
         result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         trainer.drop_autocast_wrapper()  # bf16/fp16: the twin computes as its saved checkpoint reloads
         twin, steps, train_loss = trainer.model, trainer.state.global_step, result.training_loss
+        if is_sharded(twin):  # FSDP2: every rank gathers the whole twin; the original judges it, not the shards
+            twin, teacher = gather_twin(twin), model
         if args.road == "lambda":
             reluize(twin, tolerance=args.relu_tolerance)
         if selection is not None:

@@ -1,5 +1,10 @@
 """``hf-lambda-gelu relufy MODEL_DIR OUT_DIR --data FILE``: a ReLU twin of a trained GELU model, as a release folder.
 
+On many devices: ``accelerate launch [--config_file recipes/configs/...] -m hf_lambda_gelu.cli relufy ...`` or
+``torchrun --nproc_per_node N -m hf_lambda_gelu.cli relufy ...`` (DDP; with an FSDP2 config the teacher is sharded
+like the student). ``--batch-size`` is per process. Every rank reads the data and runs the same checks; rank 0
+alone writes the release and prints.
+
 Everything that can be checked is checked before training (the model has a GELU that a config field
 controls, the data files, the eval set's size, the pooling, an empty or previous-release OUT_DIR), so a
 bad input costs one line and writes nothing. Without ``--eval-data`` the last tenth of ``--data`` (of its first
@@ -278,8 +283,18 @@ def _train_and_release(args: argparse.Namespace, folder: Path, config: Any, pool
             pooling=pooling,
         )  # fmt: skip
     report.pooling = pooling.mode if pooling else report.pooling
-    st_dir = folder if pooling is not None else None
-    save_twin_release(twin, report, out_dir, processing_class=processor, base_model=args.model_dir,
-                      sentence_transformers_dir=st_dir, overwrite=args.overwrite)  # fmt: skip
-    print(report.format_table())
-    print(f"ReLU twin ({report.training['road']} road, {report.training['steps']} steps) written to {out_dir}")
+    if training_args.process_index == 0:  # a multi-process launch: every rank checked the twin, rank 0 writes
+        st_dir = folder if pooling is not None else None
+        save_twin_release(twin, report, out_dir, processing_class=processor, base_model=args.model_dir,
+                          sentence_transformers_dir=st_dir, overwrite=args.overwrite)  # fmt: skip
+        print(report.format_table())
+        print(f"ReLU twin ({report.training['road']} road, {report.training['steps']} steps) written to {out_dir}")
+    _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """After a multi-process launch: wait for rank 0's release, then leave the group (gloo may abort at exit
+    otherwise)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

@@ -65,11 +65,14 @@ def _loader(dataset: Any, batch_size: int, collator: Any) -> torch.utils.data.Da
 
 def refit_student(student: nn.Module, teacher: nn.Module, dataset: Any, args: Any, collator: Any) -> dict[str, Any]:
     """Refit ``student`` (swapped to ReLU) on ``args.calibration_size`` inputs drawn from ``dataset`` with
-    ``args.seed``; returns what the report's ``training`` records of it."""
+    ``args.seed``; returns what the report's ``training`` records of it.
+
+    Under DDP or FSDP2 every rank refits on the same subset (same seed, same data), on its own device: no statistic
+    is all-reduced; the ranks compute the same refit (tests/test_relufy_distributed.py checks they agree)."""
     n = min(args.calibration_size, len(dataset))
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed))[:n]
     calibration = _subset(dataset, sorted(order.tolist()))
-    device = torch.device("cuda") if torch.cuda.is_available() and not args.use_cpu else torch.device("cpu")
+    device = args.device  # this rank's device: each rank refits on the same subset, so all ranks agree
     student.to(device), teacher.to(device)
     if args.process_index == 0:  # the plan line, as a training run prints one (run_plan.RunPlanCallback)
         then = "then distillation" if not refit_only(args) else "no training"

@@ -190,10 +190,23 @@ def test_a_real_size_run_needs_cuda(gpu_check, capsys):
 
 
 @pytest.mark.slow
-def test_relufy_section_times_both_roads_and_gates_the_bf16_twin(tiny_report):
+def test_relufy_section_times_the_refit_and_the_distillation_and_gates_every_bf16_twin(tiny_report):
     relufy = tiny_report[0]["sections"]["relufy"]
-    assert relufy["bf16"] is True and set(relufy["roads"]) == {"swap", "lambda"}
-    for road in relufy["roads"].values():
-        assert road["steps"] > 0 and road["steps_per_second"] > 0
-        assert road["release_gate"] == {"passed": True, "error": None}
+    assert relufy["bf16"] is True and set(relufy["models"]) == {"bert_base", "gpt2_medium"}
+    for name, m in relufy["models"].items():
+        assert m["parameters"] > 0 and len(m["batch"]) == 2, name
+        refit = m["refit"]
+        assert _finite_positive(refit["seconds"]) and refit["calibration_examples"] > 0, name
+        assert refit["peak_bytes"] is None and refit["release_gate"] == {"passed": True, "error": None}, name
+        assert set(m["roads"]) == {"swap", "lambda"}, name
+        for road, r in m["roads"].items():
+            assert r["steps"] == 4 and _finite_positive(r["steps_per_second"]), (name, road)
+            assert r["steps_per_second"] == pytest.approx(1e3 / r["step_ms_median"])
+            # the teacher's forward is a part of the step: its share is in (0, 1)
+            assert 0 < r["teacher_share"] < 1 and r["teacher_share"] == pytest.approx(
+                r["teacher_ms_median"] / r["step_ms_median"]
+            ), (name, road)
+            assert r["teacher_sharded"] is False and r["teacher_local_parameters"] == m["parameters"]
+            assert r["peak_bytes"] is None and r["release_gate"] == {"passed": True, "error": None}, (name, road)
+    assert relufy["distributed"] == {"skipped": "0 GPU(s): DDP/FSDP2 need at least 2"}
     assert relufy["checks"]["release_gate_passed"] is True
