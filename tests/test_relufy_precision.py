@@ -24,7 +24,9 @@ def test_the_teacher_runs_in_the_students_autocast(tmp_path):
             seen["student" if module.weight.requires_grad else "teacher"].add(output.dtype)
 
     train = [{"input_ids": [2, 5 + i % 7, 6, 3], "attention_mask": [1, 1, 1, 1]} for i in range(8)]
-    args = RelufyArguments(output_dir=str(tmp_path / "w"), road="swap", max_steps=2, bf16=True, use_cpu=True, report_to="none")
+    args = RelufyArguments(
+        output_dir=str(tmp_path / "w"), road="swap", max_steps=2, bf16=True, use_cpu=True, report_to="none"
+    )
     handle = torch.nn.modules.module.register_module_forward_hook(record)
     try:
         twin, _ = relufy(model, train, args)
