@@ -54,7 +54,7 @@ class RelufyArguments(TrainingArguments):
 
     >>> args = RelufyArguments(output_dir="out", report_to="none")
     >>> args.road, args.hidden_alpha, args.task_alpha
-    ('swap', 1.0, 0.0)
+    ('refit', 1.0, 0.0)
     """
 
     learning_rate: float = field(
