@@ -1,12 +1,15 @@
-"""``relufy``: turn a trained GELU model into a faithful ReLU twin by distilling to it, without labels.
+"""``relufy``: turn a trained GELU model into a faithful ReLU twin, without labels.
 
-The model as given is frozen as the teacher; a copy becomes the student and is swapped to ReLU,
-either at once (road ``"swap"``: swap, then distil — the ReluLLaMA road) or through λ-GELU (road
-``"lambda"``: λ hardened from 1 to λ* over the first ``hardening_end`` of the steps while distilling,
-then exact ReLU forwards). The student learns to reproduce the teacher's hidden states (every layer,
-attention-masked MSE), its logits (T²·KL) where it has a head, and, for an embedder, the pooled
-embedding (1 − cosine). Labels are never read unless ``task_alpha`` > 0. The defaults (road, learning
-rate, loss weights) were chosen on tuning splits: benchmarks/README.md, "relufy".
+The model as given is frozen as the teacher; a copy becomes the student and is swapped to ReLU: with a
+least-squares refit of every MLP down-projection on calibration inputs (road ``"refit"``, the default:
+:mod:`hf_lambda_gelu.refit`; with 0 steps that is all, no gradient step), at once (road ``"swap"``: swap,
+then distil — the ReluLLaMA road) or through λ-GELU (road ``"lambda"``: λ hardened from 1 to λ* over the
+first ``hardening_end`` of the steps while distilling, then exact ReLU forwards). Distilling, the student
+learns to reproduce the teacher's hidden states (every layer, attention-masked MSE), its logits (T²·KL) where
+it has a head, and, for an embedder, the pooled embedding (1 − cosine); after a refit, the better of the
+refit and the distilled twin on a held-out tenth is kept (:mod:`hf_lambda_gelu.relufy_refit`). Labels are
+never read unless ``task_alpha`` > 0. The defaults (road, calibration size, learning rate, loss weights) were
+chosen on tuning splits: benchmarks/README.md, "relufy".
 
 Built as a ``TrainingArguments`` + ``Trainer`` pair, so a relufy run has what a fine-tune has:
 progress bar, logging, bf16, gradient accumulation, checkpoints and resume, ``accelerate launch``.
