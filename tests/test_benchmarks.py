@@ -66,7 +66,8 @@ def _check_reluization_task(result: dict, is_lm: bool, report_targets: dict, arm
         for record in records:
             for key in fields + (LAMBDA_FIELDS if arm.startswith("lambda") else ()):
                 assert key in record, (arm, key)
-            assert ("accuracy_at_hardening_start_step" in record) == (arm != "gelu_naive_swap"), arm
+            no_hardening = ("gelu_naive_swap", "gelu_then_refit_distil")  # a swap at the end; a GELU run, then relufy
+            assert ("accuracy_at_hardening_start_step" in record) == (arm not in no_hardening), arm
             assert 0.0 <= record["accuracy"] <= 100.0 and 0.0 <= record["agreement_with_gelu"] <= 1.0
             # sparsity exists exactly where the final model has ReLUs
             assert (record["relu_sparsity"] is None) == (arm == "gelu"), arm
@@ -133,7 +134,7 @@ def test_reluization_quick_writes_every_arm_and_field(tmp_path):
 
 @pytest.mark.slow
 def test_reluization_runs_chosen_arms_and_merges_parallel_runs(tmp_path):
-    arms = ("lambda_gelu", "relu_then_finetune")
+    arms = ("lambda_gelu", "relu_then_finetune", "gelu_then_refit_distil")
     first = _run("reluization.py", tmp_path / "a.json", "--tasks", "digits_vit", "--seeds", "1", "--arms", *arms)
     _check_reluization_task(first["tasks"]["digits_vit"], False, first["targets"], ("gelu", "gelu_naive_swap", *arms))
     _run("reluization.py", tmp_path / "b.json", "--tasks", "docstrings_gpt2", "--seeds", "1", "--arms", "lambda_gelu")

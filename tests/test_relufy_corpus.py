@@ -115,7 +115,20 @@ def seen(monkeypatch):
 
 
 def _relufy(model: Path, out: Path, data: Path, *flags: str) -> int:
-    argv = ["relufy", str(model), str(out), "--data", str(data), "--max-steps", "2", "--batch-size", "4", *flags]
+    argv = [
+        "relufy",
+        str(model),
+        str(out),
+        "--data",
+        str(data),
+        "--road",
+        "swap",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        *flags,
+    ]
     return main(argv)
 
 
