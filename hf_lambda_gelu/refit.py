@@ -293,12 +293,11 @@ class _Stats:
             theta = torch.cat([theta, p.bias.detach().to(torch.float64)[None]], dim=0)
         return theta.to(self.xtx.device)
 
-    def error(self, theta: torch.Tensor) -> float:
-        """‖Xθ − Y‖² / ‖Y‖² from the sums."""
-        sq = (theta * (self.xtx @ theta)).sum() - 2 * (theta * self.xty).sum() + self.yy
+    def _relative(self, sq: torch.Tensor) -> float:
         return float(sq.clamp_min(0)) / max(self.yy, 1e-300)
 
-    def solve(self, ridge: float, name: str) -> torch.Tensor:
+    def solve(self, ridge: float, name: str) -> tuple[torch.Tensor, float, float]:
+        """The refit weights, and the relative squared error ‖Xθ − Y‖² / ‖Y‖² before (original weights) and after."""
         d_in = self.xtx.shape[0] - int(self.bias)
         scale = float(self.xtx.diagonal()[:d_in].mean())
         if not scale > 0 or not torch.isfinite(self.xtx).all():
@@ -310,8 +309,15 @@ class _Stats:
         pivots = factor.diagonal() ** 2
         if int(info) != 0 or float(pivots.min() / pivots.max()) < _SINGULAR_PIVOT:
             raise SingularCalibrationError(name, self.tokens, d_in, ridge, "the system is singular at this ridge")
-        rhs = self.xty + penalty[:, None] * self.original()  # the ridge pulls toward the original weights
-        return torch.cholesky_solve(rhs, factor)
+        original = self.original()
+        rhs = self.xty + penalty[:, None] * original  # the ridge pulls toward the original weights
+        theta = torch.cholesky_solve(rhs, factor)
+        # before: θ0ᵀAθ0 − 2θ0ᵀB + ‖Y‖², its one large product in float32 (a report figure, not the solution)
+        a_theta0 = (self.xtx.float() @ original.float()).double()
+        before = (original * a_theta0).sum() - 2 * (original * self.xty).sum() + self.yy
+        # after: (A + P)θ = B + Pθ0 gives Aθ = B + P(θ0 − θ), so no large product at all
+        after = self.yy - (theta * self.xty).sum() + (theta * penalty[:, None] * (original - theta)).sum()
+        return theta, self._relative(before), self._relative(after)
 
     def assign(self, theta: torch.Tensor) -> None:
         p = self.projection
@@ -443,8 +449,7 @@ def _refit_stack(
                     hook.remove()
             for site in sites:
                 st = stats[site.projection]
-                theta = st.solve(ridge, site.projection)
-                before, after = st.error(st.original()), st.error(theta)
+                theta, before, after = st.solve(ridge, site.projection)
                 st.assign(theta)
                 seconds = time.perf_counter() - layer_start
                 report.layers.append(RefitLayer(site.projection, site.activation, st.tokens, seconds, before, after))
