@@ -11,7 +11,8 @@ as a ReLU model that keeps the GELU model's accuracy, where the naive swap loses
    80/20 split (seed 0): 5784 train / 1446 validation.
 3. The reference: the checkpoint fine-tuned with the stock ``transformers.Trainer`` (GELU), that model
    naively swapped GELU → ReLU (no training), and that model relufied (:func:`hf_lambda_gelu.relufy`: a
-   ReLU twin distilled to it on the training texts without their labels, for as many steps).
+   ReLU twin refit to it on the training texts without their labels, then distilled for as many steps,
+   the better of the two kept).
 4. The method: the same checkpoint, head initialization, data order and step budget through
    :class:`~hf_lambda_gelu.LambdaGELUTrainer` with the package's defaults (GELU → λ-GELU, hardened to λ*
    in the first 10 % of the steps, then ReLU forwards with distillation to the original checkpoint,
@@ -248,8 +249,9 @@ def _gelu_reference(path: str, names: list[str], train, validation, tokenizer, t
 
 
 def _relufy_reference(model, train, validation, tokenizer, training_args) -> dict[str, Any]:
-    """The GELU fine-tune relufied: a ReLU twin distilled to it on the training texts without their labels, for
-    as many steps as the fine-tune took; its accuracy and its agreement with the GELU model on the validation set."""
+    """The GELU fine-tune relufied: a ReLU twin refit, then distilled, to it on the training texts without their
+    labels, for as many steps as the fine-tune took; its accuracy and its agreement with the GELU model on the
+    validation set."""
     from transformers import DataCollatorWithPadding
 
     with tempfile.TemporaryDirectory(prefix="hf-lambda-gelu-demo-relufy-") as work:
