@@ -700,7 +700,7 @@ def _sparsity(args: argparse.Namespace) -> None:
 RELUFY_RUN_TIME = (
     "Run time for all-MiniLM-L6-v2 on a shared 2-core CPU: the refit alone (the default) about 13-30 s on its 512 "
     "calibration inputs (benchmarks/README.md §6d); distilling (--epochs) about 35-50 s per 1,000 short texts per "
-    "epoch (batch 8), about 130 s per 1,000 long texts (§6b). A GPU is much faster. The first steps of a "
+    "epoch (batch 8), about 130 s per 1,000 long texts (§6b); a GPU is much faster. The first steps of a "
     "distillation print an estimate for your run."
 )
 
