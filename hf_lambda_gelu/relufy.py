@@ -233,7 +233,8 @@ def _loss_weights(args: RelufyArguments, kind: str) -> dict[str, float]:
 
 
 def _student(model: nn.Module, args: RelufyArguments) -> nn.Module:
-    """A copy of ``model`` on its road to ReLU: swapped now (``"swap"``) or as λ-GELU at λ = 1 (``"lambda"``)."""
+    """A copy of ``model`` on its road to ReLU: swapped now (``"swap"``, ``"refit"``) or as λ-GELU at λ = 1
+    (``"lambda"``)."""
     student = copy.deepcopy(model)
     student.train()
     if not args.student_dropout:
