@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from safetensors import safe_open
 from test_relufy_cli import _classifier_dir, _csv, _texts
@@ -36,12 +37,13 @@ def test_the_teacher_runs_in_the_students_autocast(tmp_path):
     assert twin.dtype == torch.float32  # an fp32 model's twin stays fp32 (mixed precision is not its dtype)
 
 
-def test_a_bf16_models_twin_is_bf16_and_passes_the_gate(tmp_path, capsys):
+@pytest.mark.parametrize("steps", [4, 0])  # the default road: refit → distil, and the refit alone
+def test_a_bf16_models_twin_is_bf16_and_passes_the_gate(tmp_path, capsys, steps):
     model_dir = _classifier_dir(tmp_path)
     AutoModelForSequenceClassification.from_pretrained(model_dir).to(torch.bfloat16).save_pretrained(model_dir)
     out = tmp_path / "out"
     argv = ["relufy", str(model_dir), str(out), "--data", str(_texts(tmp_path / "t.txt", 48)), "--eval-data",
-            str(_csv(tmp_path / "e.csv", 16, seed=1)), "--label-column", "label", "--bf16", "--max-steps", "4",
+            str(_csv(tmp_path / "e.csv", 16, seed=1)), "--label-column", "label", "--bf16", "--max-steps", str(steps),
             "--batch-size", "8", "--learning-rate", "3e-4"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
     assert "model.safetensors" in check_release_dir(out)  # written through the gate (reload check), in the manifest
@@ -50,4 +52,7 @@ def test_a_bf16_models_twin_is_bf16_and_passes_the_gate(tmp_path, capsys):
     twin = AutoModelForSequenceClassification.from_pretrained(out)
     assert twin.dtype == torch.bfloat16 and twin.config.hidden_act == "relu"
     report = json.loads((out / FIDELITY_FILENAME).read_text())
-    assert report["top1_agreement"] >= 0.5 and report["training"]["steps"] == 4
+    assert report["top1_agreement"] >= 0.5 and report["training"]["steps"] == steps
+    assert report["training"]["road"] == "refit" and report["training"]["calibration_examples"] == (
+        48 if steps == 0 else 44
+    )  # a tenth judges
