@@ -11,9 +11,9 @@ import os
 from typing import Any
 
 import torch
-from transformers import DataCollatorWithPadding, default_data_collator
 
 from .errors import DataFileError
+from .relufy_cli import _collator, _image
 from .relufy_data import read_examples
 
 __all__ = ["calibration_batches"]
@@ -41,8 +41,8 @@ def calibration_batches(
         seed: draws the subset.
 
     Raises:
-        DataFileError: the file cannot be used (see ``read_examples``), or it holds images and no image
-            processor was given (or texts and no tokenizer).
+        DataFileError: the file cannot be used (see ``read_examples``), an image cannot be read (named), or it holds
+            images and no image processor was given (or texts and no tokenizer).
 
     >>> import tempfile, pathlib
     >>> from transformers import BertTokenizerFast
@@ -55,26 +55,13 @@ def calibration_batches(
     examples = read_examples(path, text_column=text_column)
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))[: max(1, size)]
     inputs = [examples.inputs[i] for i in sorted(order.tolist())]
+    if examples.is_image != hasattr(processor, "preprocess"):
+        have = "an image folder" if examples.is_image else "texts"
+        raise DataFileError(path, f"it holds {have} and the model's processor cannot encode them", "give the other")
+    collator = _collator(processor, examples.is_image)
     if examples.is_image:
-        if not hasattr(processor, "preprocess"):
-            raise DataFileError(path, "it is an image folder and the model has no image processor", "give texts")
-        from PIL import Image
-
-        def encode(chunk: list[Any]) -> dict[str, torch.Tensor]:
-            images = []
-            for image_path in chunk:
-                with Image.open(image_path) as image:
-                    images.append(image.convert("RGB"))
-            return default_data_collator([{"pixel_values": p} for p in processor(images=images, return_tensors="pt")["pixel_values"]])  # fmt: skip
+        items = [{"pixel_values": _image(image_path, processor)} for image_path in inputs]
     else:
-        if not callable(getattr(processor, "pad", None)):
-            raise DataFileError(path, "it holds texts and the model has no tokenizer", "give an image folder")
-        if processor.pad_token is None:  # GPT-2-style tokenizers: pad with EOS (the mask hides it)
-            processor.pad_token = processor.eos_token
-        collator = DataCollatorWithPadding(processor)
-
-        def encode(chunk: list[Any]) -> dict[str, torch.Tensor]:
-            encoded = processor(chunk, truncation=True, max_length=max_length)
-            return collator([{k: v[i] for k, v in encoded.items()} for i in range(len(chunk))])
-
-    return [encode(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
+        encoded = processor(inputs, truncation=True, max_length=max_length)
+        items = [{k: v[i] for k, v in encoded.items()} for i in range(len(inputs))]
+    return [collator(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]

@@ -73,3 +73,14 @@ def test_a_singular_calibration_set_is_refused_in_one_line(lam, tmp_path, capsys
     assert main([str(a) for a in argv]) == 1
     err = capsys.readouterr().err
     assert "calibration tokens" in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_calibration_images_for_a_text_model_are_refused_in_one_line(lam, tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "images" / "a.png")
+    argv = ["reluize", lam / "lg", tmp_path / "out", "--calibration-data", tmp_path / "images"]
+    assert main([str(a) for a in argv]) == 1
+    err = capsys.readouterr().err
+    assert "holds an image folder" in err and "Traceback" not in err and not (tmp_path / "out").exists()
