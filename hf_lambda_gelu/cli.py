@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 import textwrap
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +41,12 @@ from .calibration import calibration_batches
 from .config import LambdaGELUConfig
 from .config_fields import activation_fields, is_lambda_gelu_config
 from .conversion import from_pretrained
-from .distillation import frozen_copy
-from .errors import OutputDirNotEmptyError, UnhardenedSwapError, UnhardenedSwapWarning
+from .errors import OutputDirNotEmptyError, UnhardenedSwapError
 from .metrics import compute_accuracy
 from .model_source import check_model_source as _source
 from .model_source import check_weights
 from .ops import RELU_DISTANCE_CONSTANT
-from .refit import DEFAULT_REFIT_RIDGE, refit_down_projections
+from .refit import DEFAULT_REFIT_RIDGE
 from .release.card import infer_pipeline_tag, resolve_target_lambda
 from .release.folder import (
     PROFILE_JSON_FILENAME,
@@ -63,7 +61,7 @@ from .release.plots import load_profile_json, save_profile_json, save_profile_pl
 from .release.upload import upload_release
 from .relufy_cli import add_relufy_arguments, run_relufy
 from .relufy_data import label_ids
-from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, exceeds_tolerance, hardness_profile
+from .reluize import DEFAULT_RELU_TOLERANCE, ReluizeReport, exceeds_tolerance, hardness_profile, swap_and_refit
 from .swap_measure import measure_swap
 
 __all__ = ["COMMANDS", "PROG", "CLIError", "Command", "build_parser", "main"]
@@ -237,16 +235,6 @@ def _eval_dataset(tokenizer: Any, config: Any, args: argparse.Namespace) -> data
     return datasets.Dataset.from_dict({**encoded, "labels": labels})
 
 
-def _reluize_and_refit(model: Any, *, calibration: list[dict], ridge: float) -> ReluizeReport:
-    """The release swap of an unhardened λ-GELU model, then the least-squares refit of its down-projections to it."""
-    teacher = frozen_copy(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnhardenedSwapWarning)  # the refit is what makes this swap acceptable
-        report = reluize_for_release(model)
-    report.refit = refit_down_projections(model, teacher, calibration, ridge=ridge).to_dict()
-    return report
-
-
 def _swap_on_eval_file(
     model: Any, tokenizer: Any, data: datasets.Dataset, args: argparse.Namespace, swap: Any = reluize_for_release
 ) -> ReluizeReport:
@@ -400,7 +388,7 @@ def _reluize(args: argparse.Namespace) -> None:
             args.calibration_data, processor, size=args.calibration_size, max_length=args.max_length,
             batch_size=args.batch_size, text_column=args.text_column,
         )  # fmt: skip
-        swap = functools.partial(_reluize_and_refit, calibration=batches, ridge=args.refit_ridge)
+        swap = functools.partial(swap_and_refit, swap=reluize_for_release, calibration=batches, ridge=args.refit_ridge)
     if args.eval_file:
         if infer_pipeline_tag(model) != "text-classification":
             raise CLIError(f"--eval-file evaluates sequence classifiers; {source!r} is a {type(model).__name__}.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "gelu_to_relu",
     "hardness_profile",
     "reluize",
+    "swap_and_refit",
 ]
 
 #: ε: the largest per-activation bound c/λ a swap may have and still count as hardened (λ ≥ λ* ≈ 170).
@@ -271,12 +272,30 @@ def gelu_to_relu(
     >>> model.config.hidden_act, report.unhardened, round(report.max_error_bound, 4)
     ('relu', True, 0.17)
     """
+
+    def swap(m: nn.Module) -> ReluizeReport:
+        if not has_lambda_gelu(m):
+            convert_to_lambda_gelu(m, filter_fn=filter_fn)  # λ = 1: exactly the model's GELU, now swappable
+        return reluize(m, filter_fn=filter_fn)
+
+    return swap_and_refit(model, swap, calibration, ridge=ridge)
+
+
+def swap_and_refit(
+    model: nn.Module,
+    swap: Callable[[nn.Module], ReluizeReport],
+    calibration: Iterable[Mapping[str, Any]] | None,
+    *,
+    ridge: float = DEFAULT_REFIT_RIDGE,
+) -> ReluizeReport:
+    """``swap(model)`` done on purpose although unhardened (no :class:`~hf_lambda_gelu.errors.UnhardenedSwapWarning`),
+    then, with ``calibration``, the least-squares refit of the down-projections to the model as it was before the
+    swap, recorded in ``report.refit``. :func:`gelu_to_relu` and ``hf-lambda-gelu reluize --calibration-data`` use it.
+    """
     teacher = frozen_copy(model) if calibration is not None else None
-    if not has_lambda_gelu(model):
-        convert_to_lambda_gelu(model, filter_fn=filter_fn)  # λ = 1: exactly the model's GELU, now swappable
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnhardenedSwapWarning)
-        report = reluize(model, filter_fn=filter_fn)
+        report = swap(model)
     if teacher is not None:
         report.refit = refit_down_projections(model, teacher, calibration, ridge=ridge).to_dict()
     return report
