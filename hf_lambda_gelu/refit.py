@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from transformers.pytorch_utils import Conv1D
 
 from .errors import InvalidSettingError, SingularCalibrationError, UnsupportedRefitError
+from .fidelity import _device
 from .gelu_kinds import GELU_KINDS, activation_kind
 
 __all__ = ["DEFAULT_REFIT_RIDGE", "RefitLayer", "RefitReport", "find_down_projections", "refit_down_projections"]
@@ -179,10 +180,6 @@ def find_down_projections(model: nn.Module, activations: list[str], batch: Mappi
             raise UnsupportedRefitError(family, f"{name}'s down-projection {projection} lies outside its block")
         sites.append(_Site(name, projection, stack, index))
     return sites
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _split(args: tuple, kwargs: dict) -> tuple[torch.Tensor, tuple, dict]:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Trainer, TrainingArguments, default_data_collator
+from transformers import Trainer, TrainingArguments
 
 from .activation import lambda_parameters
 from .config import DistillationConfig, HardeningConfig, check_weight, setting_field
@@ -39,7 +39,7 @@ from .guards import GuardedTrainingMixin
 from .hardening import HardeningCallback
 from .model_source import load_model
 from .refit import DEFAULT_REFIT_RIDGE
-from .relufy_refit import DEFAULT_CALIBRATION_SIZE, keep_best, refit_only, refit_student, selection_split
+from .relufy_refit import DEFAULT_CALIBRATION_SIZE, batches_of, keep_best, refit_only, refit_student, selection_split
 from .relufy_sharding import gather_twin, is_sharded, shard_blocks
 from .reluize import gelu_to_relu, reluize
 from .run_plan import RunPlanCallback
@@ -363,11 +363,8 @@ def relufy(
     )
     if eval_dataset is None:
         return twin, None
-    loader = torch.utils.data.DataLoader(
-        _without_labels(eval_dataset) if kind != "classifier" else eval_dataset,
-        batch_size=eval_batch_size or args.per_device_eval_batch_size,
-        collate_fn=data_collator or default_data_collator,
-    )
+    held_out = _without_labels(eval_dataset) if kind != "classifier" else eval_dataset
+    loader = batches_of(held_out, eval_batch_size or args.per_device_eval_batch_size, data_collator)
     report = measure_fidelity(model, twin, loader, kind=kind, pooling=pooling)
     report.training = training
     return twin, report

@@ -21,6 +21,7 @@ from .refit import refit_down_projections
 __all__ = [
     "DEFAULT_CALIBRATION_SIZE",
     "SELECTION_FRACTION",
+    "batches_of",
     "keep_best",
     "refit_only",
     "refit_student",
@@ -59,7 +60,8 @@ def selection_split(dataset: Any) -> tuple[Any, Any]:
     return _subset(dataset, list(range(cut))), _subset(dataset, list(range(cut, n)))
 
 
-def _loader(dataset: Any, batch_size: int, collator: Any) -> torch.utils.data.DataLoader:
+def batches_of(dataset: Any, batch_size: int, collator: Any) -> torch.utils.data.DataLoader:
+    """``dataset`` in order, batched by ``collator`` (default: transformers' ``default_data_collator``)."""
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collator or default_data_collator)
 
 
@@ -82,7 +84,7 @@ def refit_student(student: nn.Module, teacher: nn.Module, dataset: Any, args: An
     report = refit_down_projections(
         student,
         teacher,
-        _loader(calibration, args.per_device_train_batch_size, collator),
+        batches_of(calibration, args.per_device_train_batch_size, collator),
         ridge=args.refit_ridge,
         progress=not args.disable_tqdm,
     )
@@ -112,7 +114,7 @@ def keep_best(
 ) -> dict[str, Any]:
     """Keep the distilled ``twin`` only if it is closer to ``teacher`` on ``selection`` than the refit was;
     otherwise load the refit's weights back. Returns the report's record of the choice."""
-    loader = _loader(selection, args.per_device_eval_batch_size, collator)
+    loader = batches_of(selection, args.per_device_eval_batch_size, collator)
     twin.eval()
     distilled = _score(teacher, twin, loader, kind, pooling)
     distilled_state = copy.deepcopy(twin.state_dict())

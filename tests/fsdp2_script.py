@@ -81,7 +81,12 @@ def main(out: str) -> None:
         "baseline_shapes": {k: list(v.shape) for k, v in baseline.items()},
         "release_shapes": {k: list(v.shape) for k, v in state.items()},
     }
-    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+    finish(out, record)
+
+
+def finish(out: str, record: dict) -> None:
+    """Write this rank's ``record`` as ``rank{N}.json`` in ``out``, wait for every rank, and exit at once."""
+    with open(os.path.join(out, f"rank{dist.get_rank()}.json"), "w") as f:
         json.dump(record, f)
     dist.barrier()
     sys.stdout.flush()

@@ -11,12 +11,12 @@ Modes (``MODE OUT``); each rank writes what it saw to ``<OUT>/rank<k>.json``:
 """
 
 import hashlib
-import json
 import os
 import sys
 
 import torch
 import torch.distributed as dist
+from fsdp2_script import finish
 from transformers import BertConfig, BertForSequenceClassification
 
 from hf_lambda_gelu import RelufyArguments, RelufyTrainer, relufy, save_release
@@ -123,14 +123,7 @@ def run_fsdp2(out: str) -> dict:
 
 
 def main(mode: str, out: str) -> None:
-    record = {"refit": run_refit, "fsdp2": run_fsdp2}[mode](out)
-    rank = dist.get_rank()
-    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
-        json.dump(record, f)
-    dist.barrier()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # gloo may abort during interpreter shutdown (PLATFORM.md)
+    finish(out, {"refit": run_refit, "fsdp2": run_fsdp2}[mode](out))
 
 
 if __name__ == "__main__":
