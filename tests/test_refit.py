@@ -123,6 +123,18 @@ def test_padding_is_masked_out_of_the_statistics():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
 
 
+def test_rows_pooled_into_several_products_refit_as_one_product(monkeypatch):
+    """The statistics pool batches' rows into products of ``_PRODUCT_ROWS`` rows: any pooling gives the same refit."""
+    batches = [
+        {"input_ids": torch.randint(5, 60, (2, 9), generator=torch.Generator().manual_seed(s))} for s in range(6)
+    ]
+    one = _swap_and_refit("bert", batches)[2]  # 108 rows: one product per layer
+    monkeypatch.setattr("hf_lambda_gelu.refit._PRODUCT_ROWS", 20)  # a product every second batch, one left at the end
+    several = _swap_and_refit("bert", batches)[2]
+    for (name, a), b in zip(one.state_dict().items(), several.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_bf16_model_keeps_its_dtype_and_float64_statistics():
     model = build("gpt2").to(torch.bfloat16)
     teacher = frozen_copy(model)
