@@ -56,13 +56,22 @@ class RelufyArguments(TrainingArguments):
     """TrainingArguments for a relufy run, with the distillation settings (HfArgumentParser picks them up).
 
     >>> args = RelufyArguments(output_dir="out", report_to="none")
-    >>> args.road, args.hidden_alpha, args.task_alpha
-    ('refit', 1.0, 0.0)
+    >>> args.road, args.num_train_epochs, args.hidden_alpha, args.task_alpha
+    ('refit', 0.0, 1.0, 0.0)
+    >>> RelufyArguments(output_dir="out", report_to="none", road="swap").num_train_epochs
+    1.0
     """
 
     learning_rate: float = field(
         default=1e-4,
         metadata={"help": "Peak learning rate of the twin (AdamW, linear decay; chosen on tuning splits)."},
+    )
+    num_train_epochs: float | None = field(
+        default=None,
+        metadata={
+            "help": "Epochs of the training inputs when max_steps is not set (default: 0 on road 'refit', the refit "
+            "alone, chosen on tuning splits; 1 on the roads that distil)."
+        },
     )
     road: str = field(
         default="refit",
@@ -119,6 +128,8 @@ class RelufyArguments(TrainingArguments):
     relu_tolerance: float = setting_field(HardeningConfig, "relu_tolerance")
 
     def __post_init__(self) -> None:
+        if self.num_train_epochs is None:
+            self.num_train_epochs = 0.0 if self.road == "refit" else 1.0
         super().__post_init__()
         if self.road not in ROADS:
             raise InvalidSettingError("road", self.road, f"use one of {ROADS}.")

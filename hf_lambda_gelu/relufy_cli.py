@@ -108,13 +108,6 @@ def _model_config(folder: Path, max_length: int) -> tuple[Any, Pooling | None]:
     return config, pooling
 
 
-def _epochs(args: argparse.Namespace) -> float:
-    """--epochs, or its default: 0 on the refit road (the refit alone), 1 on the roads that only distil."""
-    if args.epochs is not None:
-        return args.epochs
-    return 0.0 if args.road == "refit" else 1.0
-
-
 def _check_changes_weights(args: argparse.Namespace) -> None:
     """Refuse a run that cannot change the weights (zero steps or rate 0), except the training-free refit road."""
     if args.road == "refit":
@@ -267,7 +260,7 @@ def _train_and_release(args: argparse.Namespace, folder: Path, config: Any, pool
             per_device_train_batch_size=args.batch_size,
             per_device_eval_batch_size=args.batch_size,
             max_steps=-1 if args.max_steps is None else args.max_steps,
-            num_train_epochs=_epochs(args),
+            num_train_epochs=args.epochs,  # None: RelufyArguments' default for the road
             task_alpha=args.task_alpha,
             seed=args.seed,
             **work.save_settings,

@@ -172,6 +172,19 @@ def test_relufy_refit_only_takes_no_gradient_step_and_records_the_refit(tmp_path
     assert kl[0] < kl[1]
 
 
+def test_relufy_defaults_are_the_refit_alone_and_one_epoch_on_the_roads_that_distil(tmp_path):
+    """No epochs or steps given: the refit road takes no step (the CLI's default too), the swap road one epoch."""
+    model = tiny_bert(initializer_range=0.2).eval()
+    data, held_out = text_dataset(96, seed=0), text_dataset(16, seed=1)
+    steps = {}
+    for road in ("refit", "swap"):
+        args = RelufyArguments(output_dir=str(tmp_path / road), road=road, per_device_train_batch_size=8,
+                               report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True)  # fmt: skip
+        _, report = relufy(model, data, args, eval_dataset=held_out, data_collator=default_data_collator)
+        steps[road] = report.training["steps"]
+    assert steps == {"refit": 0, "swap": 12}
+
+
 def test_relufy_refit_then_distil_keeps_the_better_of_the_two(tmp_path):
     model = tiny_bert(initializer_range=0.2).eval()
     data = text_dataset(96, seed=0)
