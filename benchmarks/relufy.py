@@ -49,11 +49,21 @@ import numpy as np
 import reluization as rz
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, PrinterCallback, Trainer, set_seed
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    set_seed,
+)
 from transformers import logging as hf_logging
+from transformers.pytorch_utils import Conv1D
 
 from hf_lambda_gelu import gelu_to_relu
 from hf_lambda_gelu.fidelity import Pooling, measure_fidelity
+from hf_lambda_gelu.refit import find_down_projections
 from hf_lambda_gelu.relufy import RelufyArguments, relufy
 
 DEFAULT_OUT = common.RESULTS_DIR / "relufy.json"
@@ -223,6 +233,37 @@ def _loader(job: Job):
     return torch.utils.data.DataLoader(job.eval, batch_size=64, collate_fn=job.collator)
 
 
+def _widths(module: torch.nn.Module) -> tuple[int, int]:
+    """(input, output) width of a Linear or Conv1D."""
+    return (
+        (module.weight.shape[0], module.nf) if isinstance(module, Conv1D) else (module.in_features, module.out_features)
+    )
+
+
+class TrainOnly(TrainerCallback):
+    """``--train-only``: distil only the MLP down-projections (``down_projections``, the weights the refit fitted)
+    or every projection of the MLP (``mlp``: the down-projection and the projections of its block that output its
+    input width); every other weight is frozen when training begins (AdamW skips weights without a gradient)."""
+
+    def __init__(self, part: str) -> None:
+        self.part = part
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        relus = [name for name, module in model.named_modules() if isinstance(module, torch.nn.ReLU)]
+        sites = [s for s in find_down_projections(model, relus, next(iter(train_dataloader))) if s.projection]
+        keep = {s.projection for s in sites}
+        if self.part == "mlp":
+            for site in sites:
+                width = _widths(model.get_submodule(site.projection))[0]
+                block = f"{site.stack}.{site.index}."
+                keep |= {
+                    name for name, module in model.named_modules()
+                    if name.startswith(block) and isinstance(module, (torch.nn.Linear, Conv1D)) and _widths(module)[1] == width
+                }  # fmt: skip
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.rsplit(".", 1)[0] in keep)
+
+
 def run_arm(job: Job, arm: str, budget: float, seed: int, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     steps = 0
@@ -246,7 +287,9 @@ def run_arm(job: Job, arm: str, budget: float, seed: int, args: argparse.Namespa
             if road == "refit" and arm in ("refit", "refit_distil"):
                 relufy_args.learning_rate = args.refit_lr
             set_seed(seed)
-            twin, report = relufy(job.model, job.train, relufy_args, eval_dataset=job.eval, data_collator=job.collator)
+            callbacks = [TrainOnly(args.train_only)] if args.train_only else None
+            twin, report = relufy(job.model, job.train, relufy_args, eval_dataset=job.eval, data_collator=job.collator,
+                                  callbacks=callbacks)  # fmt: skip
             training = report.training
     row = {"arm": arm, "budget_epochs": budget, "seed": seed, "steps": steps, **report.to_dict()}
     row.pop("training", None)
@@ -471,7 +514,9 @@ def _pm(stat: dict, scale: float) -> str:
     return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
 
-def merge(paths: list[str], out: Path) -> int:
+def merge(paths: list[str], out: Path, replace: bool = False) -> int:
+    """Join result files; a row repeated (same task, arm, budget and seed) is refused, or with ``replace`` the later
+    file's row takes its place (a rerun that must be side by side with another arm)."""
     merged = None
     for path in paths:
         data = json.loads(Path(path).read_text())
@@ -483,8 +528,12 @@ def merge(paths: list[str], out: Path) -> int:
                 old = merged["tasks"][name]
                 keys = {(r["arm"], r["budget_epochs"], r["seed"]) for r in old["rows"]}
                 clash = [r for r in result["rows"] if (r["arm"], r["budget_epochs"], r["seed"]) in keys]
-                if any(r["arm"] != "naive_swap" for r in clash):
-                    raise SystemExit(f"--merge: {path} repeats rows of {name}: {clash[:1]}")
+                if replace:
+                    again = {(r["arm"], r["budget_epochs"], r["seed"]) for r in result["rows"]}
+                    old["rows"] = [r for r in old["rows"] if (r["arm"], r["budget_epochs"], r["seed"]) not in again]
+                    clash = []
+                elif any(r["arm"] != "naive_swap" for r in clash):
+                    raise SystemExit(f"--merge: {path} repeats rows of {name}: {clash[:1]} (--replace: the later wins)")
                 old["rows"] += [r for r in result["rows"] if r not in clash]
                 old["budgets"] = sorted(set(old["budgets"]) | set(result["budgets"]))
             else:
@@ -520,15 +569,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--student-dropout", action="store_true", help="keep dropout in the student (RelufyArguments)")
     parser.add_argument(
+        "--train-only",
+        choices=("down_projections", "mlp"),
+        help="distil only these weights of the student (a recipe for refit → distil; default: every weight)",
+    )
+    parser.add_argument(
         "--tuning", action="store_true", help="evaluate on a tuning split carved from the training data"
     )
     parser.add_argument("--merge", nargs="+", help="join result files of parallel runs")
+    parser.add_argument("--replace", action="store_true", help="--merge: a later file's row replaces a repeated one")
     args = parser.parse_args(argv)
     args.set = {key: float(value) for key, value in (item.split("=", 1) for item in args.set)}
     args.refit_lr = args.lr if args.refit_lr is None else args.refit_lr
     out = common.output_path(args.out, args.quick, DEFAULT_OUT)
     if args.merge:
-        return merge(args.merge, out)
+        return merge(args.merge, out, args.replace)
     common.apply_threads(args.threads)
     hf_logging.set_verbosity_error()
     results = {
@@ -539,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
             "calibration_size": args.calibration_size,
             "hardening_end": args.hardening_end,
             "student_dropout": args.student_dropout,
+            "train_only": args.train_only,
             **args.set,
             "batch": args.batch,
             "arms": ARMS,

@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from arch_matrix import build
 from helpers import offline_env
+from transformers import TrainerCallback
+
+from hf_lambda_gelu import RelufyArguments, relufy
+from hf_lambda_gelu.release.gate import dummy_inputs
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TASKS = ("sentiment_cls", "digits_vit", "docstrings_gpt2")
@@ -49,12 +55,14 @@ def test_quick_run_every_arm_and_budget_and_merge(tmp_path):
         key = {"classifier": "top1_agreement", "causal_lm": "next_token_agreement"}[kind]
         assert all(0.0 <= r[key] <= 1.0 for r in result["rows"])
         assert any("swap_distil ≥ lambda_distil" in check for check in result["checks"])
+    rerun = _run_merge(tmp_path, tmp_path / "merged0.json", tmp_path / "b.json", "--replace")  # b's rows again
+    assert [len(rerun["tasks"][n]["rows"]) for n in TASKS] == [len(merged["tasks"][n]["rows"]) for n in TASKS]
     assert first["tasks"]["docstrings_gpt2"]["original"]["perplexity"] > 1.0
     assert first["settings"]["lr"] > 0 and first["meta"]["quick"] is True
 
 
-def _run_merge(tmp_path: Path, *paths: Path) -> dict:
-    out = tmp_path / "merged.json"
+def _run_merge(tmp_path: Path, *paths: Path | str) -> dict:
+    out = tmp_path / f"merged{len(list(tmp_path.glob('merged*.json')))}.json"
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / "relufy.py"), "--merge", *map(str, paths), "--out", str(out)],
         capture_output=True, text=True, timeout=120, cwd=BENCHMARKS, env=offline_env(tmp_path),
@@ -64,15 +72,48 @@ def _run_merge(tmp_path: Path, *paths: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def test_debian_descriptions_parser(tmp_path, monkeypatch):
+@pytest.fixture
+def bench(monkeypatch):
+    """benchmarks/relufy.py as a module."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
         spec = importlib.util.spec_from_file_location("relufy_bench", BENCHMARKS / "relufy.py")
-        bench = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, "relufy_bench", bench)  # dataclasses look their module up
-        spec.loader.exec_module(bench)
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, "relufy_bench", module)  # dataclasses look their module up
+        spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+@pytest.mark.parametrize(
+    ("family", "part", "trained"),
+    [
+        ("bert", "down_projections", ["output.dense"]),
+        ("bert", "mlp", ["intermediate.dense", "output.dense"]),
+        ("gpt2", "mlp", ["mlp.c_fc", "mlp.c_proj"]),
+    ],
+)
+def test_train_only_freezes_every_other_weight(bench, tmp_path, family, part, trained):
+    """``--train-only``: after the refit, only the named MLP weights of every block get a gradient step."""
+    model = build(family).eval()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    seen = {}
+
+    class Record(TrainerCallback):
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            seen.update({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+
+    args = RelufyArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, report_to="none",
+                           save_strategy="no", use_cpu=True, disable_tqdm=True)  # fmt: skip
+    data = [{"input_ids": dummy_inputs(model, batch_size=1, seq_len=8, seed=s)["input_ids"][0]} for s in range(16)]
+    relufy(model, data, args, callbacks=[bench.TrainOnly(part), Record()])
+    modules = {name.rsplit(".", 1)[0] for name in seen}  # weight and bias → their module
+    assert len(modules) == 2 * len(trained) and all(m.endswith(tuple(trained)) for m in modules), modules
+    assert all(not torch.equal(seen[n], before[n]) for n in seen if n.endswith("weight"))  # they did train
+
+
+def test_debian_descriptions_parser(bench, monkeypatch):
     text = (
         "Package: a\nDescription-md5: 1\nDescription-en: Tool A for things\n first line of a long text that says\n"
         " .\n what tool A does, at length enough.\n\nPackage: b\nDescription-en: short only\n\n"
