@@ -39,7 +39,7 @@ from .guards import GuardedTrainingMixin
 from .hardening import HardeningCallback
 from .model_source import load_model
 from .refit import DEFAULT_REFIT_RIDGE
-from .relufy_refit import DEFAULT_CALIBRATION_SIZE, batches_of, keep_best, refit_only, refit_student, selection_split
+from .relufy_refit import DEFAULT_CALIBRATION_SIZE, batches_of, keep_best, refit_only, refit_splits, refit_student
 from .relufy_sharding import gather_twin, is_sharded, shard_blocks
 from .reluize import gelu_to_relu, reluize
 from .run_plan import RunPlanCallback
@@ -328,10 +328,10 @@ def relufy(
         student.float()  # float32 weights to train; mixed precision is args.bf16 / args.fp16 (the teacher stays)
     training: dict[str, Any] = {"road": args.road}
     selection = None
-    if args.road == "refit":
-        if not refit_only(args):  # the tenth that judges refit against refit → distil is held out of both
-            train_dataset, selection = selection_split(train_dataset)
-        training.update(refit_student(student, teacher, train_dataset, args, data_collator))
+    if args.road == "refit":  # the selection tenth that judges refit against refit → distil is held out of both
+        inputs = len(train_dataset)
+        calibration, train_dataset, selection = refit_splits(train_dataset, args)
+        training.update(refit_student(student, teacher, calibration, args, data_collator, inputs))
     callbacks = [*(callbacks or []), RunPlanCallback("relufy", args.road, lambda: (train_dataset, eval_dataset))]
     if args.road == "lambda":
         callbacks.append(HardeningCallback(args.hardening_config()))

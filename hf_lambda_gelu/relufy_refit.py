@@ -24,13 +24,14 @@ __all__ = [
     "batches_of",
     "keep_best",
     "refit_only",
+    "refit_splits",
     "refit_student",
-    "selection_split",
 ]
 
 #: Calibration inputs of the refit (a seeded random subset of the training inputs).
 DEFAULT_CALIBRATION_SIZE = 512
-#: The fraction of the training inputs held out to judge refit → distil against the refit alone.
+#: The fraction of the training inputs held out (from those the refit does not see) to judge refit → distil
+#: against the refit alone.
 SELECTION_FRACTION = 0.1
 
 
@@ -49,15 +50,34 @@ def _subset(dataset: Any, indices: list[int]) -> Any:
     return select(indices) if select is not None else [dataset[i] for i in indices]
 
 
-def selection_split(dataset: Any) -> tuple[Any, Any]:
-    """``(train, selection)``: the last tenth of ``dataset`` (at least one input) held out as the selection split.
+def refit_splits(dataset: Any, args: Any) -> tuple[Any, Any, Any]:
+    """``(calibration, train, selection)``: the refit road's subsets of ``dataset``.
 
-    >>> selection_split(list(range(20)))
-    ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17], [18, 19])
+    The calibration inputs are the first ``args.calibration_size`` of a permutation seeded by ``args.seed``: the same
+    draw whether or not distillation follows, so a run whose guard keeps the refit returns the refit-alone twin.
+    When it distils, the selection split is the last tenth of the inputs (at least one) among those the refit did not
+    see, and it is held out of training too (None for the refit alone; ``train`` is then ``dataset``). With too few
+    inputs for both, the calibration leaves its last-drawn inputs to the selection.
+
+    >>> from types import SimpleNamespace
+    >>> args = SimpleNamespace(calibration_size=4, seed=0, max_steps=10, num_train_epochs=1.0)
+    >>> calibration, train, selection = refit_splits(list(range(20)), args)
+    >>> len(calibration), len(train), len(selection), set(selection) & set(calibration)
+    (4, 18, 2, set())
+    >>> refit_splits(list(range(20)), SimpleNamespace(**{**vars(args), "max_steps": 0}))[0] == calibration
+    True
     """
     n = len(dataset)
-    cut = n - max(1, int(n * SELECTION_FRACTION))
-    return _subset(dataset, list(range(cut))), _subset(dataset, list(range(cut, n)))
+    drawn = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed))[: args.calibration_size].tolist()
+    if refit_only(args):
+        return _subset(dataset, sorted(drawn)), dataset, None
+    size = max(1, int(n * SELECTION_FRACTION))
+    drawn = drawn[: n - size]
+    seen = set(drawn)
+    selection = [i for i in range(n) if i not in seen][-size:]
+    held = set(selection)
+    train = [i for i in range(n) if i not in held]
+    return _subset(dataset, sorted(drawn)), _subset(dataset, train), _subset(dataset, selection)
 
 
 def batches_of(dataset: Any, batch_size: int, collator: Any) -> torch.utils.data.DataLoader:
@@ -65,21 +85,21 @@ def batches_of(dataset: Any, batch_size: int, collator: Any) -> torch.utils.data
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collator or default_data_collator)
 
 
-def refit_student(student: nn.Module, teacher: nn.Module, dataset: Any, args: Any, collator: Any) -> dict[str, Any]:
-    """Refit ``student`` (swapped to ReLU) on ``args.calibration_size`` inputs drawn from ``dataset`` with
-    ``args.seed``; returns what the report's ``training`` records of it.
+def refit_student(
+    student: nn.Module, teacher: nn.Module, calibration: Any, args: Any, collator: Any, inputs: int
+) -> dict[str, Any]:
+    """Refit ``student`` (swapped to ReLU) on ``calibration`` (drawn from ``inputs`` inputs: :func:`refit_splits`);
+    returns what the report's ``training`` records of it.
 
     Under DDP or FSDP2 every rank refits on the same subset (same seed, same data), on its own device: no statistic
     is all-reduced; the ranks compute the same refit (tests/test_relufy_distributed.py checks they agree)."""
-    n = min(args.calibration_size, len(dataset))
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed))[:n]
-    calibration = _subset(dataset, sorted(order.tolist()))
     device = args.device  # this rank's device: each rank refits on the same subset, so all ranks agree
     student.to(device), teacher.to(device)
     if args.process_index == 0:  # the plan line, as a training run prints one (run_plan.RunPlanCallback)
         then = "then distillation" if not refit_only(args) else "no training"
         print(
-            f"relufy: road refit · least-squares refit on {n:,} of {len(dataset):,} inputs · {then} · device {device}"
+            f"relufy: road refit · least-squares refit on {len(calibration):,} of {inputs:,} inputs · {then} · "
+            f"device {device}"
         )
     report = refit_down_projections(
         student,
