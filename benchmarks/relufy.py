@@ -89,6 +89,14 @@ TARGETS = {
 }
 #: Issue 23's targets of the refit alone (0 steps).
 REFIT_TARGETS = {"agreement": 0.95, "embedder_mean_cosine": 0.97, "lm_perplexity_ratio": 1.05}
+#: Issue 23's targets of refit → distil at one epoch (Debian's agreement has its own).
+REFIT_DISTIL_TARGETS = {
+    "agreement": 0.98,
+    "debian_cls_agreement": 0.975,
+    "embedder_mean_cosine": 0.99,
+    "retrieval_drop_points": 0.3,
+    "next_token_agreement": 0.98,
+}
 EMBEDDER_POOL, EMBEDDER_TRAIN, EMBEDDER_EVAL = 1200, 800, 600  # description pairs (see _embedder_job)
 BATCH = 32  # per-device batch of every relufy run (--batch)
 #: Start points (the GELU fine-tunes) are trained once and kept here, across processes and runs.
@@ -318,9 +326,33 @@ def summarize(rows: list[dict], kind: str) -> dict:
     }
 
 
-def checks(result: dict) -> dict:
+def _refit_distil_checks(name: str, result: dict) -> dict:
+    """Refit → distil: never below the refit alone (at every budget), and issue 23's one-epoch targets."""
+    out, kind, summary = {}, result["kind"], result["summary"]
+    key = MAIN_MEASURE[kind]
+    refit = summary.get("refit@0")
+    for group, stat in summary.items():
+        if refit and group.startswith("refit_distil@"):
+            out[f"{group}: {key} ≥ refit@0's"] = stat[key]["mean"] >= refit[key]["mean"]
+    epoch = summary.get("refit_distil@1")
+    if epoch:
+        mean = {k: v["mean"] for k, v in epoch.items()}
+        if kind == "embedder":
+            out["refit_distil@1: mean cosine ≥ 0.99"] = (
+                mean["mean_cosine"] >= REFIT_DISTIL_TARGETS["embedder_mean_cosine"]
+            )
+            drop = 100 * (result["original"]["recall_at_1"] - mean["recall_at_1_twin"])
+            out["refit_distil@1: recall@1 within 0.3 pt"] = drop <= REFIT_DISTIL_TARGETS["retrieval_drop_points"]
+        else:
+            floor = REFIT_DISTIL_TARGETS.get(f"{name}_agreement", REFIT_DISTIL_TARGETS["agreement"])
+            floor = REFIT_DISTIL_TARGETS["next_token_agreement"] if kind == "causal_lm" else floor
+            out[f"refit_distil@1: {key} ≥ {floor:.1%}"] = mean[key] >= floor
+    return out
+
+
+def checks(result: dict, name: str = "") -> dict:
     """The issue's targets, per task and road (default road first), on seed means."""
-    out = {}
+    out = _refit_distil_checks(name, result)
     kind, base, summary = result["kind"], result["original"], result["summary"]
     for road in ("swap_distil", "lambda_distil"):
         for budget in result["budgets"]:
@@ -409,10 +441,10 @@ def time_to_fidelity(result: dict) -> dict:
     return out
 
 
-def _derived(result: dict) -> dict:
+def _derived(result: dict, name: str) -> dict:
     """The summary, checks and time to fidelity of a task's rows (recomputed after a merge)."""
     result["summary"] = summarize(result["rows"], result["kind"])
-    result["checks"] = checks(result)
+    result["checks"] = checks(result, name)
     result["time_to_fidelity"] = time_to_fidelity(result)
     return result
 
@@ -422,7 +454,7 @@ def _task_result(job: Job, rows: list[dict], original: dict, args: argparse.Name
         "kind": job.kind, "info": job.info, "original": original, "budgets": list(args.budgets),
         "train_inputs": len(job.train), "eval_inputs": len(job.eval), "rows": rows,
     }  # fmt: skip
-    return _derived(result)
+    return _derived(result, job.name)
 
 
 def _reached(hit: dict | None) -> str:
@@ -539,8 +571,8 @@ def merge(paths: list[str], out: Path, replace: bool = False) -> int:
             else:
                 merged["tasks"][name] = result
         merged.setdefault("merged_from", []).append(data["meta"]["command"])
-    for result in merged["tasks"].values():
-        _derived(result)
+    for name, result in merged["tasks"].items():
+        _derived(result, name)
     common.write_json(merged, out)
     print(format_results(merged))
     print(markdown_table(merged))
