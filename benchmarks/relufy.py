@@ -330,10 +330,15 @@ def _refit_distil_checks(name: str, result: dict) -> dict:
     """Refit → distil: never below the refit alone (at every budget), and issue 23's one-epoch targets."""
     out, kind, summary = {}, result["kind"], result["summary"]
     key = MAIN_MEASURE[kind]
-    refit = summary.get("refit@0")
-    for group, stat in summary.items():
-        if refit and group.startswith("refit_distil@"):
-            out[f"{group}: {key} ≥ refit@0's"] = stat[key]["mean"] >= refit[key]["mean"]
+    refit = {r["seed"]: r[key] for r in result["rows"] if r["arm"] == "refit"}
+    for budget in sorted({r["budget_epochs"] for r in result["rows"] if r["arm"] == "refit_distil"}):
+        distil = {
+            r["seed"]: r[key] for r in result["rows"] if r["arm"] == "refit_distil" and r["budget_epochs"] == budget
+        }
+        seeds = sorted(set(distil) & set(refit))  # the same seeds: the same calibration draw
+        if seeds:
+            below = [seed for seed in seeds if distil[seed] < refit[seed]]
+            out[f"refit_distil@{budget:g}: {key} ≥ refit@0's, seed by seed ({len(seeds)})"] = not below
     epoch = summary.get("refit_distil@1")
     if epoch:
         mean = {k: v["mean"] for k, v in epoch.items()}
