@@ -686,8 +686,8 @@ def _sparsity(args: argparse.Namespace) -> None:
 #: relufy's expected run time on a CPU, from benchmarks/README.md §6b (MiniLM, batch 8, one epoch, mean of 3 seeds:
 #: sentiment 5,784 inputs in 203 s, Debian 2,461 in 121 s, the embedder's 1,600 long texts in 205 s).
 RELUFY_RUN_TIME = (
-    "Run time for all-MiniLM-L6-v2 on a shared 2-core CPU: the refit alone (the default) about 13-30 s on its 512 "
-    "calibration inputs (benchmarks/README.md §6d); distilling (--epochs) about 35-50 s per 1,000 short texts per "
+    "Run time for all-MiniLM-L6-v2 on a shared 2-core CPU: the refit alone (the default) about 6-22 s on its 512 "
+    "calibration inputs, one thread (benchmarks/README.md §6d); distilling (--epochs) about 35-50 s per 1,000 short texts per "
     "epoch (batch 8), about 130 s per 1,000 long texts (§6b); a GPU is much faster. The first steps of a "
     "distillation print an estimate for your run."
 )
